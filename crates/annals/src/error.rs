@@ -1,0 +1,252 @@
+//! The one error type of the crate. Every variant carries what a person needs to act on it:
+//! which file, which line, which byte offset, what was expected and what was found.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::{SegmentId, SessionId};
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a line (or a file) is not what annals wrote. Used both in [`Error::Corrupt`] and in the
+/// [`Problem`](crate::Problem)s of a tolerant scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorruptReason {
+    /// The line does not start with the fixed `{"crc":"xxxxxxxx",` prefix.
+    BadPrefix,
+    /// The CRC stored in the line does not match the CRC of the bytes that follow it.
+    CrcMismatch {
+        /// CRC written in the line.
+        stored: u32,
+        /// CRC computed over the line's covered bytes.
+        computed: u32,
+    },
+    /// The CRC matched but the rest of the line is not a well-formed annals line.
+    Malformed(&'static str),
+    /// A complete line longer than the 4096-byte limit (annals never writes one).
+    TooLong {
+        /// Length of the line in bytes, without its newline.
+        len: u64,
+    },
+    /// The sequence number is not the next one: entries are missing or were written by two
+    /// writers that did not see each other.
+    SeqMismatch {
+        /// The sequence number this line should carry.
+        expected: u64,
+        /// The sequence number it does carry.
+        found: u64,
+    },
+    /// The first line of the file is not a valid header.
+    BadHeader(String),
+    /// A header line where only entries may stand.
+    UnexpectedHeader,
+    /// The header names another session or segment than the file's place in the store.
+    WrongIdentity {
+        /// What the file's path says.
+        expected: String,
+        /// What the header says.
+        found: String,
+    },
+    /// An unterminated tail that cannot be a torn annals line (too long, or not shaped like one).
+    /// A real torn tail is not corruption and is reported as a [`TornTail`](crate::TornTail).
+    BadTail {
+        /// Length of the unterminated bytes.
+        len: u64,
+    },
+    /// The file is empty or holds no complete header line.
+    MissingHeader,
+}
+
+impl fmt::Display for CorruptReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadPrefix => {
+                f.write_str("line does not start with the {\"crc\":\"xxxxxxxx\", prefix")
+            }
+            Self::CrcMismatch { stored, computed } => write!(
+                f,
+                "CRC mismatch: line says {stored:08x}, its bytes hash to {computed:08x}"
+            ),
+            Self::Malformed(what) => write!(f, "malformed line: {what}"),
+            Self::TooLong { len } => write!(f, "line of {len} bytes exceeds the 4096-byte limit"),
+            Self::SeqMismatch { expected, found } => {
+                if found < expected {
+                    write!(f, "sequence number {found} repeats or goes back (expected {expected}): two writers appended without seeing each other")
+                } else {
+                    write!(f, "sequence number {found} skips ahead (expected {expected}): entries {expected}..{found} are missing")
+                }
+            }
+            Self::BadHeader(why) => write!(f, "bad header line: {why}"),
+            Self::UnexpectedHeader => f.write_str("a header line after the first line"),
+            Self::WrongIdentity { expected, found } => {
+                write!(f, "header belongs to {found}, but the file is {expected}")
+            }
+            Self::BadTail { len } => write!(
+                f,
+                "{len} unterminated bytes at the end that cannot be a torn annals line"
+            ),
+            Self::MissingHeader => f.write_str("file has no complete header line"),
+        }
+    }
+}
+
+/// Every error annals returns.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system call failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What annals was doing (`"open"`, `"append to"`, `"fsync"`, ...).
+        op: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A log file is damaged. Nothing was changed; `annals verify` shows every problem and
+    /// `annals repair` cuts the file back to its last good line.
+    #[error("{}: line {line} at byte {offset}: {reason}", path.display())]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// 1-based line number in the file (line 1 is the header).
+        line: u64,
+        /// Byte offset of the start of that line.
+        offset: u64,
+        /// What is wrong with it.
+        reason: CorruptReason,
+    },
+
+    /// The file was written by a format version this build does not read.
+    #[error("{}: format version {found} is not supported (this build reads version {supported}); upgrade annals", path.display())]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// Version found in its header.
+        found: u64,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+
+    /// The encoded line would exceed the line limit; nothing was written.
+    #[error("entry too large: its line would be {size} bytes, the limit is {limit}")]
+    EntryTooLarge {
+        /// Size of the line the entry would need, newline included.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+
+    /// Another writer changed the segment since this writer last looked; nothing was written.
+    /// The usual reaction is [`Store::fork`](crate::Store::fork) at the writer's own count.
+    #[error("concurrent writer on segment {segment}: expected {expected}, found {found}")]
+    ConcurrentWriter {
+        /// The segment.
+        segment: SegmentId,
+        /// What this writer believed the segment's tip was.
+        expected: crate::Tip,
+        /// What it is.
+        found: crate::Tip,
+    },
+
+    /// The session does not exist.
+    #[error("session {0} not found")]
+    SessionNotFound(SessionId),
+
+    /// The segment does not exist in that session.
+    #[error("segment {segment} not found in session {session}")]
+    SegmentNotFound {
+        /// The session searched.
+        session: SessionId,
+        /// The missing segment.
+        segment: SegmentId,
+    },
+
+    /// `create_segment` or `fork` would clobber an existing segment.
+    #[error("segment {segment} already exists in session {session}")]
+    SegmentExists {
+        /// The session.
+        session: SessionId,
+        /// The segment that exists.
+        segment: SegmentId,
+    },
+
+    /// A truncate or fork point lies past the end of the segment.
+    #[error("segment {segment} has {count} entries; cannot keep {requested}")]
+    BeyondEnd {
+        /// The segment.
+        segment: SegmentId,
+        /// Number of entries asked for.
+        requested: u64,
+        /// Number of entries it has.
+        count: u64,
+    },
+
+    /// An fsync of this file failed earlier. Its state on disk is unknown, so every later write to
+    /// it fails with this error until the store is reopened. Never retried.
+    #[error("{}: an earlier fsync failed ({cause}); the file's durable state is unknown, reopen the store and verify it", path.display())]
+    Poisoned {
+        /// The file.
+        path: PathBuf,
+        /// The error of the failed fsync.
+        cause: String,
+    },
+
+    /// The caller handed in text that is not one JSON value.
+    #[error("invalid JSON entry: {0}")]
+    InvalidJson(#[source] serde_json::Error),
+
+    /// The caller's value could not be serialized.
+    #[error("could not serialize entry: {0}")]
+    Serialize(#[source] serde_json::Error),
+
+    /// A stored entry did not deserialize into the caller's type.
+    #[error(
+        "entry {seq} of segment {segment} does not deserialize into the requested type: {source}"
+    )]
+    Deserialize {
+        /// The segment.
+        segment: SegmentId,
+        /// Sequence number of the entry.
+        seq: u64,
+        /// serde's error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A session or segment id did not parse.
+    #[error("invalid {what} {input:?}: {reason}")]
+    InvalidId {
+        /// Which kind of id.
+        what: &'static str,
+        /// The text given (first 80 characters).
+        input: String,
+        /// Why it is not an id.
+        reason: String,
+    },
+
+    /// A caller-supplied sink asked to stop with an error of its own.
+    #[error("{0}")]
+    Sink(String),
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// True for errors that say the data on disk is damaged or unreadable by this build.
+    #[must_use]
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, Self::Corrupt { .. } | Self::UnsupportedVersion { .. })
+    }
+}

@@ -1,0 +1,238 @@
+//! An open segment (or trace) file as a writer holds it: the `O_APPEND` descriptor, the cached
+//! tip, and the lock protocol.
+//!
+//! **Lock protocol.** Every operation that writes a file (append, torn-tail removal, rollback,
+//! rewrite, repair) holds `flock(LOCK_EX)` on the file while it checks the tip and writes.
+//! Readers hold `LOCK_SH` only while they read the committed length. After taking a lock, a
+//! holder checks `st_nlink`: zero means the file was replaced by a rewrite (or deleted) while
+//! it waited, so it reopens the path and locks again. Cost of an append: lock, fstat, write,
+//! unlock (plus fdatasync in `Sync` mode).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::PathBuf;
+
+use crate::codec::{self, Header};
+use crate::fs::read::{probe_tail, read_header, TailState};
+use crate::scan::Identity;
+use crate::{Error, RawEntry, Result, Tip};
+
+pub(crate) fn open_append(path: &std::path::Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[derive(Debug)]
+pub(crate) struct Handle {
+    pub path: PathBuf,
+    pub identity: Identity,
+    pub file: File,
+    /// Header of the currently open file and the offset where entries start; `None` until the
+    /// file has been read under the lock.
+    pub header: Option<(Header, u64)>,
+    pub tail: TailState,
+    /// Set when an fsync (or a rollback) failed: the file's state is unknown from then on.
+    pub poisoned: Option<String>,
+    buf: Vec<u8>,
+}
+
+impl Handle {
+    /// Opens an existing file. `Ok(None)` if it does not exist.
+    pub(crate) fn open(path: PathBuf, identity: Identity) -> Result<Option<Self>> {
+        let file = match open_append(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("open", &path, e)),
+        };
+        Ok(Some(Self {
+            path,
+            identity,
+            file,
+            header: None,
+            tail: TailState {
+                committed: 0,
+                count: 0,
+                torn: 0,
+            },
+            poisoned: None,
+            buf: Vec::new(),
+        }))
+    }
+
+    pub(crate) fn tip(&self) -> Tip {
+        Tip {
+            count: self.tail.count,
+            generation: self.header.as_ref().map_or(0, |(h, _)| h.generation),
+        }
+    }
+
+    fn not_found(&self) -> Error {
+        Error::SegmentNotFound {
+            session: self.identity.session,
+            segment: self.identity.segment,
+        }
+    }
+
+    /// Takes the exclusive lock on the current file at the path and brings the cached state up
+    /// to date with it. On `Err` the lock is not held.
+    fn lock(&mut self) -> Result<()> {
+        loop {
+            self.file
+                .lock()
+                .map_err(|e| Error::io("lock", &self.path, e))?;
+            match self.refresh() {
+                Ok(true) => return Ok(()),
+                Ok(false) => {
+                    // Replaced or deleted while we waited: follow the path.
+                    let _ = self.file.unlock();
+                    self.file = match open_append(&self.path) {
+                        Ok(f) => f,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                            return Err(self.not_found())
+                        }
+                        Err(e) => return Err(Error::io("open", &self.path, e)),
+                    };
+                    self.header = None;
+                }
+                Err(e) => {
+                    let _ = self.file.unlock();
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Under the lock: `Ok(false)` if the open file is no longer the one at the path.
+    fn refresh(&mut self) -> Result<bool> {
+        let meta = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io("stat", &self.path, e))?;
+        if meta.nlink() == 0 {
+            return Ok(false);
+        }
+        let size = meta.len();
+        let (header_end, known) = match &self.header {
+            Some((_, end)) => (*end, (self.tail.committed, self.tail.count)),
+            None => {
+                let (header, end) = read_header(&self.file, &self.path, self.identity)?;
+                self.header = Some((header, end));
+                self.tail = TailState {
+                    committed: end,
+                    count: 0,
+                    torn: 0,
+                };
+                (end, (end, 0))
+            }
+        };
+        if size != self.tail.committed + self.tail.torn {
+            let known = if size >= known.0 {
+                known
+            } else {
+                (header_end, 0)
+            };
+            self.tail = probe_tail(&self.file, &self.path, size, known)?;
+        }
+        Ok(true)
+    }
+
+    /// Runs `f` with the exclusive lock held and the state fresh.
+    pub(crate) fn locked<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.lock()?;
+        let result = f(self);
+        let _ = self.file.unlock();
+        result
+    }
+
+    pub(crate) fn check_poison(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(cause) => Err(Error::Poisoned {
+                path: self.path.clone(),
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Appends `entries` as one `write(2)`, under the lock. `expected` is the detector's tip.
+    pub(crate) fn append(
+        &mut self,
+        entries: &[RawEntry],
+        expected: Option<Tip>,
+        sync: bool,
+    ) -> Result<Tip> {
+        self.check_poison()?;
+        self.locked(|h| {
+            let tip = h.tip();
+            if let Some(expected) = expected {
+                if expected != tip {
+                    return Err(Error::ConcurrentWriter {
+                        segment: h.identity.segment,
+                        expected,
+                        found: tip,
+                    });
+                }
+            }
+            if entries.is_empty() {
+                return Ok(tip);
+            }
+            h.buf.clear();
+            for (seq, entry) in (tip.count..).zip(entries) {
+                codec::encode_entry(seq, entry.as_str(), &mut h.buf).map_err(|size| {
+                    Error::EntryTooLarge {
+                        size,
+                        limit: codec::MAX_LINE,
+                    }
+                })?;
+            }
+            if h.tail.torn > 0 {
+                // A crash left an unterminated line; it was never committed. Remove it so that
+                // the new line does not glue onto it. Safe: we hold the exclusive lock.
+                h.file
+                    .set_len(h.tail.committed)
+                    .map_err(|e| Error::io("remove torn tail of", &h.path, e))?;
+                h.tail.torn = 0;
+            }
+            h.write_all_once()?;
+            if sync {
+                if let Err(e) = h.file.sync_data() {
+                    h.poisoned = Some(e.to_string());
+                    return Err(Error::io("fsync", &h.path, e));
+                }
+            }
+            h.tail.committed += h.buf.len() as u64;
+            h.tail.count += entries.len() as u64;
+            Ok(h.tip())
+        })
+    }
+
+    /// One `write(2)` of the whole buffer. A short or failed write is rolled back (cut to the
+    /// committed length, which only removes bytes of this write since we hold the lock), so it
+    /// never becomes a committed line.
+    fn write_all_once(&mut self) -> Result<()> {
+        let outcome = loop {
+            match self.file.write(&self.buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => break other,
+            }
+        };
+        let error = match outcome {
+            Ok(n) if n == self.buf.len() => return Ok(()),
+            Ok(n) => io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("short write: {n} of {} bytes", self.buf.len()),
+            ),
+            Err(e) => e,
+        };
+        if let Err(rollback) = self.file.set_len(self.tail.committed) {
+            self.poisoned = Some(format!(
+                "append failed ({error}) and its rollback failed too ({rollback})"
+            ));
+        }
+        Err(Error::io("append to", &self.path, error))
+    }
+}

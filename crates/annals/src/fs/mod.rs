@@ -1,0 +1,1033 @@
+//! The filesystem store: the embedded default.
+//!
+//! Layout: `{root}/{session}/{segment}.jsonl` (the log), `{segment}.trace.jsonl` (the debug
+//! trace), `.{segment}.{uuid}.tmp` while a file is being created or rewritten, and
+//! `{segment}.jsonl.dropped-{ms}` where a repair kept the bytes it cut. Directories are created
+//! `0700`, files `0600`. Anything in the root or a session directory that does not parse as
+//! ours is ignored by listings and never touched.
+
+mod handle;
+mod mmap;
+mod read;
+
+use std::collections::HashMap;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use crate::codec::{self, FileKind, Header, Lineage, FORMAT_VERSION};
+use crate::error::CorruptReason;
+use crate::scan::{Checker, Identity};
+use crate::{
+    Error, RawEntry, ReadMode, ReplayOptions, Result, ScanReport, SegmentId, SegmentInfo,
+    SessionId, Sink, Store, Tip, TornTail,
+};
+use handle::Handle;
+
+/// What an append promises once it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// The line is in the kernel's page cache: it survives a crash of the process, not a power
+    /// cut or kernel crash.
+    #[default]
+    Buffered,
+    /// `fdatasync` before the append returns: the line survives a power cut (on a device that
+    /// honours flushes).
+    Sync,
+}
+
+/// Options of [`FsStore::open_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsOptions {
+    /// What an append promises.
+    pub durability: Durability,
+    /// How many segment files the store keeps open between appends (least recently used ones
+    /// are closed beyond that).
+    pub max_open_files: usize,
+}
+
+impl Default for FsOptions {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Buffered,
+            max_open_files: 256,
+        }
+    }
+}
+
+/// What [`FsStore::repair`] did, or would do with `dry_run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repair {
+    /// The segment file.
+    pub path: PathBuf,
+    /// The log is kept up to this byte (the end of its last good line).
+    pub keep_bytes: u64,
+    /// Entries kept.
+    pub kept_entries: u64,
+    /// Bytes cut from the end (torn tail included).
+    pub dropped_bytes: u64,
+    /// The torn tail, if that is all that was wrong.
+    pub torn_tail: Option<TornTail>,
+    /// The first problem, if there was damage beyond a torn tail.
+    pub first_problem: Option<crate::Problem>,
+    /// Where the dropped bytes were saved (`None` for a dry run or when nothing was dropped).
+    pub backup: Option<PathBuf>,
+}
+
+impl Repair {
+    /// True if the segment was healthy and nothing was (or would be) changed.
+    #[must_use]
+    pub fn is_noop(&self) -> bool {
+        self.dropped_bytes == 0
+    }
+}
+
+type Key = (SessionId, SegmentId, FileKind);
+
+#[derive(Debug, Default)]
+struct OpenFiles {
+    slots: HashMap<Key, (Arc<Mutex<Handle>>, u64)>,
+    tick: u64,
+}
+
+/// The filesystem [`Store`]. See the module docs for the layout and docs/DURABILITY.md for what
+/// each [`Durability`] survives.
+#[derive(Debug)]
+pub struct FsStore {
+    root: PathBuf,
+    options: FsOptions,
+    open: Mutex<OpenFiles>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing here panics while holding these locks; if something did, the state it guards is
+    // re-validated against the file under flock before every use anyway.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn create_dir(path: &Path) -> Result<bool> {
+    match DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(Error::io("create directory", path, e)),
+    }
+}
+
+fn sync_dir(path: &Path) -> Result<()> {
+    File::open(path)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("fsync directory", path, e))
+}
+
+/// A file being written under a temporary name, removed on drop unless published.
+struct TempFile {
+    path: PathBuf,
+    file: File,
+    published: bool,
+}
+
+impl TempFile {
+    fn create(dir: &Path, segment: SegmentId) -> Result<Self> {
+        let path = dir.join(format!(".{segment}.{}.tmp", uuid::Uuid::now_v7().simple()));
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io("create", &path, e))?;
+        Ok(Self {
+            path,
+            file,
+            published: false,
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.file
+            .write_all(bytes)
+            .map_err(|e| Error::io("write", &self.path, e))
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.file
+            .sync_all()
+            .map_err(|e| Error::io("fsync", &self.path, e))
+    }
+
+    /// Links the file at `dest` unless something is there already (atomic no-clobber), then
+    /// drops the temporary name.
+    fn publish_new(mut self, dest: &Path) -> Result<bool> {
+        match fs::hard_link(&self.path, dest) {
+            Ok(()) => {
+                self.published = true;
+                let _ = fs::remove_file(&self.path);
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(Error::io("link", dest, e)),
+        }
+    }
+
+    /// Renames the file over `dest`. Returns the open file, which is now `dest`.
+    fn replace(mut self, dest: &Path) -> Result<File> {
+        fs::rename(&self.path, dest).map_err(|e| Error::io("rename over", dest, e))?;
+        self.published = true;
+        let file = self
+            .file
+            .try_clone()
+            .map_err(|e| Error::io("dup", dest, e))?;
+        Ok(file)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn encode_header(header: &Header, out: &mut Vec<u8>) -> Result<u64> {
+    codec::encode_header(header, out)
+        .map(|n| n as u64)
+        .map_err(|size| Error::EntryTooLarge {
+            size,
+            limit: codec::MAX_LINE,
+        })
+}
+
+fn encode_entries(first: u64, entries: &[RawEntry], out: &mut Vec<u8>) -> Result<()> {
+    for (seq, e) in (first..).zip(entries) {
+        codec::encode_entry(seq, e.as_str(), out).map_err(|size| Error::EntryTooLarge {
+            size,
+            limit: codec::MAX_LINE,
+        })?;
+    }
+    Ok(())
+}
+
+impl FsStore {
+    /// Opens (creating if needed, mode `0700`) a store rooted at `root`, with default options.
+    ///
+    /// # Errors
+    /// I/O errors creating or reading the root.
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(root, FsOptions::default())
+    }
+
+    /// Opens a store with explicit options.
+    ///
+    /// # Errors
+    /// I/O errors creating or reading the root.
+    pub fn open_with(root: impl AsRef<Path>, options: FsOptions) -> Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        if !root.is_dir() {
+            DirBuilder::new()
+                .mode(0o700)
+                .recursive(true)
+                .create(&root)
+                .map_err(|e| Error::io("create store root", &root, e))?;
+        }
+        Ok(Self {
+            root,
+            options: FsOptions {
+                max_open_files: options.max_open_files.max(1),
+                ..options
+            },
+            open: Mutex::new(OpenFiles::default()),
+        })
+    }
+
+    /// The store's root directory.
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The options the store was opened with.
+    #[must_use]
+    pub fn options(&self) -> FsOptions {
+        self.options
+    }
+
+    fn session_dir(&self, session: SessionId) -> PathBuf {
+        self.root.join(session.to_string())
+    }
+
+    /// Path of a segment's log file (whether or not it exists).
+    #[must_use]
+    pub fn segment_path(&self, session: SessionId, segment: SegmentId) -> PathBuf {
+        self.file_path(session, segment, FileKind::Segment)
+    }
+
+    fn file_path(&self, session: SessionId, segment: SegmentId, kind: FileKind) -> PathBuf {
+        let name = match kind {
+            FileKind::Segment => format!("{segment}.jsonl"),
+            FileKind::Trace => format!("{segment}.trace.jsonl"),
+        };
+        self.session_dir(session).join(name)
+    }
+
+    /// The cached open handle of a file, opening it if needed. `Ok(None)` if it does not exist.
+    fn handle(&self, key: Key) -> Result<Option<Arc<Mutex<Handle>>>> {
+        {
+            let mut open = lock(&self.open);
+            open.tick += 1;
+            let tick = open.tick;
+            if let Some((h, used)) = open.slots.get_mut(&key) {
+                *used = tick;
+                return Ok(Some(Arc::clone(h)));
+            }
+        }
+        let (session, segment, kind) = key;
+        let identity = Identity {
+            kind,
+            session,
+            segment,
+        };
+        let Some(handle) = Handle::open(self.file_path(session, segment, kind), identity)? else {
+            return Ok(None);
+        };
+        let mut open = lock(&self.open);
+        if open.slots.len() >= self.options.max_open_files {
+            // Close the least recently used file that nobody is using. Poisoned ones stay, so
+            // that their error stays sticky.
+            let victim = open
+                .slots
+                .iter()
+                .filter(|(_, (h, _))| Arc::strong_count(h) == 1 && lock(h).poisoned.is_none())
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| *k);
+            if let Some(victim) = victim {
+                open.slots.remove(&victim);
+            }
+        }
+        let tick = open.tick;
+        let slot = open
+            .slots
+            .entry(key)
+            .or_insert_with(|| (Arc::new(Mutex::new(handle)), tick));
+        Ok(Some(Arc::clone(&slot.0)))
+    }
+
+    fn segment_handle(&self, session: SessionId, segment: SegmentId) -> Result<Arc<Mutex<Handle>>> {
+        self.handle((session, segment, FileKind::Segment))?
+            .ok_or(Error::SegmentNotFound { session, segment })
+    }
+
+    fn new_header(
+        session: SessionId,
+        segment: SegmentId,
+        kind: FileKind,
+        fork: Option<Lineage>,
+    ) -> Header {
+        Header {
+            annals: u64::from(FORMAT_VERSION),
+            kind,
+            session,
+            segment,
+            generation: 0,
+            created_ms: crate::now_ms(),
+            fork,
+        }
+    }
+
+    /// Creates a file crash-atomically: header and body go to a temporary file that is fsynced
+    /// and then linked into place without clobbering. `Ok(false)` if the file already existed.
+    fn create_file(
+        &self,
+        header: &Header,
+        body: &[u8],
+        copy: Option<(&File, u64, u64)>,
+    ) -> Result<bool> {
+        let dir = self.session_dir(header.session);
+        if create_dir(&dir)? {
+            sync_dir(&self.root)?;
+        }
+        let mut temp = TempFile::create(&dir, header.segment)?;
+        let mut bytes = Vec::with_capacity(codec::MAX_LINE + body.len());
+        encode_header(header, &mut bytes)?;
+        bytes.extend_from_slice(body);
+        temp.write(&bytes)?;
+        if let Some((src, from, to)) = copy {
+            copy_range(src, from, to, &mut temp)?;
+        }
+        temp.sync()?;
+        let dest = self.file_path(header.session, header.segment, header.kind);
+        if !temp.publish_new(&dest)? {
+            return Ok(false);
+        }
+        sync_dir(&dir)?;
+        Ok(true)
+    }
+
+    /// Byte offset just after the `n`-th entry line (the header is line 1), found by counting
+    /// newlines; the prefix up to it is checked strictly, so a truncate or fork never copies a
+    /// damaged line. O(n). Called under the exclusive lock with `n <= count`.
+    fn cut_after(h: &Handle, n: u64) -> Result<u64> {
+        let header_end = h.header.as_ref().map_or(0, |(_, end)| *end);
+        let cut = if n == h.tail.count {
+            h.tail.committed
+        } else {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut pos = header_end;
+            let mut seen = 0u64;
+            let mut cut = header_end;
+            while seen < n {
+                let got = read::read_at_most(&h.file, &mut buf, pos, &h.path)?;
+                if got == 0 {
+                    break;
+                }
+                for nl in memchr::memchr_iter(b'\n', buf.get(..got).unwrap_or_default()) {
+                    seen += 1;
+                    if seen == n {
+                        cut = pos + nl as u64 + 1;
+                        break;
+                    }
+                }
+                pos += got as u64;
+            }
+            cut
+        };
+        let checker = Checker::new(ReadMode::Strict, 0, false, Some(h.identity));
+        let reader = read::ReadAt::new(&h.file);
+        let (report, _) = read::scan_stream(reader, cut, checker, &mut |_, _| Ok(()), &h.path)?;
+        if report.entries != n {
+            return Err(Error::Corrupt {
+                path: h.path.clone(),
+                line: report.entries + 2,
+                offset: cut,
+                reason: CorruptReason::Malformed("fewer entry lines than sequence numbers say"),
+            });
+        }
+        Ok(cut)
+    }
+
+    fn replay_file(
+        &self,
+        key: Key,
+        options: &ReplayOptions,
+        sink: &mut Sink<'_>,
+        missing_is_empty: bool,
+    ) -> Result<ScanReport> {
+        let (session, segment, kind) = key;
+        let path = self.file_path(session, segment, kind);
+        let Some((file, len)) = with_snapshot(&path, |_, size| Ok(size))? else {
+            if missing_is_empty && self.exists(session, segment)? {
+                return Ok(ScanReport::default());
+            }
+            return Err(Error::SegmentNotFound { session, segment });
+        };
+        let checker = Checker::new(
+            options.mode,
+            options.from_seq,
+            true,
+            Some(Identity {
+                kind,
+                session,
+                segment,
+            }),
+        );
+        let (mut report, _) =
+            read::scan_stream(read::ReadAt::new(&file), len, checker, sink, &path)?;
+        report.path = Some(path);
+        Ok(report)
+    }
+
+    /// Cuts a damaged segment back to its last good line: removes a torn tail, or drops
+    /// everything from the first corrupt line on (by crash-atomic rewrite). The dropped bytes
+    /// are saved next to the segment first. A healthy segment is never touched. With `dry_run`,
+    /// only reports what it would do.
+    ///
+    /// # Errors
+    /// [`Error::SegmentNotFound`], [`Error::Corrupt`] if even the header is damaged (nothing can
+    /// be kept), I/O errors.
+    pub fn repair(&self, session: SessionId, segment: SegmentId, dry_run: bool) -> Result<Repair> {
+        let path = self.segment_path(session, segment);
+        let handle = self.segment_handle(session, segment)?;
+        let mut h = lock(&handle);
+        h.check_poison()?;
+        // Scan and cut under the exclusive lock, so no appender can be mid-line. A descriptor
+        // of its own: the handle's lock path insists on a readable tail, which is what is
+        // broken here.
+        let Some(exclusive) = open_locked(&path)? else {
+            return Err(Error::SegmentNotFound { session, segment });
+        };
+        let result = self.repair_locked(&mut h, &exclusive, dry_run);
+        let _ = exclusive.unlock();
+        result
+    }
+
+    fn repair_locked(&self, h: &mut Handle, file: &File, dry_run: bool) -> Result<Repair> {
+        let path = h.path.clone();
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io("stat", &path, e))?
+            .len();
+        let checker = Checker::new(ReadMode::Tolerant, 0, false, Some(h.identity));
+        let (report, header) = read::scan_stream(
+            read::ReadAt::new(file),
+            size,
+            checker,
+            &mut |_, _| Ok(()),
+            &path,
+        )?;
+        let mut plan = Repair {
+            path: path.clone(),
+            keep_bytes: report.valid_up_to,
+            kept_entries: 0,
+            dropped_bytes: size - report.valid_up_to,
+            torn_tail: report.torn_tail,
+            first_problem: report.problems.first().cloned(),
+            backup: None,
+        };
+        let header = match header {
+            Some(hd) if report.valid_up_to > 0 => hd,
+            _ => {
+                return Err(Error::Corrupt {
+                    path,
+                    line: 1,
+                    offset: 0,
+                    reason: CorruptReason::MissingHeader,
+                })
+            }
+        };
+        if plan.dropped_bytes == 0 {
+            plan.kept_entries = report.entries;
+            return Ok(plan);
+        }
+        // Entries kept = entry lines before the first problem.
+        let checker = Checker::new(ReadMode::Strict, 0, false, None);
+        let (kept, _) = read::scan_stream(
+            read::ReadAt::new(file),
+            plan.keep_bytes,
+            checker,
+            &mut |_, _| Ok(()),
+            &path,
+        )?;
+        plan.kept_entries = kept.entries;
+        if dry_run {
+            return Ok(plan);
+        }
+        let backup = path.with_file_name(format!(
+            "{}.jsonl.dropped-{}",
+            h.identity.segment,
+            crate::now_ms()
+        ));
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&backup)
+            .map_err(|e| Error::io("create backup", &backup, e))?;
+        io::copy(
+            &mut read::ReadAt::at(file, plan.keep_bytes).take(plan.dropped_bytes),
+            &mut out,
+        )
+        .map_err(|e| Error::io("write backup", &backup, e))?;
+        out.sync_all().map_err(|e| Error::io("fsync", &backup, e))?;
+        let dir = self.session_dir(h.identity.session);
+        sync_dir(&dir)?;
+        if plan.first_problem.is_none() {
+            // Only a torn tail: it lies after the last newline, so cutting in place is safe
+            // for mapped readers (see fs/mmap.rs).
+            let writable = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| Error::io("open", &path, e))?;
+            writable
+                .set_len(plan.keep_bytes)
+                .map_err(|e| Error::io("cut torn tail of", &path, e))?;
+            writable
+                .sync_all()
+                .map_err(|e| Error::io("fsync", &path, e))?;
+        } else {
+            let new_header = Header {
+                generation: header.generation + 1,
+                ..header
+            };
+            let mut temp = TempFile::create(&dir, h.identity.segment)?;
+            let mut bytes = Vec::new();
+            encode_header(&new_header, &mut bytes)?;
+            temp.write(&bytes)?;
+            let old_header_end = first_line_end(file, &path)?;
+            copy_range(file, old_header_end, plan.keep_bytes, &mut temp)?;
+            temp.sync()?;
+            temp.replace(&path)?;
+            if let Err(e) = sync_dir(&dir) {
+                h.poisoned = Some(e.to_string());
+                return Err(e);
+            }
+        }
+        // The handle re-reads the file at its next use.
+        h.header = None;
+        plan.backup = Some(backup);
+        Ok(plan)
+    }
+}
+
+/// Opens a file and takes its exclusive lock, following replacements. `Ok(None)` if missing.
+fn open_locked(path: &Path) -> Result<Option<File>> {
+    loop {
+        let file = match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("open", path, e)),
+        };
+        file.lock().map_err(|e| Error::io("lock", path, e))?;
+        let meta = file.metadata().map_err(|e| Error::io("stat", path, e));
+        match meta {
+            Ok(m) if m.nlink() > 0 => return Ok(Some(file)),
+            Ok(_) => {
+                let _ = file.unlock();
+            }
+            Err(e) => {
+                let _ = file.unlock();
+                return Err(e);
+            }
+        }
+    }
+}
+
+fn first_line_end(file: &File, path: &Path) -> Result<u64> {
+    let mut buf = vec![0u8; codec::MAX_LINE];
+    let n = read::read_at_most(file, &mut buf, 0, path)?;
+    memchr::memchr(b'\n', buf.get(..n).unwrap_or_default())
+        .map(|p| p as u64 + 1)
+        .ok_or_else(|| Error::Corrupt {
+            path: path.to_path_buf(),
+            line: 1,
+            offset: 0,
+            reason: CorruptReason::MissingHeader,
+        })
+}
+
+/// Copies bytes `from..to` of `src` to the end of `temp` (raw lines, never re-serialized).
+fn copy_range(src: &File, from: u64, to: u64, temp: &mut TempFile) -> Result<()> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut pos = from;
+    while pos < to {
+        let want = usize::try_from(to - pos)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let slot = buf.get_mut(..want).unwrap_or_default();
+        let n = read::read_at_most(src, slot, pos, &temp.path)?;
+        if n == 0 {
+            return Err(Error::io(
+                "copy",
+                &temp.path,
+                io::Error::new(io::ErrorKind::UnexpectedEof, "source shrank while copying"),
+            ));
+        }
+        temp.write(slot.get(..n).unwrap_or_default())?;
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+/// Opens a file for reading and runs `f` on it under the shared lock (so that no append is in
+/// flight), following replacements. `Ok(None)` if the file does not exist.
+fn with_snapshot<T>(
+    path: &Path,
+    mut f: impl FnMut(&File, u64) -> Result<T>,
+) -> Result<Option<(File, T)>> {
+    loop {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("open", path, e)),
+        };
+        let meta = file.metadata().map_err(|e| Error::io("stat", path, e))?;
+        if !meta.is_file() {
+            return Err(Error::io(
+                "open",
+                path,
+                io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
+            ));
+        }
+        file.lock_shared().map_err(|e| Error::io("lock", path, e))?;
+        let result = file
+            .metadata()
+            .map_err(|e| Error::io("stat", path, e))
+            .and_then(|m| {
+                if m.nlink() == 0 {
+                    Ok(None)
+                } else {
+                    f(&file, m.len()).map(Some)
+                }
+            });
+        let _ = file.unlock();
+        if let Some(value) = result? {
+            return Ok(Some((file, value)));
+        }
+    }
+}
+
+fn is_regular_file(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+}
+
+impl FsStore {
+    /// Header, tail and metadata of a segment read without caching a handle (listings).
+    fn probe(&self, session: SessionId, segment: SegmentId) -> Result<(Header, Tip, fs::Metadata)> {
+        let path = self.segment_path(session, segment);
+        let identity = Identity {
+            kind: FileKind::Segment,
+            session,
+            segment,
+        };
+        let probed = with_snapshot(&path, |file, size| {
+            let (header, header_end) = read::read_header(file, &path, identity)?;
+            let tail = read::probe_tail(file, &path, size, (header_end, 0))?;
+            let meta = file.metadata().map_err(|e| Error::io("stat", &path, e))?;
+            Ok((header, tail, meta))
+        })?;
+        let Some((_, (header, tail, meta))) = probed else {
+            return Err(Error::SegmentNotFound { session, segment });
+        };
+        let tip = Tip {
+            count: tail.count,
+            generation: header.generation,
+        };
+        Ok((header, tip, meta))
+    }
+
+    fn cached(&self, key: Key) -> Option<Arc<Mutex<Handle>>> {
+        lock(&self.open).slots.get(&key).map(|(h, _)| Arc::clone(h))
+    }
+
+    fn durable(&self) -> bool {
+        self.options.durability == Durability::Sync
+    }
+}
+
+impl Store for FsStore {
+    fn create_segment(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        initial: &[RawEntry],
+    ) -> Result<Tip> {
+        let mut body = Vec::new();
+        encode_entries(0, initial, &mut body)?;
+        let header = Self::new_header(session, segment, FileKind::Segment, None);
+        if !self.create_file(&header, &body, None)? {
+            return Err(Error::SegmentExists { session, segment });
+        }
+        Ok(Tip {
+            count: initial.len() as u64,
+            generation: 0,
+        })
+    }
+
+    fn append_batch_raw(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        entries: &[RawEntry],
+    ) -> Result<Tip> {
+        let handle = self.segment_handle(session, segment)?;
+        let mut h = lock(&handle);
+        h.append(entries, None, self.durable())
+    }
+
+    fn append_if(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        expected: Tip,
+        entries: &[RawEntry],
+    ) -> Result<Tip> {
+        let handle = self.segment_handle(session, segment)?;
+        let mut h = lock(&handle);
+        h.append(entries, Some(expected), self.durable())
+    }
+
+    fn replay_raw(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        options: &ReplayOptions,
+        sink: &mut Sink<'_>,
+    ) -> Result<ScanReport> {
+        self.replay_file((session, segment, FileKind::Segment), options, sink, false)
+    }
+
+    /// The mapped fast path: CRC, shape and sequence of every line, from a read-only mapping
+    /// of the committed part of the file.
+    fn verify(&self, session: SessionId, segment: SegmentId) -> Result<ScanReport> {
+        let path = self.segment_path(session, segment);
+        let snapshot = with_snapshot(&path, |file, size| {
+            Ok((size, read::committed_end(file, &path, size)?))
+        })?;
+        let Some((file, (size, committed))) = snapshot else {
+            return Err(Error::SegmentNotFound { session, segment });
+        };
+        let map = mmap::map_committed(&file, committed, &path)?;
+        let mut tail =
+            vec![0u8; usize::try_from((size - committed).min(codec::MAX_LINE as u64)).unwrap_or(0)];
+        let n = read::read_at_most(&file, &mut tail, committed, &path)?;
+        tail.truncate(n);
+        let checker = Checker::new(
+            ReadMode::Tolerant,
+            0,
+            false,
+            Some(Identity {
+                kind: FileKind::Segment,
+                session,
+                segment,
+            }),
+        );
+        let bytes: &[u8] = map.as_deref().unwrap_or_default();
+        let (mut report, _) = read::scan_slice(
+            bytes,
+            &tail,
+            size - committed,
+            checker,
+            &mut |_, _| Ok(()),
+            &path,
+        )?;
+        report.path = Some(path);
+        Ok(report)
+    }
+
+    fn tip(&self, session: SessionId, segment: SegmentId) -> Result<Tip> {
+        if let Some(handle) = self.cached((session, segment, FileKind::Segment)) {
+            let mut h = lock(&handle);
+            return h.locked(|h| Ok(h.tip()));
+        }
+        self.probe(session, segment).map(|(_, tip, _)| tip)
+    }
+
+    fn truncate(&self, session: SessionId, segment: SegmentId, keep: u64) -> Result<Tip> {
+        let handle = self.segment_handle(session, segment)?;
+        let mut h = lock(&handle);
+        h.check_poison()?;
+        let dir = self.session_dir(session);
+        h.locked(|h| {
+            let tip = h.tip();
+            if keep > tip.count {
+                return Err(Error::BeyondEnd {
+                    segment,
+                    requested: keep,
+                    count: tip.count,
+                });
+            }
+            let cut = Self::cut_after(h, keep)?;
+            let Some((header, header_end)) = h.header.clone() else {
+                return Err(Error::SegmentNotFound { session, segment });
+            };
+            let header = Header {
+                generation: header.generation + 1,
+                ..header
+            };
+            let mut temp = TempFile::create(&dir, segment)?;
+            let mut bytes = Vec::new();
+            let new_header_end = encode_header(&header, &mut bytes)?;
+            temp.write(&bytes)?;
+            copy_range(&h.file, header_end, cut, &mut temp)?;
+            temp.sync()?;
+            let new_file = temp.replace(&h.path)?;
+            let old = std::mem::replace(&mut h.file, new_file);
+            let _ = old.unlock();
+            drop(old);
+            h.header = Some((header, new_header_end));
+            h.tail = read::TailState {
+                committed: new_header_end + (cut - header_end),
+                count: keep,
+                torn: 0,
+            };
+            if let Err(e) = sync_dir(&dir) {
+                h.poisoned = Some(e.to_string());
+                return Err(e);
+            }
+            Ok(h.tip())
+        })
+    }
+
+    fn fork(&self, session: SessionId, source: SegmentId, at: u64, into: SegmentId) -> Result<Tip> {
+        let handle = self.segment_handle(session, source)?;
+        let mut h = lock(&handle);
+        h.locked(|h| {
+            let count = h.tip().count;
+            if at > count {
+                return Err(Error::BeyondEnd {
+                    segment: source,
+                    requested: at,
+                    count,
+                });
+            }
+            let cut = Self::cut_after(h, at)?;
+            let header_end = h.header.as_ref().map_or(0, |(_, end)| *end);
+            let header = Self::new_header(
+                session,
+                into,
+                FileKind::Segment,
+                Some(Lineage {
+                    segment: source,
+                    at,
+                }),
+            );
+            // The copied lines keep their sequence numbers 0..at, which is what the fork's
+            // own sequence must be.
+            if !self.create_file(&header, &[], Some((&h.file, header_end, cut)))? {
+                return Err(Error::SegmentExists {
+                    session,
+                    segment: into,
+                });
+            }
+            Ok(Tip {
+                count: at,
+                generation: 0,
+            })
+        })
+    }
+
+    fn exists(&self, session: SessionId, segment: SegmentId) -> Result<bool> {
+        Ok(is_regular_file(&self.segment_path(session, segment)))
+    }
+
+    fn list_sessions(&self) -> Result<Vec<SessionId>> {
+        let entries = fs::read_dir(&self.root).map_err(|e| Error::io("list", &self.root, e))?;
+        let mut sessions: Vec<SessionId> = entries
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                let id: SessionId = entry.file_name().to_str()?.parse().ok()?;
+                entry.file_type().ok()?.is_dir().then_some(id)
+            })
+            .collect();
+        sessions.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(sessions)
+    }
+
+    fn list_segments(&self, session: SessionId) -> Result<Vec<SegmentInfo>> {
+        let dir = self.session_dir(session);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::SessionNotFound(session))
+            }
+            Err(e) => return Err(Error::io("list", &dir, e)),
+        };
+        let mut ids: Vec<SegmentId> = entries
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                let name = entry.file_name();
+                let stem = name.to_str()?.strip_suffix(".jsonl")?;
+                let id: SegmentId = stem.parse().ok()?;
+                entry.file_type().ok()?.is_file().then_some(id)
+            })
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        let mut out = Vec::with_capacity(ids.len());
+        for segment in ids {
+            match self.probe(session, segment) {
+                Ok((header, tip, meta)) => out.push(SegmentInfo {
+                    session,
+                    segment,
+                    tip,
+                    bytes: meta.len(),
+                    modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    created_ms: header.created_ms,
+                    fork: header.fork,
+                    damage: None,
+                }),
+                // Deleted between listing and probing: not there any more.
+                Err(Error::SegmentNotFound { .. }) => {}
+                Err(e) => {
+                    let meta = fs::metadata(self.segment_path(session, segment)).ok();
+                    out.push(SegmentInfo {
+                        session,
+                        segment,
+                        tip: Tip::default(),
+                        bytes: meta.as_ref().map_or(0, fs::Metadata::len),
+                        modified: meta
+                            .and_then(|m| m.modified().ok())
+                            .unwrap_or(SystemTime::UNIX_EPOCH),
+                        created_ms: 0,
+                        fork: None,
+                        damage: Some(e.to_string()),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn find_session(&self, segment: SegmentId) -> Result<Option<SessionId>> {
+        for session in self.list_sessions()? {
+            if self.exists(session, segment)? {
+                return Ok(Some(session));
+            }
+        }
+        Ok(None)
+    }
+
+    fn delete_session(&self, session: SessionId) -> Result<()> {
+        let dir = self.session_dir(session);
+        if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            return Err(Error::SessionNotFound(session));
+        }
+        lock(&self.open).slots.retain(|(s, _, _), _| *s != session);
+        fs::remove_dir_all(&dir).map_err(|e| Error::io("delete", &dir, e))?;
+        sync_dir(&self.root)
+    }
+
+    fn session_modified(&self, session: SessionId) -> Result<SystemTime> {
+        let dir = self.session_dir(session);
+        let meta = match fs::metadata(&dir) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::SessionNotFound(session))
+            }
+            Err(e) => return Err(Error::io("stat", &dir, e)),
+        };
+        let mut newest = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        let entries = fs::read_dir(&dir).map_err(|e| Error::io("list", &dir, e))?;
+        for entry in entries.flatten() {
+            if let Ok(t) = entry.metadata().and_then(|m| m.modified()) {
+                newest = newest.max(t);
+            }
+        }
+        Ok(newest)
+    }
+
+    fn append_trace_raw(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        events: &[RawEntry],
+    ) -> Result<()> {
+        let key = (session, segment, FileKind::Trace);
+        let handle = match self.handle(key)? {
+            Some(h) => h,
+            None => {
+                if !self.exists(session, segment)? {
+                    return Err(Error::SegmentNotFound { session, segment });
+                }
+                let header = Self::new_header(session, segment, FileKind::Trace, None);
+                // Losing the race to another creator is fine: the file is there either way.
+                self.create_file(&header, &[], None)?;
+                self.handle(key)?
+                    .ok_or(Error::SegmentNotFound { session, segment })?
+            }
+        };
+        let mut h = lock(&handle);
+        h.append(events, None, self.durable()).map(|_| ())
+    }
+
+    fn replay_trace_raw(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        options: &ReplayOptions,
+        sink: &mut Sink<'_>,
+    ) -> Result<ScanReport> {
+        self.replay_file((session, segment, FileKind::Trace), options, sink, true)
+    }
+}

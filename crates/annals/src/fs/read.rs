@@ -1,0 +1,391 @@
+//! Reading files: the streaming line splitter that feeds the [`Checker`], header and tail
+//! probes, and the mapping between checker outcomes and errors. Never writes.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use crate::codec::{self, Header, FORMAT_VERSION, MAX_LINE};
+use crate::error::CorruptReason;
+use crate::scan::{Checker, Identity, Stop};
+use crate::{Error, Result, ScanReport, Sink};
+
+/// `Read` over a file by positioned reads, so that it never moves (or depends on) the
+/// descriptor's shared offset.
+pub(crate) struct ReadAt<'f> {
+    file: &'f File,
+    pos: u64,
+}
+
+impl<'f> ReadAt<'f> {
+    pub(crate) fn new(file: &'f File) -> Self {
+        Self::at(file, 0)
+    }
+
+    pub(crate) fn at(file: &'f File, pos: u64) -> Self {
+        Self { file, pos }
+    }
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Read buffer of the streaming reader: replay memory stays at about this much per scan.
+const BUF: usize = 256 * 1024;
+
+pub(crate) fn stop_to_error(stop: Stop, path: &Path) -> Error {
+    match stop {
+        Stop::Corrupt {
+            line,
+            offset,
+            reason,
+        } => Error::Corrupt {
+            path: path.to_path_buf(),
+            line,
+            offset,
+            reason,
+        },
+        Stop::Version(found) => Error::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found,
+            supported: FORMAT_VERSION,
+        },
+    }
+}
+
+/// Feeds the complete lines of `buf` (which starts at file offset `base`) to the checker and
+/// the sink. Returns how many bytes were consumed (up to and including the last newline).
+fn feed(
+    buf: &[u8],
+    base: u64,
+    checker: &mut Checker,
+    sink: &mut Sink<'_>,
+    path: &Path,
+) -> Result<usize> {
+    let mut start = 0;
+    for nl in memchr::memchr_iter(b'\n', buf) {
+        let line = buf.get(start..nl).unwrap_or_default();
+        match checker.line(base + start as u64, line) {
+            Ok(Some((seq, json))) => sink(seq, json)?,
+            Ok(None) => {}
+            Err(stop) => return Err(stop_to_error(stop, path)),
+        }
+        start = nl + 1;
+    }
+    Ok(start)
+}
+
+/// Scans the first `len` bytes of `reader` with bounded memory. Lines longer than the limit
+/// are skipped (and reported) without being buffered.
+pub(crate) fn scan_stream(
+    mut reader: impl Read,
+    len: u64,
+    mut checker: Checker,
+    sink: &mut Sink<'_>,
+    path: &Path,
+) -> Result<(ScanReport, Option<Header>)> {
+    let mut buf = vec![0u8; BUF];
+    let mut filled = 0usize;
+    let mut base = 0u64;
+    let mut remaining = len;
+    // An over-long line being skipped: where it started and how long it is so far.
+    let mut skipping: Option<(u64, u64)> = None;
+    loop {
+        let want = usize::try_from(remaining)
+            .unwrap_or(usize::MAX)
+            .min(BUF - filled);
+        let n = if want == 0 {
+            0
+        } else {
+            let slot = buf.get_mut(filled..filled + want).unwrap_or_default();
+            match reader.read(slot) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("read", path, e)),
+            }
+        };
+        if n == 0 {
+            // End of the snapshot, or the file shrank under us: what we have is all there is.
+            remaining = 0;
+        }
+        filled += n;
+        remaining -= n as u64;
+        let window = buf.get(..filled).unwrap_or_default();
+        let mut start = 0;
+        if let Some((at, so_far)) = skipping {
+            match memchr::memchr(b'\n', window) {
+                Some(nl) => {
+                    checker
+                        .oversize(at, so_far + nl as u64)
+                        .map_err(|s| stop_to_error(s, path))?;
+                    skipping = None;
+                    start = nl + 1;
+                }
+                None => {
+                    skipping = Some((at, so_far + filled as u64));
+                    start = filled;
+                }
+            }
+        }
+        if skipping.is_none() {
+            let rest = window.get(start..).unwrap_or_default();
+            start += feed(rest, base + start as u64, &mut checker, sink, path)?;
+        }
+        let left = filled - start;
+        if skipping.is_none() && left >= MAX_LINE {
+            skipping = Some((base + start as u64, left as u64));
+            start = filled;
+        }
+        if remaining == 0 {
+            let tail = buf.get(start..filled).unwrap_or_default();
+            let result = match skipping {
+                Some((at, so_far)) => checker.tail(at, &[], so_far),
+                None => checker.tail(base + start as u64, tail, tail.len() as u64),
+            };
+            result.map_err(|s| stop_to_error(s, path))?;
+            return checker.finish(len).map_err(|s| stop_to_error(s, path));
+        }
+        buf.copy_within(start..filled, 0);
+        base += start as u64;
+        filled -= start;
+    }
+}
+
+/// Scans an in-memory image of the committed part of a file (the mapped fast path), then the
+/// unterminated `tail` (its first bytes; `tail_len` in all) that follows it.
+pub(crate) fn scan_slice(
+    bytes: &[u8],
+    tail: &[u8],
+    tail_len: u64,
+    mut checker: Checker,
+    sink: &mut Sink<'_>,
+    path: &Path,
+) -> Result<(ScanReport, Option<Header>)> {
+    let end = feed(bytes, 0, &mut checker, sink, path)?;
+    let leftover = bytes.get(end..).unwrap_or_default();
+    let (tail, tail_len) = if leftover.is_empty() {
+        (tail, tail_len)
+    } else {
+        (leftover, leftover.len() as u64 + tail_len)
+    };
+    checker
+        .tail(end as u64, tail, tail_len)
+        .map_err(|s| stop_to_error(s, path))?;
+    checker
+        .finish(end as u64 + tail_len)
+        .map_err(|s| stop_to_error(s, path))
+}
+
+/// End of the last complete line of a file of `size` bytes (0 if it has none), reading
+/// backwards in 64 KiB steps.
+pub(crate) fn committed_end(file: &File, path: &Path, size: u64) -> Result<u64> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut end = size;
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let slot = buf
+            .get_mut(..usize::try_from(end - start).unwrap_or(0))
+            .unwrap_or_default();
+        let n = read_at_most(file, slot, start, path)?;
+        if let Some(nl) = memchr::memrchr(b'\n', slot.get(..n).unwrap_or_default()) {
+            return Ok(start + nl as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+/// Reads and checks the header (line 1) of an open file.
+pub(crate) fn read_header(file: &File, path: &Path, identity: Identity) -> Result<(Header, u64)> {
+    let mut buf = vec![0u8; MAX_LINE];
+    let n = read_at_most(file, &mut buf, 0, path)?;
+    let bytes = buf.get(..n).unwrap_or_default();
+    let corrupt = |reason| Error::Corrupt {
+        path: path.to_path_buf(),
+        line: 1,
+        offset: 0,
+        reason,
+    };
+    let nl = memchr::memchr(b'\n', bytes).ok_or_else(|| corrupt(CorruptReason::MissingHeader))?;
+    let header = codec::decode_header(bytes.get(..nl).unwrap_or_default()).map_err(corrupt)?;
+    if header.annals != u64::from(FORMAT_VERSION) {
+        return Err(Error::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found: header.annals,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if (header.kind, header.session, header.segment)
+        != (identity.kind, identity.session, identity.segment)
+    {
+        return Err(corrupt(CorruptReason::WrongIdentity {
+            expected: format!(
+                "{:?} {}/{}",
+                identity.kind, identity.session, identity.segment
+            ),
+            found: format!("{:?} {}/{}", header.kind, header.session, header.segment),
+        }));
+    }
+    Ok((header, nl as u64 + 1))
+}
+
+pub(crate) fn read_at_most(file: &File, buf: &mut [u8], offset: u64, path: &Path) -> Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        let slot = buf.get_mut(done..).unwrap_or_default();
+        match file.read_at(slot, offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("read", path, e)),
+        }
+    }
+    Ok(done)
+}
+
+/// The end of a file as a writer needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TailState {
+    /// Bytes up to and including the last newline: the committed log.
+    pub committed: u64,
+    /// Entries in the committed log.
+    pub count: u64,
+    /// Unterminated bytes after `committed`.
+    pub torn: u64,
+}
+
+/// Finds the committed end and the entry count of a file of `size` bytes from its last
+/// complete line, reading at most two lines' worth of bytes: O(1) in the file's size.
+/// `known` is a line boundary with its entry count (the header end, or a writer's last state)
+/// that the window may start at.
+pub(crate) fn probe_tail(
+    file: &File,
+    path: &Path,
+    size: u64,
+    known: (u64, u64),
+) -> Result<TailState> {
+    let (known_end, known_count) = known;
+    let window = 2 * MAX_LINE as u64 + 1;
+    let start = if size.saturating_sub(known_end) <= window {
+        known_end
+    } else {
+        size - window
+    };
+    let mut buf = vec![0u8; usize::try_from(size - start).unwrap_or(0)];
+    let n = read_at_most(file, &mut buf, start, path)?;
+    buf.truncate(n);
+    let size = start + n as u64;
+    let Some(last_nl) = memchr::memrchr(b'\n', &buf) else {
+        return tail_only(start == known_end, known, size, &buf, path);
+    };
+    let committed = start + last_nl as u64 + 1;
+    let torn = size - committed;
+    if torn > 0 && !codec::is_plausible_torn_tail(buf.get(last_nl + 1..).unwrap_or_default()) {
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            line: line_number_at(file, path, committed)?,
+            offset: committed,
+            reason: CorruptReason::BadTail { len: torn },
+        });
+    }
+    if committed == known_end {
+        return Ok(TailState {
+            committed,
+            count: known_count,
+            torn,
+        });
+    }
+    let line_start = match memchr::memrchr(b'\n', buf.get(..last_nl).unwrap_or_default()) {
+        Some(prev) => prev + 1,
+        None if start == known_end => 0,
+        None => {
+            return Err(Error::Corrupt {
+                path: path.to_path_buf(),
+                line: line_number_at(file, path, committed)?.saturating_sub(1),
+                offset: start,
+                reason: CorruptReason::TooLong {
+                    len: u64::from(u32::MAX),
+                },
+            })
+        }
+    };
+    let line = buf.get(line_start..last_nl).unwrap_or_default();
+    let offset = start + line_start as u64;
+    let corrupt = |reason| -> Result<TailState> {
+        Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            line: line_number_at(file, path, offset)?,
+            offset,
+            reason,
+        })
+    };
+    match codec::check_entry(line) {
+        Ok((seq, _)) => Ok(TailState {
+            committed,
+            count: seq.saturating_add(1),
+            torn,
+        }),
+        Err(CorruptReason::UnexpectedHeader) if offset == 0 => Ok(TailState {
+            committed,
+            count: 0,
+            torn,
+        }),
+        Err(reason) => corrupt(reason),
+    }
+}
+
+fn tail_only(
+    from_known: bool,
+    known: (u64, u64),
+    size: u64,
+    buf: &[u8],
+    path: &Path,
+) -> Result<TailState> {
+    let (known_end, known_count) = known;
+    if from_known && known_end > 0 && codec::is_plausible_torn_tail(buf) {
+        return Ok(TailState {
+            committed: known_end,
+            count: known_count,
+            torn: size - known_end,
+        });
+    }
+    Err(Error::Corrupt {
+        path: path.to_path_buf(),
+        line: 0,
+        offset: known_end,
+        reason: if known_end == 0 {
+            CorruptReason::MissingHeader
+        } else {
+            CorruptReason::BadTail {
+                len: size - known_end,
+            }
+        },
+    })
+}
+
+/// 1-based number of the line starting at `offset` (error paths only: reads the file up to
+/// `offset`).
+pub(crate) fn line_number_at(file: &File, path: &Path, offset: u64) -> Result<u64> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pos = 0u64;
+    let mut lines = 1u64;
+    while pos < offset {
+        let want = usize::try_from(offset - pos)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let slot = buf.get_mut(..want).unwrap_or_default();
+        let n = read_at_most(file, slot, pos, path)?;
+        if n == 0 {
+            break;
+        }
+        lines += memchr::memchr_iter(b'\n', slot.get(..n).unwrap_or_default()).count() as u64;
+        pos += n as u64;
+    }
+    Ok(lines)
+}

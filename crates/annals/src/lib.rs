@@ -1,0 +1,73 @@
+//! # annals
+//!
+//! An append-only segment-log storage engine for AI-agent runtimes. A *session* (one
+//! conversation) holds *segments* (linear histories; a fork starts a new one); every entry of a
+//! segment is one line of JSON appended to the segment's file, with a CRC and a sequence number.
+//!
+//! - [`Store`]: the sync, object-safe, `Send + Sync` trait; [`StoreExt`] adds typed helpers for
+//!   any `Serialize`/`DeserializeOwned` entry type.
+//! - [`FsStore`]: the embedded default, one directory per session, one `write(2)` with
+//!   `O_APPEND` per append.
+//! - [`MemStore`]: the same semantics in memory, for tests.
+//! - [`SegmentWriter`]: the concurrent-writer detector, and forking as the reaction to it.
+//!
+//! ```
+//! use annals::{FsStore, SessionId, SegmentId, Store, StoreExt};
+//! # fn main() -> annals::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! let store = FsStore::open(dir.path())?;
+//! let (session, segment) = (SessionId::new(), SegmentId::new());
+//! store.create::<serde_json::Value>(session, segment, &[])?;
+//! store.append(session, segment, &serde_json::json!({"role": "user", "text": "hi"}))?;
+//! let entries: Vec<serde_json::Value> = store.read(session, segment)?;
+//! assert_eq!(entries[0]["text"], "hi");
+//! # Ok(()) }
+//! ```
+//!
+//! The on-disk format is described in `docs/FORMAT.md`, durability in `docs/DURABILITY.md`.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
+pub mod codec;
+mod error;
+mod fs;
+mod ids;
+mod mem;
+mod scan;
+mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use codec::{FileKind, Header, Lineage, FORMAT_VERSION, MAX_LINE};
+pub use error::{CorruptReason, Error, Result};
+pub use fs::{Durability, FsOptions, FsStore, Repair};
+pub use ids::{SegmentId, SessionId};
+pub use mem::MemStore;
+pub use store::{
+    Problem, RawEntry, ReadMode, ReplayOptions, ScanReport, SegmentInfo, SegmentWriter, Sink,
+    Store, StoreExt, Tip, TornTail,
+};
+
+/// Milliseconds since the Unix epoch, for headers.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

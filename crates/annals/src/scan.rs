@@ -1,0 +1,310 @@
+//! The line checker shared by every reader: given the lines of a file in order, it checks the
+//! header, every CRC and the sequence numbers, decides what to deliver, and builds the
+//! [`ScanReport`]. Pure: the readers in `fs/` split files into lines and feed it.
+
+use crate::codec::{self, FileKind, Header, FORMAT_VERSION};
+use crate::error::CorruptReason;
+use crate::{ReadMode, ScanReport, SegmentId, SessionId, TornTail};
+
+/// Why a scan must stop.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    /// Strict mode met a problem.
+    Corrupt {
+        line: u64,
+        offset: u64,
+        reason: CorruptReason,
+    },
+    /// The header names a format version this build cannot read.
+    Version(u64),
+}
+
+/// What the file is supposed to be, checked against its header.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Identity {
+    pub kind: FileKind,
+    pub session: SessionId,
+    pub segment: SegmentId,
+}
+
+pub(crate) struct Checker {
+    mode: ReadMode,
+    from_seq: u64,
+    deliver: bool,
+    identity: Option<Identity>,
+    next_seq: u64,
+    line_no: u64,
+    clean: bool,
+    header: Option<Header>,
+    report: ScanReport,
+}
+
+impl Checker {
+    /// `deliver = false` is the verify-only path: CRC, shape and sequence, no UTF-8 check.
+    pub(crate) fn new(
+        mode: ReadMode,
+        from_seq: u64,
+        deliver: bool,
+        identity: Option<Identity>,
+    ) -> Self {
+        Self {
+            mode,
+            from_seq,
+            deliver,
+            identity,
+            next_seq: 0,
+            line_no: 0,
+            clean: true,
+            header: None,
+            report: ScanReport::default(),
+        }
+    }
+
+    fn problem(&mut self, offset: u64, reason: CorruptReason) -> Result<(), Stop> {
+        if self.mode == ReadMode::Strict {
+            return Err(Stop::Corrupt {
+                line: self.line_no,
+                offset,
+                reason,
+            });
+        }
+        self.clean = false;
+        self.report.problem_count += 1;
+        if self.report.problems.len() < ScanReport::MAX_PROBLEMS {
+            self.report.problems.push(crate::Problem {
+                line: self.line_no,
+                offset,
+                reason,
+            });
+        }
+        Ok(())
+    }
+
+    fn advance_valid(&mut self, end: u64) {
+        if self.clean {
+            self.report.valid_up_to = end;
+        }
+    }
+
+    /// Feeds one complete line (`line` excludes its newline) that starts at `offset`. Returns
+    /// the entry to deliver, if any.
+    pub(crate) fn line<'a>(
+        &mut self,
+        offset: u64,
+        line: &'a [u8],
+    ) -> Result<Option<(u64, &'a str)>, Stop> {
+        self.line_no += 1;
+        let end = offset + line.len() as u64 + 1;
+        if self.line_no == 1 {
+            match codec::decode_header(line) {
+                Ok(h) if h.annals != u64::from(FORMAT_VERSION) => {
+                    return Err(Stop::Version(h.annals))
+                }
+                Ok(h) => {
+                    if let Some(id) = self.identity {
+                        if (h.kind, h.session, h.segment) != (id.kind, id.session, id.segment) {
+                            let reason = CorruptReason::WrongIdentity {
+                                expected: format!("{:?} {}/{}", id.kind, id.session, id.segment),
+                                found: format!("{:?} {}/{}", h.kind, h.session, h.segment),
+                            };
+                            self.problem(offset, reason)?;
+                        }
+                    }
+                    self.header = Some(h);
+                }
+                Err(reason) => self.problem(offset, reason)?,
+            }
+            self.advance_valid(end);
+            return Ok(None);
+        }
+        let decoded = if self.deliver {
+            codec::decode_line(line).and_then(|l| match l {
+                codec::Line::Entry { seq, json } => Ok((seq, json)),
+                codec::Line::Header(_) => Err(CorruptReason::UnexpectedHeader),
+            })
+        } else {
+            codec::check_entry(line).map(|(seq, _)| (seq, ""))
+        };
+        let (seq, json) = match decoded {
+            Ok(v) => v,
+            Err(reason) => {
+                self.problem(offset, reason)?;
+                return Ok(None);
+            }
+        };
+        if seq != self.next_seq {
+            let reason = CorruptReason::SeqMismatch {
+                expected: self.next_seq,
+                found: seq,
+            };
+            self.problem(offset, reason)?;
+        }
+        self.next_seq = seq.saturating_add(1);
+        self.report.entries += 1;
+        self.advance_valid(end);
+        Ok((self.deliver && seq >= self.from_seq).then_some((seq, json)))
+    }
+
+    /// A line too long to buffer (the streaming reader does not keep it): always a problem.
+    pub(crate) fn oversize(&mut self, offset: u64, len: u64) -> Result<(), Stop> {
+        self.line_no += 1;
+        self.problem(offset, CorruptReason::TooLong { len })
+    }
+
+    /// The unterminated bytes at the end of the scanned range.
+    pub(crate) fn tail(&mut self, offset: u64, tail: &[u8], len: u64) -> Result<(), Stop> {
+        if len == 0 {
+            return Ok(());
+        }
+        if codec::is_plausible_torn_tail(tail) && len == tail.len() as u64 {
+            self.report.torn_tail = Some(TornTail { offset, len });
+            Ok(())
+        } else {
+            self.line_no += 1;
+            self.problem(offset, CorruptReason::BadTail { len })
+        }
+    }
+
+    pub(crate) fn finish(mut self, file_len: u64) -> Result<(ScanReport, Option<Header>), Stop> {
+        if self.line_no == 0 || (self.header.is_none() && self.report.problem_count == 0) {
+            self.line_no = 1;
+            self.problem(0, CorruptReason::MissingHeader)?;
+        }
+        self.report.file_len = file_len;
+        Ok((self.report, self.header))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{encode_entry, encode_header};
+
+    fn file(n: u64) -> (Vec<u8>, Identity) {
+        let id = Identity {
+            kind: FileKind::Segment,
+            session: SessionId::new(),
+            segment: SegmentId::new(),
+        };
+        let mut out = Vec::new();
+        encode_header(
+            &Header {
+                annals: 1,
+                kind: id.kind,
+                session: id.session,
+                segment: id.segment,
+                generation: 0,
+                created_ms: 0,
+                fork: None,
+            },
+            &mut out,
+        )
+        .unwrap();
+        for seq in 0..n {
+            encode_entry(seq, &format!("{{\"n\":{seq}}}"), &mut out).unwrap();
+        }
+        (out, id)
+    }
+
+    fn scan(bytes: &[u8], mode: ReadMode, id: Identity) -> Result<(ScanReport, Vec<u64>), Stop> {
+        let mut c = Checker::new(mode, 0, true, Some(id));
+        let mut seqs = Vec::new();
+        let mut start = 0;
+        while let Some(nl) = bytes[start..].iter().position(|&b| b == b'\n') {
+            if let Some((seq, _)) = c.line(start as u64, &bytes[start..start + nl])? {
+                seqs.push(seq);
+            }
+            start += nl + 1;
+        }
+        c.tail(start as u64, &bytes[start..], (bytes.len() - start) as u64)?;
+        Ok((c.finish(bytes.len() as u64)?.0, seqs))
+    }
+
+    #[test]
+    fn clean_file_delivers_every_entry_in_order() {
+        let (bytes, id) = file(5);
+        let (report, seqs) = scan(&bytes, ReadMode::Strict, id).unwrap();
+        assert_eq!(seqs, vec![0, 1, 2, 3, 4]);
+        assert!(report.is_clean());
+        assert_eq!(report.valid_up_to, bytes.len() as u64);
+    }
+
+    #[test]
+    fn torn_tail_is_reported_not_delivered_and_not_a_problem() {
+        let (mut bytes, id) = file(3);
+        let full = bytes.len();
+        encode_entry(3, "{\"n\":3}", &mut bytes).unwrap();
+        bytes.truncate(full + 10);
+        let (report, seqs) = scan(&bytes, ReadMode::Strict, id).unwrap();
+        assert_eq!(seqs.len(), 3);
+        assert_eq!(
+            report.torn_tail,
+            Some(TornTail {
+                offset: full as u64,
+                len: 10
+            })
+        );
+        assert_eq!(report.valid_up_to, full as u64);
+    }
+
+    #[test]
+    fn strict_stops_at_a_flipped_byte_with_line_and_offset() {
+        let (mut bytes, id) = file(4);
+        let third_entry = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b == b'\n')
+            .nth(2)
+            .map(|(i, _)| i + 1)
+            .unwrap();
+        bytes[third_entry + 30] ^= 0x20;
+        match scan(&bytes, ReadMode::Strict, id) {
+            Err(Stop::Corrupt {
+                line,
+                offset,
+                reason,
+            }) => {
+                assert_eq!(line, 4, "header is line 1, so the third entry is line 4");
+                assert_eq!(offset, third_entry as u64);
+                assert!(matches!(reason, CorruptReason::CrcMismatch { .. }));
+            }
+            other => panic!("expected corruption, got {other:?}"),
+        }
+        let (report, seqs) = scan(&bytes, ReadMode::Tolerant, id).unwrap();
+        assert_eq!(seqs, vec![0, 1, 3]);
+        assert_eq!(report.valid_up_to, third_entry as u64);
+        assert_eq!(
+            report.problem_count, 2,
+            "the bad CRC, then the gap it leaves"
+        );
+    }
+
+    #[test]
+    fn a_header_of_another_version_stops_the_scan() {
+        let (bytes, id) = file(0);
+        let text = String::from_utf8(bytes).unwrap();
+        let body = text.trim_end().replacen("\"annals\":1", "\"annals\":2", 1);
+        let covered = &body.as_bytes()[codec::PREFIX_LEN..];
+        let line = format!(
+            "{{\"crc\":\"{:08x}\",{}\n",
+            crc32fast::hash(covered),
+            std::str::from_utf8(covered).unwrap()
+        );
+        assert!(matches!(
+            scan(line.as_bytes(), ReadMode::Tolerant, id),
+            Err(Stop::Version(2))
+        ));
+    }
+
+    #[test]
+    fn empty_file_has_no_header() {
+        let (_, id) = file(0);
+        assert!(matches!(
+            scan(b"", ReadMode::Strict, id),
+            Err(Stop::Corrupt {
+                reason: CorruptReason::MissingHeader,
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,669 @@
+//! The `Store` trait, the types it speaks, and the typed helpers on top of it.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::Serialize;
+
+use crate::codec::{Lineage, MAX_LINE};
+use crate::error::CorruptReason;
+use crate::{Error, Result, SegmentId, SessionId};
+
+/// The JSON text of one entry, compact (one line), as the store keeps it.
+///
+/// The raw currency of [`Store`]: backends never see the caller's types, so `dyn Store` works
+/// with any entry type through [`StoreExt`].
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RawEntry(Box<str>);
+
+impl RawEntry {
+    /// Takes JSON text, checks that it is exactly one JSON value, and removes whitespace outside
+    /// strings if it spans several lines.
+    ///
+    /// # Errors
+    /// [`Error::InvalidJson`] if `text` is not one JSON value.
+    pub fn from_json(text: &str) -> Result<Self> {
+        serde_json::from_str::<IgnoredAny>(text).map_err(Error::InvalidJson)?;
+        Ok(Self(match crate::codec::minify(text) {
+            Some(compact) => compact.into_boxed_str(),
+            None => text.into(),
+        }))
+    }
+
+    /// Serializes a value as compact JSON.
+    ///
+    /// # Errors
+    /// [`Error::Serialize`] if serde fails (a map with non-string keys, a failing `Serialize`).
+    pub fn from_value<T: Serialize + ?Sized>(value: &T) -> Result<Self> {
+        serde_json::to_string(value)
+            .map(|s| Self(s.into_boxed_str()))
+            .map_err(Error::Serialize)
+    }
+
+    /// Wraps text read back from a verified line (CRC checked, written by annals).
+    pub(crate) fn from_verified(json: &str) -> Self {
+        Self(json.into())
+    }
+
+    /// The JSON text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Length of the JSON text in bytes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True for an empty text (never the case for a valid entry).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Deserializes the entry.
+    ///
+    /// # Errors
+    /// serde's error if the JSON does not fit `T`.
+    pub fn to_value<T: DeserializeOwned>(&self) -> serde_json::Result<T> {
+        serde_json::from_str(&self.0)
+    }
+}
+
+impl fmt::Debug for RawEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for RawEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a writer knows about the end of a segment: how many entries it has, and which rewrite
+/// generation of it this is. Two tips are equal only if nothing was appended, truncated or
+/// rewritten in between, which is what the concurrent-writer detector compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, serde::Deserialize)]
+pub struct Tip {
+    /// Number of entries; also the sequence number the next entry gets.
+    pub count: u64,
+    /// Rewrite generation: 0 at creation, incremented by every truncate.
+    pub generation: u64,
+}
+
+impl fmt::Display for Tip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} entries (generation {})", self.count, self.generation)
+    }
+}
+
+/// How a replay treats damage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadMode {
+    /// Stop at the first problem with [`Error::Corrupt`]. A torn tail is not a problem.
+    #[default]
+    Strict,
+    /// Deliver every entry whose line checks out and report every problem in the
+    /// [`ScanReport`].
+    Tolerant,
+}
+
+/// Options of [`Store::replay_raw`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReplayOptions {
+    /// Strict or tolerant.
+    pub mode: ReadMode,
+    /// Deliver only entries with a sequence number at or above this one (all are still checked).
+    pub from_seq: u64,
+}
+
+impl ReplayOptions {
+    /// Strict replay of the whole segment.
+    #[must_use]
+    pub fn strict() -> Self {
+        Self::default()
+    }
+
+    /// Tolerant replay of the whole segment.
+    #[must_use]
+    pub fn tolerant() -> Self {
+        Self {
+            mode: ReadMode::Tolerant,
+            from_seq: 0,
+        }
+    }
+
+    /// Deliver entries from sequence number `seq` on.
+    #[must_use]
+    pub fn from_seq(mut self, seq: u64) -> Self {
+        self.from_seq = seq;
+        self
+    }
+}
+
+/// Unterminated bytes at the end of a log: a line a crash interrupted. Never part of the log;
+/// readers skip it and the next append removes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TornTail {
+    /// Where the unterminated bytes start.
+    pub offset: u64,
+    /// How many there are.
+    pub len: u64,
+}
+
+/// One problem found by a scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line number (line 1 is the header).
+    pub line: u64,
+    /// Byte offset where the line starts.
+    pub offset: u64,
+    /// What is wrong.
+    pub reason: CorruptReason,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "line {} at byte {}: {}",
+            self.line, self.offset, self.reason
+        )
+    }
+}
+
+/// What a scan (replay or verify) found. Scanning never changes the file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScanReport {
+    /// The file scanned, where the backend has files.
+    pub path: Option<PathBuf>,
+    /// Entries whose lines checked out.
+    pub entries: u64,
+    /// The log is valid up to this byte: the end of the last line before the first problem.
+    pub valid_up_to: u64,
+    /// Bytes in the file when the scan started.
+    pub file_len: u64,
+    /// An unterminated last line, if any (not a problem).
+    pub torn_tail: Option<TornTail>,
+    /// Problems, in file order; at most [`ScanReport::MAX_PROBLEMS`] are kept.
+    pub problems: Vec<Problem>,
+    /// How many problems there were in all (more than `problems.len()` if some were not kept).
+    pub problem_count: u64,
+}
+
+impl ScanReport {
+    /// Problems kept in [`ScanReport::problems`]; the rest are only counted, so that a scan of a
+    /// badly damaged file stays in bounded memory.
+    pub const MAX_PROBLEMS: usize = 1000;
+
+    /// True if nothing but (possibly) a torn tail was found.
+    #[must_use]
+    pub fn is_clean(&self) -> bool {
+        self.problem_count == 0
+    }
+}
+
+/// A segment as listed: identity, size, lineage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// The session it belongs to.
+    pub session: SessionId,
+    /// The segment.
+    pub segment: SegmentId,
+    /// Its tip (entry count and rewrite generation).
+    pub tip: Tip,
+    /// Size in bytes, where the backend has files (the JSON text length otherwise).
+    pub bytes: u64,
+    /// Last modification.
+    pub modified: SystemTime,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// Where it was forked from, if it was.
+    pub fork: Option<Lineage>,
+    /// Set when the segment's header or last line cannot be read; `tip`, `created_ms` and
+    /// `fork` are then unknown (zero). A listing never fails because one segment is damaged.
+    pub damage: Option<String>,
+}
+
+/// Sink of a replay: called with each entry's sequence number and JSON text, in order.
+/// Returning an error stops the replay with that error.
+pub type Sink<'a> = dyn FnMut(u64, &str) -> Result<()> + 'a;
+
+/// A store of sessions, each holding segments of entries. Sync, object-safe, `Send + Sync`:
+/// call it from any thread, as `dyn Store` if you like. Entries are JSON text
+/// ([`RawEntry`]); [`StoreExt`] adds typed helpers for any `Serialize`/`DeserializeOwned` type.
+///
+/// Every segment operation is keyed by `(SessionId, SegmentId)`. Listings are newest first.
+/// The behaviour every implementation must have is pinned down by the conformance suite in
+/// `annals::testing` (feature `testing`).
+pub trait Store: Send + Sync {
+    /// Creates a segment holding `initial`, crash-atomically: after a crash it either does not
+    /// exist or holds all of `initial`. Creates the session if needed.
+    ///
+    /// # Errors
+    /// [`Error::SegmentExists`] (nothing is changed), [`Error::EntryTooLarge`], I/O errors.
+    fn create_segment(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        initial: &[RawEntry],
+    ) -> Result<Tip>;
+
+    /// Appends entries as the next sequence numbers, in one write. Returns the new tip.
+    /// If any entry is too large, nothing is written.
+    ///
+    /// # Errors
+    /// [`Error::SegmentNotFound`], [`Error::EntryTooLarge`], [`Error::Corrupt`] if the end of the
+    /// segment is damaged, [`Error::Poisoned`] after a failed fsync, I/O errors.
+    fn append_batch_raw(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        entries: &[RawEntry],
+    ) -> Result<Tip>;
+
+    /// Appends one entry. See [`Store::append_batch_raw`].
+    ///
+    /// # Errors
+    /// As [`Store::append_batch_raw`].
+    fn append_raw(&self, session: SessionId, segment: SegmentId, entry: &RawEntry) -> Result<Tip> {
+        self.append_batch_raw(session, segment, std::slice::from_ref(entry))
+    }
+
+    /// The concurrent-writer detector: appends only if the segment's tip is still `expected`
+    /// (no other handle or process appended, truncated or rewrote it). O(1): it never re-reads
+    /// the segment.
+    ///
+    /// # Errors
+    /// [`Error::ConcurrentWriter`] with the tip found (nothing is written), and the errors of
+    /// [`Store::append_batch_raw`].
+    fn append_if(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        expected: Tip,
+        entries: &[RawEntry],
+    ) -> Result<Tip>;
+
+    /// Streams the segment's entries in order into `sink`, checking every line (CRC, sequence).
+    /// Memory stays bounded whatever the segment's size. Never writes.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] in strict mode, [`Error::SegmentNotFound`], the sink's error.
+    fn replay_raw(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        options: &ReplayOptions,
+        sink: &mut Sink<'_>,
+    ) -> Result<ScanReport>;
+
+    /// Checks every line of the segment (CRC, sequence, shape, torn tail) without delivering
+    /// entries: the verify-only fast path. Never writes.
+    ///
+    /// # Errors
+    /// [`Error::SegmentNotFound`], I/O errors. Damage is reported in the [`ScanReport`].
+    fn verify(&self, session: SessionId, segment: SegmentId) -> Result<ScanReport> {
+        self.replay_raw(session, segment, &ReplayOptions::tolerant(), &mut |_, _| {
+            Ok(())
+        })
+    }
+
+    /// Reads all entries in order (strict).
+    ///
+    /// # Errors
+    /// As [`Store::replay_raw`].
+    fn read_raw(&self, session: SessionId, segment: SegmentId) -> Result<Vec<RawEntry>> {
+        let mut out = Vec::new();
+        self.replay_raw(
+            session,
+            segment,
+            &ReplayOptions::strict(),
+            &mut |_, json| {
+                out.push(RawEntry::from_verified(json));
+                Ok(())
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// The segment's tip: entry count and rewrite generation. O(1) amortized: its cost does not
+    /// grow with the segment's size.
+    ///
+    /// # Errors
+    /// [`Error::SegmentNotFound`], [`Error::Corrupt`] if the last line is damaged.
+    fn tip(&self, session: SessionId, segment: SegmentId) -> Result<Tip>;
+
+    /// Number of entries in the segment. See [`Store::tip`].
+    ///
+    /// # Errors
+    /// As [`Store::tip`].
+    fn entry_count(&self, session: SessionId, segment: SegmentId) -> Result<u64> {
+        self.tip(session, segment).map(|t| t.count)
+    }
+
+    /// Keeps the first `keep` entries and drops the rest, by rewriting the segment
+    /// crash-atomically (after a crash the segment is either the old or the new one). Bumps the
+    /// generation, so writers holding the old tip see a [`Error::ConcurrentWriter`].
+    ///
+    /// # Errors
+    /// [`Error::BeyondEnd`] if `keep` exceeds the count, [`Error::Corrupt`] if the kept prefix is
+    /// damaged, I/O errors.
+    fn truncate(&self, session: SessionId, segment: SegmentId, keep: u64) -> Result<Tip>;
+
+    /// Starts segment `into` of the same session from the first `at` entries of `source`
+    /// (copied as stored, crash-atomically) and records the lineage. `source` is not touched.
+    ///
+    /// # Errors
+    /// [`Error::BeyondEnd`], [`Error::SegmentExists`] for `into`, [`Error::Corrupt`] if the
+    /// copied prefix is damaged, I/O errors.
+    fn fork(&self, session: SessionId, source: SegmentId, at: u64, into: SegmentId) -> Result<Tip>;
+
+    /// Does the segment exist?
+    ///
+    /// # Errors
+    /// I/O errors only.
+    fn exists(&self, session: SessionId, segment: SegmentId) -> Result<bool>;
+
+    /// All sessions, newest first (by id, which is time-ordered).
+    ///
+    /// # Errors
+    /// I/O errors.
+    fn list_sessions(&self) -> Result<Vec<SessionId>>;
+
+    /// The segments of a session, newest first, with their tips and lineage.
+    ///
+    /// # Errors
+    /// [`Error::SessionNotFound`], I/O errors, [`Error::Corrupt`] for an unreadable header.
+    fn list_segments(&self, session: SessionId) -> Result<Vec<SegmentInfo>>;
+
+    /// The session that holds `segment`, if any.
+    ///
+    /// # Errors
+    /// I/O errors.
+    fn find_session(&self, segment: SegmentId) -> Result<Option<SessionId>>;
+
+    /// Deletes a session with all its segments and traces.
+    ///
+    /// # Errors
+    /// [`Error::SessionNotFound`], I/O errors.
+    fn delete_session(&self, session: SessionId) -> Result<()>;
+
+    /// When anything in the session last changed.
+    ///
+    /// # Errors
+    /// [`Error::SessionNotFound`], I/O errors.
+    fn session_modified(&self, session: SessionId) -> Result<SystemTime>;
+
+    /// Appends events to the segment's debug trace (created on first use). The trace is
+    /// separate from the log: truncating the log leaves it alone.
+    ///
+    /// # Errors
+    /// [`Error::SegmentNotFound`], [`Error::EntryTooLarge`], I/O errors.
+    fn append_trace_raw(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        events: &[RawEntry],
+    ) -> Result<()>;
+
+    /// Streams the segment's debug trace into `sink` (an absent trace is empty).
+    ///
+    /// # Errors
+    /// As [`Store::replay_raw`].
+    fn replay_trace_raw(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        options: &ReplayOptions,
+        sink: &mut Sink<'_>,
+    ) -> Result<ScanReport>;
+}
+
+/// Typed helpers over any [`Store`], `dyn Store` included: entries of the caller's own
+/// `Serialize`/`DeserializeOwned` types go in and come out without touching JSON text.
+pub trait StoreExt: Store {
+    /// Serializes and appends one entry.
+    ///
+    /// # Errors
+    /// [`Error::Serialize`] and the errors of [`Store::append_batch_raw`].
+    fn append<T: Serialize + ?Sized>(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        entry: &T,
+    ) -> Result<Tip> {
+        self.append_raw(session, segment, &RawEntry::from_value(entry)?)
+    }
+
+    /// Serializes and appends entries in one write.
+    ///
+    /// # Errors
+    /// [`Error::Serialize`] and the errors of [`Store::append_batch_raw`].
+    fn append_batch<T: Serialize>(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        entries: &[T],
+    ) -> Result<Tip> {
+        let raw = to_raw(entries)?;
+        self.append_batch_raw(session, segment, &raw)
+    }
+
+    /// Creates a segment from typed entries. See [`Store::create_segment`].
+    ///
+    /// # Errors
+    /// [`Error::Serialize`] and the errors of [`Store::create_segment`].
+    fn create<T: Serialize>(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        initial: &[T],
+    ) -> Result<Tip> {
+        let raw = to_raw(initial)?;
+        self.create_segment(session, segment, &raw)
+    }
+
+    /// Reads all entries as `T`, strictly.
+    ///
+    /// # Errors
+    /// [`Error::Deserialize`] naming the entry, and the errors of [`Store::replay_raw`].
+    fn read<T: DeserializeOwned>(&self, session: SessionId, segment: SegmentId) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        self.replay(session, segment, &ReplayOptions::strict(), |_, entry: T| {
+            out.push(entry);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Streams entries as `T` into `f`, with their sequence numbers.
+    ///
+    /// # Errors
+    /// [`Error::Deserialize`] naming the entry, and the errors of [`Store::replay_raw`].
+    fn replay<T: DeserializeOwned>(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        options: &ReplayOptions,
+        mut f: impl FnMut(u64, T) -> Result<()>,
+    ) -> Result<ScanReport> {
+        self.replay_raw(session, segment, options, &mut |seq, json| {
+            let value = serde_json::from_str(json).map_err(|source| Error::Deserialize {
+                segment,
+                seq,
+                source,
+            })?;
+            f(seq, value)
+        })
+    }
+
+    /// Appends one typed event to the debug trace.
+    ///
+    /// # Errors
+    /// [`Error::Serialize`] and the errors of [`Store::append_trace_raw`].
+    fn append_trace<T: Serialize + ?Sized>(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        event: &T,
+    ) -> Result<()> {
+        let raw = RawEntry::from_value(event)?;
+        self.append_trace_raw(session, segment, std::slice::from_ref(&raw))
+    }
+
+    /// Reads the whole debug trace as `T`, strictly.
+    ///
+    /// # Errors
+    /// [`Error::Deserialize`] and the errors of [`Store::replay_trace_raw`].
+    fn read_trace<T: DeserializeOwned>(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+    ) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        self.replay_trace_raw(
+            session,
+            segment,
+            &ReplayOptions::strict(),
+            &mut |seq, json| {
+                out.push(
+                    serde_json::from_str(json).map_err(|source| Error::Deserialize {
+                        segment,
+                        seq,
+                        source,
+                    })?,
+                );
+                Ok(())
+            },
+        )?;
+        Ok(out)
+    }
+}
+
+impl<S: Store + ?Sized> StoreExt for S {}
+
+fn to_raw<T: Serialize>(entries: &[T]) -> Result<Vec<RawEntry>> {
+    entries.iter().map(RawEntry::from_value).collect()
+}
+
+/// A writer handle on one segment that keeps its own tally and refuses to append when anyone
+/// else has changed the segment since: the concurrent-writer detector. Cheap: one
+/// [`Store::append_if`] per append, no re-read.
+///
+/// On [`Error::ConcurrentWriter`] the usual reaction is [`SegmentWriter::fork`]: continue in a
+/// new segment that starts from this writer's own history.
+pub struct SegmentWriter<'s> {
+    store: &'s dyn Store,
+    session: SessionId,
+    segment: SegmentId,
+    tip: Tip,
+}
+
+impl fmt::Debug for SegmentWriter<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SegmentWriter")
+            .field("session", &self.session)
+            .field("segment", &self.segment)
+            .field("tip", &self.tip)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'s> SegmentWriter<'s> {
+    /// Opens a writer on an existing segment, taking its current tip as the tally.
+    ///
+    /// # Errors
+    /// As [`Store::tip`].
+    pub fn open(store: &'s dyn Store, session: SessionId, segment: SegmentId) -> Result<Self> {
+        let tip = store.tip(session, segment)?;
+        Ok(Self {
+            store,
+            session,
+            segment,
+            tip,
+        })
+    }
+
+    /// The segment this writer appends to.
+    #[must_use]
+    pub fn segment(&self) -> SegmentId {
+        self.segment
+    }
+
+    /// The session.
+    #[must_use]
+    pub fn session(&self) -> SessionId {
+        self.session
+    }
+
+    /// The writer's tally.
+    #[must_use]
+    pub fn tip(&self) -> Tip {
+        self.tip
+    }
+
+    /// Appends one typed entry if no one else changed the segment.
+    ///
+    /// # Errors
+    /// [`Error::ConcurrentWriter`] (nothing written) and the errors of [`Store::append_if`].
+    pub fn append<T: Serialize + ?Sized>(&mut self, entry: &T) -> Result<Tip> {
+        let raw = RawEntry::from_value(entry)?;
+        self.append_raw(std::slice::from_ref(&raw))
+    }
+
+    /// Appends raw entries in one write if no one else changed the segment.
+    ///
+    /// # Errors
+    /// As [`SegmentWriter::append`].
+    pub fn append_raw(&mut self, entries: &[RawEntry]) -> Result<Tip> {
+        self.tip = self
+            .store
+            .append_if(self.session, self.segment, self.tip, entries)?;
+        Ok(self.tip)
+    }
+
+    /// Accepts whatever is on disk now as the tally (after deciding the conflict is harmless).
+    ///
+    /// # Errors
+    /// As [`Store::tip`].
+    pub fn resync(&mut self) -> Result<Tip> {
+        self.tip = self.store.tip(self.session, self.segment)?;
+        Ok(self.tip)
+    }
+
+    /// Forks a new segment from the first `tip().count` entries (this writer's own view of the
+    /// history) and continues there. The old segment is left as it is.
+    ///
+    /// # Errors
+    /// As [`Store::fork`].
+    pub fn fork(&mut self) -> Result<SegmentId> {
+        let into = SegmentId::new();
+        self.tip = self
+            .store
+            .fork(self.session, self.segment, self.tip.count, into)?;
+        self.segment = into;
+        Ok(into)
+    }
+}
+
+/// Checks an entry's line size before anything is written: the line would need
+/// `json.len() + overhead(seq)` bytes.
+pub(crate) fn check_size(seq: u64, json: &str) -> Result<()> {
+    let digits = seq.checked_ilog10().unwrap_or(0) as usize + 1;
+    // {"crc":"xxxxxxxx","seq":N,"e":...}\n
+    let size = 18 + 6 + digits + 5 + json.len() + 2;
+    if size > MAX_LINE {
+        return Err(Error::EntryTooLarge {
+            size,
+            limit: MAX_LINE,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! Conformance suite (placeholder until written).
