@@ -64,6 +64,28 @@ pub use store::{
     Store, StoreExt, Tip, TornTail,
 };
 
+/// Checks an in-memory image of a segment or trace file, exactly as a replay of that file
+/// would, and streams its entries into `sink`. `name` is only used in error messages. Pure: no
+/// I/O. Useful for tools that hold a file's bytes, and for fuzzing the reader.
+///
+/// # Errors
+/// [`Error::Corrupt`] in strict mode, [`Error::UnsupportedVersion`], the sink's error.
+pub fn check_image(
+    name: &std::path::Path,
+    bytes: &[u8],
+    options: &ReplayOptions,
+    sink: &mut Sink<'_>,
+) -> Result<ScanReport> {
+    let committed = memchr::memrchr(b'\n', bytes).map_or(0, |nl| nl + 1);
+    let (lines, tail) = bytes.split_at(committed);
+    let checker = scan::Checker::new(options.mode, options.from_seq, true, None);
+    let shown = tail.get(..tail.len().min(MAX_LINE)).unwrap_or_default();
+    fs::scan_slice(lines, shown, tail.len() as u64, checker, sink, name).map(|(mut report, _)| {
+        report.path = Some(name.to_path_buf());
+        report
+    })
+}
+
 /// Milliseconds since the Unix epoch, for headers.
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()

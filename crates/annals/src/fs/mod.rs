@@ -26,6 +26,7 @@ use crate::{
     SessionId, Sink, Store, Tip, TornTail,
 };
 use handle::Handle;
+pub(crate) use read::scan_slice;
 
 /// What an append promises once it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,0 +1,6 @@
+//! The integration tests of the `annals` crate, one binary (see docs/ARCHITECTURE.md).
+
+mod conformance;
+mod fs_damage;
+mod model;
+mod multiprocess;
