@@ -230,6 +230,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// The store root is on a file system where `O_APPEND` and `flock` do not give the
+    /// guarantees annals relies on (a network or FUSE file system).
+    #[error("{}: store root is on {fs}, where appends from several writers can overwrite each other; use a local directory, or set FsOptions::allow_unsafe_fs if only one process on one machine writes", path.display())]
+    UnsafeFileSystem {
+        /// The root.
+        path: PathBuf,
+        /// The file system type found.
+        fs: &'static str,
+    },
+
     /// A caller-supplied sink asked to stop with an error of its own.
     #[error("{0}")]
     Sink(String),

@@ -6,6 +6,7 @@
 //! `0700`, files `0600`. Anything in the root or a session directory that does not parse as
 //! ours is ignored by listings and never touched.
 
+mod fstype;
 mod handle;
 mod mmap;
 mod read;
@@ -48,6 +49,10 @@ pub struct FsOptions {
     /// How many segment files the store keeps open between appends (least recently used ones
     /// are closed beyond that).
     pub max_open_files: usize,
+    /// Open a root on a network or FUSE file system anyway (NFS, SMB, CephFS, 9p, FUSE, ...).
+    /// Off by default: there, concurrent appends can overwrite each other. Safe only if a
+    /// single process on a single machine ever writes the store.
+    pub allow_unsafe_fs: bool,
 }
 
 impl Default for FsOptions {
@@ -55,6 +60,7 @@ impl Default for FsOptions {
         Self {
             durability: Durability::Buffered,
             max_open_files: 256,
+            allow_unsafe_fs: false,
         }
     }
 }
@@ -224,7 +230,8 @@ impl FsStore {
     /// Opens a store with explicit options.
     ///
     /// # Errors
-    /// I/O errors creating or reading the root.
+    /// I/O errors creating or reading the root; [`Error::UnsafeFileSystem`] if the root is on a
+    /// network or FUSE file system and `allow_unsafe_fs` is off.
     pub fn open_with(root: impl AsRef<Path>, options: FsOptions) -> Result<Self> {
         let root = root.as_ref().to_path_buf();
         if !root.is_dir() {
@@ -233,6 +240,9 @@ impl FsStore {
                 .recursive(true)
                 .create(&root)
                 .map_err(|e| Error::io("create store root", &root, e))?;
+        }
+        if !options.allow_unsafe_fs {
+            fstype::check(&root)?;
         }
         Ok(Self {
             root,

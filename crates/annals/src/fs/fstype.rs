@@ -1,0 +1,58 @@
+//! Which file systems keep the promises the store relies on: `O_APPEND` writes that land whole
+//! at the end of the file, `flock` that excludes other processes, and atomic `rename`/`link`.
+//! Local file systems do; network and FUSE file systems may not (NFS emulates `O_APPEND` on the
+//! client, so two machines can overwrite each other's lines). See docs/DURABILITY.md.
+
+use std::path::Path;
+
+use crate::{Error, Result};
+
+/// File systems whose `O_APPEND` or `flock` semantics are not guaranteed across writers.
+/// Magic numbers from `statfs(2)`.
+const UNSAFE: &[(u32, &str)] = &[
+    (0x6969, "nfs"),
+    (0x517b, "smb"),
+    (0xff53_4d42, "cifs"),
+    (0xfe53_4d42, "smb2"),
+    (0x6573_5546, "fuse"),
+    (0x00c3_6400, "ceph"),
+    (0x5346_414f, "afs"),
+    (0x7375_7245, "coda"),
+    (0x0102_1997, "9p"),
+    (0x564c, "ncp"),
+    (0x0bd0_0bd0, "lustre"),
+    (0x0116_1970, "gfs2"),
+    (0x7461_636f, "ocfs2"),
+];
+
+/// Refuses a root on a file system listed in [`UNSAFE`]. Unknown types pass: the check exists
+/// to catch the common mistake (a store on an NFS home directory), not to certify a device.
+pub(crate) fn check(root: &Path) -> Result<()> {
+    let Ok(stat) = rustix::fs::statfs(root) else {
+        // Not knowing is not a reason to refuse; the store works or fails on its own terms.
+        return Ok(());
+    };
+    #[expect(
+        clippy::cast_sign_loss,
+        clippy::cast_possible_truncation,
+        reason = "f_type is a 32-bit magic number stored in a wider signed field"
+    )]
+    let magic = stat.f_type as u32;
+    match UNSAFE.iter().find(|(m, _)| *m == magic) {
+        Some((_, name)) => Err(Error::UnsafeFileSystem {
+            path: root.to_path_buf(),
+            fs: name,
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_test_machine_root_is_a_local_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        // /tmp on a developer or CI machine is local (ext4, xfs, btrfs, tmpfs, overlayfs).
+        assert!(super::check(dir.path()).is_ok());
+    }
+}
