@@ -86,6 +86,11 @@ pub fn check_image(
     })
 }
 
+/// The README's code compiles (it is part of the doc tests).
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 /// Milliseconds since the Unix epoch, for headers.
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
