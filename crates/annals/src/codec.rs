@@ -139,9 +139,9 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut i = digits.len();
     loop {
         i -= 1;
-        #[expect(clippy::cast_possible_truncation, reason = "n % 10 < 10")]
+        let digit = (n % 10) as u8;
         if let Some(d) = digits.get_mut(i) {
-            *d = b'0' + (n % 10) as u8;
+            *d = b'0' + digit;
         }
         n /= 10;
         if n == 0 {
@@ -155,7 +155,7 @@ fn write_hex(slot: &mut [u8], crc: u32) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for (i, b) in slot.iter_mut().enumerate() {
         let shift = 28 - 4 * i;
-        *b = HEX[((crc >> shift) & 0xf) as usize];
+        *b = HEX.get(((crc >> shift) & 0xf) as usize).copied().unwrap_or(b'0');
     }
 }
 

@@ -28,11 +28,13 @@
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+// Data read from disk or handed in by a caller must never make the library panic.
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    clippy::panic
+    clippy::panic,
+    clippy::cast_possible_truncation
 )]
 #![cfg_attr(
     test,
@@ -57,6 +59,8 @@ pub mod testing;
 pub use codec::{FileKind, Header, Lineage, FORMAT_VERSION, MAX_LINE};
 pub use error::{CorruptReason, Error, Result};
 pub use fs::{Durability, FsOptions, FsStore, Repair};
+#[cfg(feature = "fault-injection")]
+pub use fs::{FailNth, Fault, FaultPlan, InjectionPoint as FaultPoint};
 pub use ids::{SegmentId, SessionId};
 pub use mem::MemStore;
 pub use store::{

@@ -14,6 +14,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 
 use crate::codec::{self, Header};
+use crate::fs::fault::{FaultPoint, Faults, WriteLen};
 use crate::fs::read::{probe_tail, read_header, TailState};
 use crate::scan::Identity;
 use crate::{Error, RawEntry, Result, Tip};
@@ -37,12 +38,13 @@ pub(crate) struct Handle {
     pub tail: TailState,
     /// Set when an fsync (or a rollback) failed: the file's state is unknown from then on.
     pub poisoned: Option<String>,
+    faults: Faults,
     buf: Vec<u8>,
 }
 
 impl Handle {
     /// Opens an existing file. `Ok(None)` if it does not exist.
-    pub(crate) fn open(path: PathBuf, identity: Identity) -> Result<Option<Self>> {
+    pub(crate) fn open(path: PathBuf, identity: Identity, faults: Faults) -> Result<Option<Self>> {
         let file = match open_append(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -59,6 +61,7 @@ impl Handle {
                 torn: 0,
             },
             poisoned: None,
+            faults,
             buf: Vec::new(),
         }))
     }
@@ -192,20 +195,30 @@ impl Handle {
             if h.tail.torn > 0 {
                 // A crash left an unterminated line; it was never committed. Remove it so that
                 // the new line does not glue onto it. Safe: we hold the exclusive lock.
-                h.file
-                    .set_len(h.tail.committed)
+                h.faults
+                    .check(FaultPoint::TornTailCut, &h.path)
+                    .and_then(|()| h.file.set_len(h.tail.committed))
                     .map_err(|e| Error::io("remove torn tail of", &h.path, e))?;
                 h.tail.torn = 0;
             }
             h.write_all_once()?;
             if sync {
-                if let Err(e) = h.file.sync_data() {
+                let synced = h
+                    .faults
+                    .check(FaultPoint::AppendSync, &h.path)
+                    .and_then(|()| h.file.sync_data());
+                if let Err(e) = synced {
+                    // Never retried: after a failed fsync the kernel may have dropped the
+                    // dirty pages, and a second fsync could report success for lost data.
                     h.poisoned = Some(e.to_string());
                     return Err(Error::io("fsync", &h.path, e));
                 }
             }
             h.tail.committed += h.buf.len() as u64;
             h.tail.count += entries.len() as u64;
+            h.faults
+                .check(FaultPoint::AppendDone, &h.path)
+                .map_err(|e| Error::io("append to", &h.path, e))?;
             Ok(h.tip())
         })
     }
@@ -215,7 +228,14 @@ impl Handle {
     /// never becomes a committed line.
     fn write_all_once(&mut self) -> Result<()> {
         let outcome = loop {
-            match self.file.write(&self.buf) {
+            let attempt = match self.faults.write_check(FaultPoint::AppendWrite, &self.path) {
+                Ok(WriteLen::All) => self.file.write(&self.buf),
+                Ok(WriteLen::Short(n)) => self
+                    .file
+                    .write(self.buf.get(..n.min(self.buf.len())).unwrap_or_default()),
+                Err(e) => Err(e),
+            };
+            match attempt {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 other => break other,
             }
@@ -228,7 +248,11 @@ impl Handle {
             ),
             Err(e) => e,
         };
-        if let Err(rollback) = self.file.set_len(self.tail.committed) {
+        let rolled_back = self
+            .faults
+            .check(FaultPoint::Rollback, &self.path)
+            .and_then(|()| self.file.set_len(self.tail.committed));
+        if let Err(rollback) = rolled_back {
             self.poisoned = Some(format!(
                 "append failed ({error}) and its rollback failed too ({rollback})"
             ));

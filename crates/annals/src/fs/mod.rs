@@ -6,6 +6,7 @@
 //! `0700`, files `0600`. Anything in the root or a session directory that does not parse as
 //! ours is ignored by listings and never touched.
 
+mod fault;
 mod fstype;
 mod handle;
 mod mmap;
@@ -26,6 +27,11 @@ use crate::{
     Error, RawEntry, ReadMode, ReplayOptions, Result, ScanReport, SegmentId, SegmentInfo,
     SessionId, Sink, Store, Tip, TornTail,
 };
+#[cfg(feature = "fault-injection")]
+pub use fault::FaultPoint as InjectionPoint;
+#[cfg(feature = "fault-injection")]
+pub use fault::{FailNth, Fault, FaultPlan};
+use fault::{FaultPoint, Faults};
 use handle::Handle;
 pub(crate) use read::scan_slice;
 
@@ -107,6 +113,7 @@ pub struct FsStore {
     root: PathBuf,
     options: FsOptions,
     open: Mutex<OpenFiles>,
+    faults: Faults,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -123,8 +130,10 @@ fn create_dir(path: &Path) -> Result<bool> {
     }
 }
 
-fn sync_dir(path: &Path) -> Result<()> {
-    File::open(path)
+fn sync_dir(path: &Path, faults: &Faults) -> Result<()> {
+    faults
+        .check(FaultPoint::DirSync, path)
+        .and_then(|()| File::open(path))
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io("fsync directory", path, e))
 }
@@ -134,10 +143,11 @@ struct TempFile {
     path: PathBuf,
     file: File,
     published: bool,
+    faults: Faults,
 }
 
 impl TempFile {
-    fn create(dir: &Path, segment: SegmentId) -> Result<Self> {
+    fn create(dir: &Path, segment: SegmentId, faults: &Faults) -> Result<Self> {
         let path = dir.join(format!(".{segment}.{}.tmp", uuid::Uuid::now_v7().simple()));
         let file = OpenOptions::new()
             .read(true)
@@ -150,25 +160,37 @@ impl TempFile {
             path,
             file,
             published: false,
+            faults: faults.clone(),
         })
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.file
-            .write_all(bytes)
-            .map_err(|e| Error::io("write", &self.path, e))
+        let written = match self.faults.write_check(FaultPoint::TempWrite, &self.path) {
+            Ok(fault::WriteLen::All) => self.file.write_all(bytes),
+            Ok(fault::WriteLen::Short(n)) => self
+                .file
+                .write_all(bytes.get(..n.min(bytes.len())).unwrap_or_default())
+                .and_then(|()| Err(io::Error::new(io::ErrorKind::WriteZero, "short write"))),
+            Err(e) => Err(e),
+        };
+        written.map_err(|e| Error::io("write", &self.path, e))
     }
 
     fn sync(&self) -> Result<()> {
-        self.file
-            .sync_all()
+        self.faults
+            .check(FaultPoint::TempSync, &self.path)
+            .and_then(|()| self.file.sync_all())
             .map_err(|e| Error::io("fsync", &self.path, e))
     }
 
     /// Links the file at `dest` unless something is there already (atomic no-clobber), then
     /// drops the temporary name.
     fn publish_new(mut self, dest: &Path) -> Result<bool> {
-        match fs::hard_link(&self.path, dest) {
+        let linked = self
+            .faults
+            .check(FaultPoint::Link, dest)
+            .and_then(|()| fs::hard_link(&self.path, dest));
+        match linked {
             Ok(()) => {
                 self.published = true;
                 let _ = fs::remove_file(&self.path);
@@ -181,7 +203,10 @@ impl TempFile {
 
     /// Renames the file over `dest`. Returns the open file, which is now `dest`.
     fn replace(mut self, dest: &Path) -> Result<File> {
-        fs::rename(&self.path, dest).map_err(|e| Error::io("rename over", dest, e))?;
+        self.faults
+            .check(FaultPoint::Rename, dest)
+            .and_then(|()| fs::rename(&self.path, dest))
+            .map_err(|e| Error::io("rename over", dest, e))?;
         self.published = true;
         let file = self
             .file
@@ -233,7 +258,25 @@ impl FsStore {
     /// I/O errors creating or reading the root; [`Error::UnsafeFileSystem`] if the root is on a
     /// network or FUSE file system and `allow_unsafe_fs` is off.
     pub fn open_with(root: impl AsRef<Path>, options: FsOptions) -> Result<Self> {
-        let root = root.as_ref().to_path_buf();
+        Self::open_inner(root.as_ref(), options, Faults::default())
+    }
+
+    /// Opens a store whose file operations consult `plan` at every [`FaultPoint`], for tests of
+    /// failure handling. Only with the `fault-injection` feature.
+    ///
+    /// # Errors
+    /// As [`FsStore::open_with`].
+    #[cfg(feature = "fault-injection")]
+    pub fn open_with_faults(
+        root: impl AsRef<Path>,
+        options: FsOptions,
+        plan: Arc<dyn FaultPlan>,
+    ) -> Result<Self> {
+        Self::open_inner(root.as_ref(), options, Faults::new(plan))
+    }
+
+    fn open_inner(root: &Path, options: FsOptions, faults: Faults) -> Result<Self> {
+        let root = root.to_path_buf();
         if !root.is_dir() {
             DirBuilder::new()
                 .mode(0o700)
@@ -251,6 +294,7 @@ impl FsStore {
                 ..options
             },
             open: Mutex::new(OpenFiles::default()),
+            faults,
         })
     }
 
@@ -301,7 +345,12 @@ impl FsStore {
             session,
             segment,
         };
-        let Some(handle) = Handle::open(self.file_path(session, segment, kind), identity)? else {
+        let Some(handle) = Handle::open(
+            self.file_path(session, segment, kind),
+            identity,
+            self.faults.clone(),
+        )?
+        else {
             return Ok(None);
         };
         let mut open = lock(&self.open);
@@ -358,9 +407,9 @@ impl FsStore {
     ) -> Result<bool> {
         let dir = self.session_dir(header.session);
         if create_dir(&dir)? {
-            sync_dir(&self.root)?;
+            sync_dir(&self.root, &self.faults)?;
         }
-        let mut temp = TempFile::create(&dir, header.segment)?;
+        let mut temp = TempFile::create(&dir, header.segment, &self.faults)?;
         let mut bytes = Vec::with_capacity(codec::MAX_LINE + body.len());
         encode_header(header, &mut bytes)?;
         bytes.extend_from_slice(body);
@@ -373,7 +422,7 @@ impl FsStore {
         if !temp.publish_new(&dest)? {
             return Ok(false);
         }
-        sync_dir(&dir)?;
+        sync_dir(&dir, &self.faults)?;
         Ok(true)
     }
 
@@ -543,7 +592,7 @@ impl FsStore {
         .map_err(|e| Error::io("write backup", &backup, e))?;
         out.sync_all().map_err(|e| Error::io("fsync", &backup, e))?;
         let dir = self.session_dir(h.identity.session);
-        sync_dir(&dir)?;
+        sync_dir(&dir, &self.faults)?;
         if plan.first_problem.is_none() {
             // Only a torn tail: it lies after the last newline, so cutting in place is safe
             // for mapped readers (see fs/mmap.rs).
@@ -562,7 +611,7 @@ impl FsStore {
                 generation: header.generation + 1,
                 ..header
             };
-            let mut temp = TempFile::create(&dir, h.identity.segment)?;
+            let mut temp = TempFile::create(&dir, h.identity.segment, &self.faults)?;
             let mut bytes = Vec::new();
             encode_header(&new_header, &mut bytes)?;
             temp.write(&bytes)?;
@@ -570,7 +619,7 @@ impl FsStore {
             copy_range(file, old_header_end, plan.keep_bytes, &mut temp)?;
             temp.sync()?;
             temp.replace(&path)?;
-            if let Err(e) = sync_dir(&dir) {
+            if let Err(e) = sync_dir(&dir, &self.faults) {
                 h.poisoned = Some(e.to_string());
                 return Err(e);
             }
@@ -837,7 +886,7 @@ impl Store for FsStore {
                 generation: header.generation + 1,
                 ..header
             };
-            let mut temp = TempFile::create(&dir, segment)?;
+            let mut temp = TempFile::create(&dir, segment, &self.faults)?;
             let mut bytes = Vec::new();
             let new_header_end = encode_header(&header, &mut bytes)?;
             temp.write(&bytes)?;
@@ -853,7 +902,7 @@ impl Store for FsStore {
                 count: keep,
                 torn: 0,
             };
-            if let Err(e) = sync_dir(&dir) {
+            if let Err(e) = sync_dir(&dir, &self.faults) {
                 h.poisoned = Some(e.to_string());
                 return Err(e);
             }
@@ -986,7 +1035,7 @@ impl Store for FsStore {
         }
         lock(&self.open).slots.retain(|(s, _, _), _| *s != session);
         fs::remove_dir_all(&dir).map_err(|e| Error::io("delete", &dir, e))?;
-        sync_dir(&self.root)
+        sync_dir(&self.root, &self.faults)
     }
 
     fn session_modified(&self, session: SessionId) -> Result<SystemTime> {

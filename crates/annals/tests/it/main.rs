@@ -1,6 +1,7 @@
 //! The integration tests of the `annals` crate, one binary (see docs/ARCHITECTURE.md).
 
 mod conformance;
+mod faults;
 mod fs_damage;
 mod model;
 mod multiprocess;
