@@ -60,7 +60,7 @@ pub use codec::{FileKind, Header, Lineage, FORMAT_VERSION, MAX_LINE};
 pub use error::{CorruptReason, Error, Result};
 pub use fs::{Durability, FsOptions, FsStore, Repair};
 #[cfg(feature = "fault-injection")]
-pub use fs::{FailNth, Fault, FaultPlan, InjectionPoint as FaultPoint};
+pub use fs::{FailNth, Fault, FaultPlan, InjectionPoint as FaultPoint, IoOp};
 pub use ids::{SegmentId, SessionId};
 pub use mem::MemStore;
 pub use store::{

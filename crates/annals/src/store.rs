@@ -256,7 +256,9 @@ pub trait Store: Send + Sync {
     ) -> Result<Tip>;
 
     /// Appends entries as the next sequence numbers, in one write. Returns the new tip.
-    /// If any entry is too large, nothing is written.
+    /// If any entry is too large, nothing is written. No other writer's entry can land inside
+    /// the batch, but a crash during it can leave a prefix of it in the log (each entry whole);
+    /// see docs/DURABILITY.md.
     ///
     /// # Errors
     /// [`Error::SegmentNotFound`], [`Error::EntryTooLarge`], [`Error::Corrupt`] if the end of the
@@ -383,7 +385,8 @@ pub trait Store: Send + Sync {
     /// [`Error::SessionNotFound`], I/O errors, [`Error::Corrupt`] for an unreadable header.
     fn list_segments(&self, session: SessionId) -> Result<Vec<SegmentInfo>>;
 
-    /// The session that holds `segment`, if any.
+    /// The session that holds `segment`, if any. Should several hold a segment with that id,
+    /// the newest session (the first in [`Store::list_sessions`]) is the answer.
     ///
     /// # Errors
     /// I/O errors.

@@ -69,10 +69,77 @@ pub enum Fault {
     Crash,
 }
 
-/// Decides, each time the store reaches a point, whether a fault happens there.
+/// A file-system operation the store completed, reported to [`FaultPlan::observe`] in the
+/// order the store performed them. Enough to rebuild what a power cut could leave on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IoOp<'a> {
+    /// A directory was created (not yet durable in its parent until that is synced).
+    CreateDir {
+        /// The new directory.
+        path: &'a Path,
+    },
+    /// A new, empty file was created.
+    CreateFile {
+        /// The new file.
+        path: &'a Path,
+    },
+    /// Bytes were written at the end of a file.
+    Append {
+        /// The file.
+        path: &'a Path,
+        /// The bytes, as written (a short write reports what it wrote).
+        data: &'a [u8],
+    },
+    /// A file was cut to `len` bytes.
+    SetLen {
+        /// The file.
+        path: &'a Path,
+        /// Its new length.
+        len: u64,
+    },
+    /// A file's data (and size) were made durable (`fsync`/`fdatasync`).
+    Sync {
+        /// The file.
+        path: &'a Path,
+    },
+    /// A directory's entries were made durable.
+    SyncDir {
+        /// The directory.
+        path: &'a Path,
+    },
+    /// `to` became a second name of `from`'s file.
+    Link {
+        /// Existing name.
+        from: &'a Path,
+        /// New name.
+        to: &'a Path,
+    },
+    /// `from` was renamed over `to`.
+    Rename {
+        /// Old name.
+        from: &'a Path,
+        /// New name, replaced if it existed.
+        to: &'a Path,
+    },
+    /// A name was removed.
+    Remove {
+        /// The name.
+        path: &'a Path,
+    },
+}
+
+/// Decides, each time the store reaches a point, whether a fault happens there, and hears of
+/// every operation that completed.
 pub trait FaultPlan: Send + Sync + std::fmt::Debug {
     /// Called at every point the store reaches, with the file (or directory) concerned.
     fn at(&self, point: FaultPoint, path: &Path) -> Option<Fault>;
+
+    /// Called after every file-system operation that changes what a power cut could leave
+    /// behind. The default ignores it.
+    fn observe(&self, op: &IoOp<'_>) {
+        let _ = op;
+    }
 }
 
 /// A plan that injects `fault` the `nth` time (0-based) `point` is reached, and never again.
@@ -161,6 +228,17 @@ impl Faults {
         }
         let _ = (point, path);
         Ok(WriteLen::All)
+    }
+
+    /// Reports a completed operation to the plan.
+    #[inline]
+    #[cfg_attr(not(feature = "fault-injection"), allow(clippy::unused_self))]
+    pub(crate) fn observe(&self, op: &IoOp<'_>) {
+        #[cfg(feature = "fault-injection")]
+        if let Some(plan) = &self.plan {
+            plan.observe(op);
+        }
+        let _ = op;
     }
 }
 

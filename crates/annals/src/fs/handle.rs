@@ -14,7 +14,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 
 use crate::codec::{self, Header};
-use crate::fs::fault::{FaultPoint, Faults, WriteLen};
+use crate::fs::fault::{FaultPoint, Faults, IoOp, WriteLen};
 use crate::fs::read::{probe_tail, read_header, TailState};
 use crate::scan::Identity;
 use crate::{Error, RawEntry, Result, Tip};
@@ -199,6 +199,10 @@ impl Handle {
                     .check(FaultPoint::TornTailCut, &h.path)
                     .and_then(|()| h.file.set_len(h.tail.committed))
                     .map_err(|e| Error::io("remove torn tail of", &h.path, e))?;
+                h.faults.observe(&IoOp::SetLen {
+                    path: &h.path,
+                    len: h.tail.committed,
+                });
                 h.tail.torn = 0;
             }
             h.write_all_once()?;
@@ -207,6 +211,9 @@ impl Handle {
                     .faults
                     .check(FaultPoint::AppendSync, &h.path)
                     .and_then(|()| h.file.sync_data());
+                if synced.is_ok() {
+                    h.faults.observe(&IoOp::Sync { path: &h.path });
+                }
                 if let Err(e) = synced {
                     // Never retried: after a failed fsync the kernel may have dropped the
                     // dirty pages, and a second fsync could report success for lost data.
@@ -240,6 +247,12 @@ impl Handle {
                 other => break other,
             }
         };
+        if let Ok(n) = outcome {
+            self.faults.observe(&IoOp::Append {
+                path: &self.path,
+                data: self.buf.get(..n).unwrap_or_default(),
+            });
+        }
         let error = match outcome {
             Ok(n) if n == self.buf.len() => return Ok(()),
             Ok(n) => io::Error::new(
@@ -252,6 +265,12 @@ impl Handle {
             .faults
             .check(FaultPoint::Rollback, &self.path)
             .and_then(|()| self.file.set_len(self.tail.committed));
+        if rolled_back.is_ok() {
+            self.faults.observe(&IoOp::SetLen {
+                path: &self.path,
+                len: self.tail.committed,
+            });
+        }
         if let Err(rollback) = rolled_back {
             self.poisoned = Some(format!(
                 "append failed ({error}) and its rollback failed too ({rollback})"

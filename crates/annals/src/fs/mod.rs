@@ -29,6 +29,7 @@ use crate::{
 };
 #[cfg(feature = "fault-injection")]
 pub use fault::FaultPoint as InjectionPoint;
+pub use fault::IoOp;
 #[cfg(feature = "fault-injection")]
 pub use fault::{FailNth, Fault, FaultPlan};
 use fault::{FaultPoint, Faults};
@@ -122,9 +123,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn create_dir(path: &Path) -> Result<bool> {
+fn create_dir(path: &Path, faults: &Faults) -> Result<bool> {
     match DirBuilder::new().mode(0o700).create(path) {
-        Ok(()) => Ok(true),
+        Ok(()) => {
+            faults.observe(&IoOp::CreateDir { path });
+            Ok(true)
+        }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(Error::io("create directory", path, e)),
     }
@@ -135,7 +139,9 @@ fn sync_dir(path: &Path, faults: &Faults) -> Result<()> {
         .check(FaultPoint::DirSync, path)
         .and_then(|()| File::open(path))
         .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("fsync directory", path, e))
+        .map_err(|e| Error::io("fsync directory", path, e))?;
+    faults.observe(&IoOp::SyncDir { path });
+    Ok(())
 }
 
 /// A file being written under a temporary name, removed on drop unless published.
@@ -156,6 +162,7 @@ impl TempFile {
             .mode(0o600)
             .open(&path)
             .map_err(|e| Error::io("create", &path, e))?;
+        faults.observe(&IoOp::CreateFile { path: &path });
         Ok(Self {
             path,
             file,
@@ -165,22 +172,33 @@ impl TempFile {
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        let written = match self.faults.write_check(FaultPoint::TempWrite, &self.path) {
-            Ok(fault::WriteLen::All) => self.file.write_all(bytes),
-            Ok(fault::WriteLen::Short(n)) => self
-                .file
-                .write_all(bytes.get(..n.min(bytes.len())).unwrap_or_default())
-                .and_then(|()| Err(io::Error::new(io::ErrorKind::WriteZero, "short write"))),
-            Err(e) => Err(e),
+        let len = match self.faults.write_check(FaultPoint::TempWrite, &self.path) {
+            Ok(fault::WriteLen::All) => bytes.len(),
+            Ok(fault::WriteLen::Short(n)) => n.min(bytes.len()),
+            Err(e) => return Err(Error::io("write", &self.path, e)),
         };
-        written.map_err(|e| Error::io("write", &self.path, e))
+        let data = bytes.get(..len).unwrap_or_default();
+        self.file
+            .write_all(data)
+            .map_err(|e| Error::io("write", &self.path, e))?;
+        self.faults.observe(&IoOp::Append {
+            path: &self.path,
+            data,
+        });
+        if len < bytes.len() {
+            let short = io::Error::new(io::ErrorKind::WriteZero, "short write");
+            return Err(Error::io("write", &self.path, short));
+        }
+        Ok(())
     }
 
     fn sync(&self) -> Result<()> {
         self.faults
             .check(FaultPoint::TempSync, &self.path)
             .and_then(|()| self.file.sync_all())
-            .map_err(|e| Error::io("fsync", &self.path, e))
+            .map_err(|e| Error::io("fsync", &self.path, e))?;
+        self.faults.observe(&IoOp::Sync { path: &self.path });
+        Ok(())
     }
 
     /// Links the file at `dest` unless something is there already (atomic no-clobber), then
@@ -193,7 +211,13 @@ impl TempFile {
         match linked {
             Ok(()) => {
                 self.published = true;
-                let _ = fs::remove_file(&self.path);
+                self.faults.observe(&IoOp::Link {
+                    from: &self.path,
+                    to: dest,
+                });
+                if fs::remove_file(&self.path).is_ok() {
+                    self.faults.observe(&IoOp::Remove { path: &self.path });
+                }
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
@@ -207,6 +231,10 @@ impl TempFile {
             .check(FaultPoint::Rename, dest)
             .and_then(|()| fs::rename(&self.path, dest))
             .map_err(|e| Error::io("rename over", dest, e))?;
+        self.faults.observe(&IoOp::Rename {
+            from: &self.path,
+            to: dest,
+        });
         self.published = true;
         let file = self
             .file
@@ -218,8 +246,8 @@ impl TempFile {
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        if !self.published {
-            let _ = fs::remove_file(&self.path);
+        if !self.published && fs::remove_file(&self.path).is_ok() {
+            self.faults.observe(&IoOp::Remove { path: &self.path });
         }
     }
 }
@@ -406,7 +434,7 @@ impl FsStore {
         copy: Option<(&File, u64, u64)>,
     ) -> Result<bool> {
         let dir = self.session_dir(header.session);
-        if create_dir(&dir)? {
+        if create_dir(&dir, &self.faults)? {
             sync_dir(&self.root, &self.faults)?;
         }
         let mut temp = TempFile::create(&dir, header.segment, &self.faults)?;

@@ -282,7 +282,7 @@ pub(crate) fn probe_tail(
     buf.truncate(n);
     let size = start + n as u64;
     let Some(last_nl) = memchr::memrchr(b'\n', &buf) else {
-        return tail_only(start == known_end, known, size, &buf, path);
+        return tail_only(file, start == known_end, known, size, &buf, path);
     };
     let committed = start + last_nl as u64 + 1;
     let torn = size - committed;
@@ -305,14 +305,17 @@ pub(crate) fn probe_tail(
         Some(prev) => prev + 1,
         None if start == known_end => 0,
         None => {
+            // The last line began before the window: find where, so that the error names its
+            // real position and length (error path only, so the backward scan is affordable).
+            let line_start = committed_end(file, path, start)?;
             return Err(Error::Corrupt {
                 path: path.to_path_buf(),
-                line: line_number_at(file, path, committed)?.saturating_sub(1),
-                offset: start,
+                line: line_number_at(file, path, line_start)?,
+                offset: line_start,
                 reason: CorruptReason::TooLong {
-                    len: u64::from(u32::MAX),
+                    len: committed - 1 - line_start,
                 },
-            })
+            });
         }
     };
     let line = buf.get(line_start..last_nl).unwrap_or_default();
@@ -341,6 +344,7 @@ pub(crate) fn probe_tail(
 }
 
 fn tail_only(
+    file: &File,
     from_known: bool,
     known: (u64, u64),
     size: u64,
@@ -355,16 +359,27 @@ fn tail_only(
             torn: size - known_end,
         });
     }
+    if known_end == 0 {
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            line: 1,
+            offset: 0,
+            reason: CorruptReason::MissingHeader,
+        });
+    }
+    // A window that started past the known boundary holds no newline: the unterminated bytes
+    // begin after the last newline before it, which may lie far back (error path only).
+    let committed = if from_known {
+        known_end
+    } else {
+        committed_end(file, path, size - buf.len() as u64)?
+    };
     Err(Error::Corrupt {
         path: path.to_path_buf(),
-        line: 0,
-        offset: known_end,
-        reason: if known_end == 0 {
-            CorruptReason::MissingHeader
-        } else {
-            CorruptReason::BadTail {
-                len: size - known_end,
-            }
+        line: line_number_at(file, path, committed)?,
+        offset: committed,
+        reason: CorruptReason::BadTail {
+            len: size - committed,
         },
     })
 }

@@ -5,3 +5,4 @@ mod faults;
 mod fs_damage;
 mod model;
 mod multiprocess;
+mod powercut;
