@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::path::Path;
 
-use memmap2::{Advice, Mmap, MmapOptions};
+use memmap2::{Advice, Mmap, MmapOptions, UncheckedAdvice};
 
 use crate::{Error, Result};
 
@@ -42,4 +42,47 @@ pub(crate) fn map_committed(file: &File, len: u64, path: &Path) -> Result<Option
     // Only a hint; a failure changes nothing.
     let _ = map.advise(Advice::Sequential);
     Ok(Some(map))
+}
+
+/// How much of a mapping is resident at a time while it is walked.
+const CHUNK: usize = 8 << 20;
+
+/// Walks `map` in chunks that end at a newline (or the end), handing each to `f` with its offset,
+/// and drops each chunk's pages from the process once `f` has returned, so that the resident
+/// memory of a scan stays about one chunk whatever the file's size.
+pub(crate) fn for_each_chunk(
+    map: &Mmap,
+    mut f: impl FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let bytes: &[u8] = map;
+    let mut pos = 0usize;
+    while pos < bytes.len() {
+        let end = pos.saturating_add(CHUNK).min(bytes.len());
+        let window = bytes.get(pos..end).unwrap_or_default();
+        let cut = match memchr::memrchr(b'\n', window) {
+            Some(nl) => pos + nl + 1,
+            // One line longer than a chunk (garbage): take it whole.
+            None => memchr::memchr(b'\n', bytes.get(end..).unwrap_or_default())
+                .map_or(bytes.len(), |nl| end + nl + 1),
+        };
+        f(pos as u64, bytes.get(pos..cut).unwrap_or_default())?;
+        release(map, pos, cut);
+        pos = cut;
+    }
+    Ok(())
+}
+
+/// Drops the pages wholly inside `from..to` from this process.
+fn release(map: &Mmap, from: usize, to: usize) {
+    const PAGE: usize = 4096;
+    let start = from.div_ceil(PAGE) * PAGE;
+    let end = to / PAGE * PAGE;
+    if end > start {
+        // SAFETY: the mapping is read-only and file-backed, and the file's bytes in it never
+        // change (see `map_committed`), so after MADV_DONTNEED a later access faults in the very
+        // same bytes from the file: no borrow can observe a change. No slice of this range is
+        // alive here either: `f` has returned. A failure only means the pages stay resident.
+        let _ =
+            unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, start, end - start) };
+    }
 }

@@ -861,7 +861,7 @@ impl Store for FsStore {
             vec![0u8; usize::try_from((size - committed).min(codec::MAX_LINE as u64)).unwrap_or(0)];
         let n = read::read_at_most(&file, &mut tail, committed, &path)?;
         tail.truncate(n);
-        let checker = Checker::new(
+        let mut checker = Checker::new(
             ReadMode::Tolerant,
             0,
             false,
@@ -871,15 +871,13 @@ impl Store for FsStore {
                 segment,
             }),
         );
-        let bytes: &[u8] = map.as_deref().unwrap_or_default();
-        let (mut report, _) = read::scan_slice(
-            bytes,
-            &tail,
-            size - committed,
-            checker,
-            &mut |_, _| Ok(()),
-            &path,
-        )?;
+        if let Some(map) = &map {
+            mmap::for_each_chunk(map, |base, chunk| {
+                read::feed(chunk, base, &mut checker, &mut |_, _| Ok(()), &path).map(|_| ())
+            })?;
+        }
+        let (mut report, _) =
+            read::finish_scan(checker, committed, &tail, size - committed, &path)?;
         report.path = Some(path);
         Ok(report)
     }

@@ -61,7 +61,7 @@ pub(crate) fn stop_to_error(stop: Stop, path: &Path) -> Error {
 
 /// Feeds the complete lines of `buf` (which starts at file offset `base`) to the checker and
 /// the sink. Returns how many bytes were consumed (up to and including the last newline).
-fn feed(
+pub(crate) fn feed(
     buf: &[u8],
     base: u64,
     checker: &mut Checker,
@@ -174,11 +174,23 @@ pub(crate) fn scan_slice(
     } else {
         (leftover, leftover.len() as u64 + tail_len)
     };
+    finish_scan(checker, end as u64, tail, tail_len, path)
+}
+
+/// Ends a scan whose complete lines (up to `end`) were fed: the unterminated tail, then the
+/// report.
+pub(crate) fn finish_scan(
+    mut checker: Checker,
+    end: u64,
+    tail: &[u8],
+    tail_len: u64,
+    path: &Path,
+) -> Result<(ScanReport, Option<Header>)> {
     checker
-        .tail(end as u64, tail, tail_len)
+        .tail(end, tail, tail_len)
         .map_err(|s| stop_to_error(s, path))?;
     checker
-        .finish(end as u64 + tail_len)
+        .finish(end + tail_len)
         .map_err(|s| stop_to_error(s, path))
 }
 

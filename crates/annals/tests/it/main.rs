@@ -3,6 +3,7 @@
 mod conformance;
 mod faults;
 mod fs_damage;
+mod memory;
 mod model;
 mod multiprocess;
 mod powercut;
