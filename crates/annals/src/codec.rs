@@ -155,7 +155,10 @@ fn write_hex(slot: &mut [u8], crc: u32) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for (i, b) in slot.iter_mut().enumerate() {
         let shift = 28 - 4 * i;
-        *b = HEX.get(((crc >> shift) & 0xf) as usize).copied().unwrap_or(b'0');
+        *b = HEX
+            .get(((crc >> shift) & 0xf) as usize)
+            .copied()
+            .unwrap_or(b'0');
     }
 }
 

@@ -270,6 +270,8 @@ impl Store for MemStore {
         Ok(self
             .read()
             .iter()
+            // Newest session first, as listed: the answer FsStore gives when an id is reused.
+            .rev()
             .find(|(_, s)| s.segments.contains_key(&segment))
             .map(|(&id, _)| id))
     }

@@ -40,7 +40,8 @@ pub(crate) struct Checker {
 }
 
 impl Checker {
-    /// `deliver = false` is the verify-only path: CRC, shape and sequence, no UTF-8 check.
+    /// `deliver = false` is the verify-only path: CRC, shape, UTF-8 and sequence, without
+    /// handing entries out.
     pub(crate) fn new(
         mode: ReadMode,
         from_seq: u64,
@@ -123,7 +124,13 @@ impl Checker {
                 codec::Line::Header(_) => Err(CorruptReason::UnexpectedHeader),
             })
         } else {
-            codec::check_entry(line).map(|(seq, _)| (seq, ""))
+            // The same verdict as the delivering path: a line a strict replay refuses must not
+            // pass verify, nor repair, which trusts this check to find what to cut.
+            codec::check_entry(line).and_then(|(seq, range)| {
+                std::str::from_utf8(line.get(range).unwrap_or_default())
+                    .map(|_| (seq, ""))
+                    .map_err(|_| CorruptReason::Malformed("entry is not UTF-8"))
+            })
         };
         let (seq, json) = match decoded {
             Ok(v) => v,

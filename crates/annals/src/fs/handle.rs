@@ -132,7 +132,10 @@ impl Handle {
                 (end, (end, 0))
             }
         };
-        if size != self.tail.committed + self.tail.torn {
+        // With a torn tail cached, the size alone cannot tell whether another writer cut it and
+        // appended a line of the same length, so the end is re-read. Torn tails only follow
+        // crashes: the common path stays one fstat.
+        if size != self.tail.committed + self.tail.torn || self.tail.torn > 0 {
             let known = if size >= known.0 {
                 known
             } else {
@@ -277,5 +280,50 @@ impl Handle {
             ));
         }
         Err(Error::io("append to", &self.path, error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use crate::codec::encode_entry;
+    use crate::{Error, FsStore, SegmentId, SessionId, Store, StoreExt, Tip};
+
+    /// Found by the `store_ops` fuzz target: a writer that had seen a torn tail trusted its
+    /// cached tail as long as the file size was unchanged, so another writer's line of exactly
+    /// the torn tail's length went unnoticed: the detector missed it and the next append cut
+    /// it off as if it were still the torn tail.
+    #[test]
+    fn a_torn_tail_replaced_by_another_writers_line_of_the_same_length_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (FsStore::open(dir.path()).unwrap(), FsStore::open(dir.path()).unwrap());
+        let (session, segment) = (SessionId::new(), SegmentId::new());
+        a.create::<serde_json::Value>(session, segment, &[]).unwrap();
+        a.append(session, segment, &serde_json::json!({"n": 1})).unwrap();
+
+        let mut line = Vec::new();
+        encode_entry(1, r#"{"n":2}"#, &mut line).unwrap();
+        let mut crashed = Vec::new();
+        encode_entry(1, r#"{"torn":true}"#, &mut crashed).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(a.segment_path(session, segment))
+            .unwrap()
+            .write_all(&crashed[..line.len()])
+            .unwrap();
+        let seen = a.tip(session, segment).unwrap();
+        assert_eq!(seen, Tip { count: 1, generation: 0 });
+
+        b.append(session, segment, &serde_json::json!({"n": 2})).unwrap();
+        assert_eq!(a.tip(session, segment).unwrap().count, 2);
+        assert!(matches!(
+            a.append_if(session, segment, seen, &[]),
+            Err(Error::ConcurrentWriter { .. })
+        ));
+        a.append(session, segment, &serde_json::json!({"n": 3})).unwrap();
+        let entries: Vec<serde_json::Value> = a.read(session, segment).unwrap();
+        let ns: Vec<_> = entries.iter().map(|e| e["n"].as_u64().unwrap()).collect();
+        assert_eq!(ns, [1, 2, 3]);
     }
 }

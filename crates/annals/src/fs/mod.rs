@@ -577,12 +577,16 @@ impl FsStore {
         let header = match header {
             Some(hd) if report.valid_up_to > 0 => hd,
             _ => {
+                // Nothing can be kept. Say why: the header's own problem (another segment's
+                // header, garbage) is what the person has to act on.
                 return Err(Error::Corrupt {
                     path,
                     line: 1,
                     offset: 0,
-                    reason: CorruptReason::MissingHeader,
-                })
+                    reason: plan
+                        .first_problem
+                        .map_or(CorruptReason::MissingHeader, |p| p.reason),
+                });
             }
         };
         if plan.dropped_bytes == 0 {
@@ -1090,21 +1094,41 @@ impl Store for FsStore {
         events: &[RawEntry],
     ) -> Result<()> {
         let key = (session, segment, FileKind::Trace);
-        let handle = match self.handle(key)? {
-            Some(h) => h,
-            None => {
-                if !self.exists(session, segment)? {
-                    return Err(Error::SegmentNotFound { session, segment });
+        // A cached handle can outlive its file: another store may have deleted the session,
+        // and the segment may have been created again since, without a trace. Such a handle
+        // finds no file; drop it and start over once, creating the trace if the segment is
+        // there.
+        for _ in 0..2 {
+            let handle = match self.handle(key)? {
+                Some(h) => h,
+                None => {
+                    if !self.exists(session, segment)? {
+                        return Err(Error::SegmentNotFound { session, segment });
+                    }
+                    let header = Self::new_header(session, segment, FileKind::Trace, None);
+                    // Losing the race to another creator is fine: the file is there either way.
+                    self.create_file(&header, &[], None)?;
+                    self.handle(key)?
+                        .ok_or(Error::SegmentNotFound { session, segment })?
                 }
-                let header = Self::new_header(session, segment, FileKind::Trace, None);
-                // Losing the race to another creator is fine: the file is there either way.
-                self.create_file(&header, &[], None)?;
-                self.handle(key)?
-                    .ok_or(Error::SegmentNotFound { session, segment })?
+            };
+            let mut h = lock(&handle);
+            match h.append(events, None, self.durable()) {
+                Err(Error::SegmentNotFound { .. }) => {
+                    drop(h);
+                    let mut open = lock(&self.open);
+                    if open
+                        .slots
+                        .get(&key)
+                        .is_some_and(|(cached, _)| Arc::ptr_eq(cached, &handle))
+                    {
+                        open.slots.remove(&key);
+                    }
+                }
+                other => return other.map(|_| ()),
             }
-        };
-        let mut h = lock(&handle);
-        h.append(events, None, self.durable()).map(|_| ())
+        }
+        Err(Error::SegmentNotFound { session, segment })
     }
 
     fn replay_trace_raw(
