@@ -133,3 +133,20 @@ fn minify_removes_whitespace_outside_strings_only() {
         "{\"a b\":\"x\\\" \\n y\",\"c\":[1,2]}"
     );
 }
+
+#[test]
+fn every_example_line_in_the_format_document_decodes() {
+    let doc = include_str!("../../../../docs/FORMAT.md");
+    let examples: Vec<&str> = doc
+        .lines()
+        .filter(|l| l.starts_with("{\"crc\":\""))
+        .collect();
+    assert!(examples.len() >= 2, "FORMAT.md lost its examples");
+    for line in examples {
+        assert!(
+            decode_line(line.as_bytes()).is_ok(),
+            "docs/FORMAT.md example does not decode: {line}\n{:?}",
+            decode_line(line.as_bytes())
+        );
+    }
+}

@@ -24,7 +24,27 @@ pub(crate) fn open_append(path: &std::path::Path) -> io::Result<File> {
         .read(true)
         .append(true)
         .mode(0o600)
+        .custom_flags(no_follow())
         .open(path)
+        .map_err(explain_link)
+}
+
+/// `O_NOFOLLOW`: the store never follows a symbolic link where a file of its own should be, so
+/// a link cannot make it write into (or read from) a file outside its layout.
+pub(crate) fn no_follow() -> i32 {
+    i32::try_from(rustix::fs::OFlags::NOFOLLOW.bits()).unwrap_or(0)
+}
+
+/// Turns the `ELOOP` of `O_NOFOLLOW` into words a person can act on.
+pub(crate) fn explain_link(e: io::Error) -> io::Error {
+    if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is a symbolic link; annals does not follow links inside its store",
+        )
+    } else {
+        e
+    }
 }
 
 #[derive(Debug)]

@@ -448,6 +448,13 @@ impl FsStore {
         temp.sync()?;
         let dest = self.file_path(header.session, header.segment, header.kind);
         if !temp.publish_new(&dest)? {
+            if !is_regular_file(&dest) {
+                let in_the_way = io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "something that is not an annals file is in the way (a directory or a link); move it",
+                );
+                return Err(Error::io("create", &dest, in_the_way));
+            }
             return Ok(false);
         }
         sync_dir(&dir, &self.faults)?;
@@ -666,10 +673,15 @@ impl FsStore {
 /// Opens a file and takes its exclusive lock, following replacements. `Ok(None)` if missing.
 fn open_locked(path: &Path) -> Result<Option<File>> {
     loop {
-        let file = match OpenOptions::new().read(true).write(true).open(path) {
+        let opened = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(handle::no_follow())
+            .open(path);
+        let file = match opened {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("open", path, e)),
+            Err(e) => return Err(Error::io("open", path, handle::explain_link(e))),
         };
         file.lock().map_err(|e| Error::io("lock", path, e))?;
         let meta = file.metadata().map_err(|e| Error::io("stat", path, e));
@@ -729,10 +741,14 @@ fn with_snapshot<T>(
     mut f: impl FnMut(&File, u64) -> Result<T>,
 ) -> Result<Option<(File, T)>> {
     loop {
-        let file = match File::open(path) {
+        let opened = OpenOptions::new()
+            .read(true)
+            .custom_flags(handle::no_follow())
+            .open(path);
+        let file = match opened {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("open", path, e)),
+            Err(e) => return Err(Error::io("open", path, handle::explain_link(e))),
         };
         let meta = file.metadata().map_err(|e| Error::io("stat", path, e))?;
         if !meta.is_file() {

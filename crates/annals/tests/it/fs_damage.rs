@@ -1695,3 +1695,39 @@ fn appending_to_the_v1_fixture_continues_its_sequence_and_generation() {
         }
     );
 }
+
+#[test]
+fn a_symlink_to_a_well_formed_segment_elsewhere_is_refused_not_written_through() {
+    let f = fixture(2);
+    // A genuine segment with the linked name's identity, outside the store.
+    let elsewhere = FsStore::open(f.dir.path().join("elsewhere")).unwrap();
+    let fake = SegmentId::new();
+    elsewhere
+        .create(f.session, fake, &[entry(0), entry(1)])
+        .unwrap();
+    let target = elsewhere.segment_path(f.session, fake);
+    let before = file_state(&target);
+    std::os::unix::fs::symlink(&target, f.store.segment_path(f.session, fake)).unwrap();
+
+    let store = f.fresh();
+    for err in [
+        store.append(f.session, fake, &entry(2)).map(|_| ()).unwrap_err(),
+        store.tip(f.session, fake).map(|_| ()).unwrap_err(),
+        replay_with(&store, f.session, fake, ReplayOptions::strict())
+            .map(|_| ())
+            .unwrap_err(),
+    ] {
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+    }
+    assert_eq!(file_state(&target), before, "nothing was written through the link");
+}
+
+#[test]
+fn create_segment_names_a_directory_in_the_way_instead_of_calling_it_a_segment() {
+    let f = fixture(0);
+    let fake = SegmentId::new();
+    fs::create_dir(f.store.segment_path(f.session, fake)).unwrap();
+    let err = f.store.create::<Value>(f.session, fake, &[]).unwrap_err();
+    assert!(!matches!(err, Error::SegmentExists { .. }), "{err:?}");
+    assert!(err.to_string().contains("in the way"), "{err}");
+}
