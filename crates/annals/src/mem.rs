@@ -303,6 +303,8 @@ impl Store for MemStore {
         let seg = segment_mut(&mut map, session, segment)?;
         check_sizes(seg.trace.len() as u64, events)?;
         seg.trace.extend_from_slice(events);
+        // As on disk, where the trace file's mtime counts for the session.
+        seg.modified = SystemTime::now();
         Ok(())
     }
 
