@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::blob::BlobRef;
 use crate::error::CorruptReason;
 use crate::{SegmentId, SessionId};
 
@@ -26,6 +27,7 @@ pub const PREFIX_LEN: usize = 18;
 const SEQ_KEY: &[u8] = b"\"seq\":";
 const ENTRY_KEY: &[u8] = b",\"e\":";
 const HEADER_KEY: &[u8] = b"\"annals\":";
+const BLOB_KEY: &[u8] = b",\"blob\":";
 
 /// What a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -35,6 +37,8 @@ pub enum FileKind {
     Segment,
     /// A segment's debug event trace.
     Trace,
+    /// A session's attachment index (`attachments.jsonl`; its header's segment is the nil id).
+    Attachments,
 }
 
 /// Where a forked segment came from.
@@ -78,6 +82,25 @@ pub enum Line<'a> {
         /// The entry's JSON text, exactly as appended.
         json: &'a str,
     },
+    /// An entry kept as a blob: the line holds a reference to it.
+    Blob {
+        /// Sequence number.
+        seq: u64,
+        /// Where the entry is.
+        reference: BlobRef,
+    },
+}
+
+/// An entry line whose CRC and shape check out: its sequence number and where its body is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryLine {
+    /// Sequence number.
+    pub seq: u64,
+    /// Byte range of the body within the line: the entry's JSON text, or for a blob line the
+    /// reference object.
+    pub body: std::ops::Range<usize>,
+    /// True for a blob line (`"blob":{...}` instead of `"e":...`).
+    pub is_blob: bool,
 }
 
 /// Encodes the entry line for `seq` and `json` (compact JSON, no newline) onto `out`.
@@ -97,6 +120,33 @@ pub fn encode_entry(seq: u64, json: &str, out: &mut Vec<u8>) -> Result<usize, us
     out.push(b'}');
     finish_line(out, start)
 }
+
+/// Encodes the line of an entry kept as a blob. Returns the line's length. On `Err`, `out` is
+/// left as it was.
+///
+/// # Errors
+/// `Err(size)` if the line exceeds [`MAX_LINE`] (not for references annals makes: their head is
+/// bounded).
+pub fn encode_blob(seq: u64, reference: &BlobRef, out: &mut Vec<u8>) -> Result<usize, usize> {
+    let start = out.len();
+    out.extend_from_slice(CRC_OPEN);
+    out.extend_from_slice(b"00000000");
+    out.extend_from_slice(CRC_CLOSE);
+    out.extend_from_slice(SEQ_KEY);
+    push_decimal(out, seq);
+    out.extend_from_slice(BLOB_KEY);
+    if serde_json::to_writer(&mut *out, reference).is_err() {
+        out.truncate(start);
+        return Err(usize::MAX);
+    }
+    out.push(b'}');
+    finish_line(out, start)
+}
+
+/// Longest entry JSON kept inline in its line whatever its sequence number: 4096 minus the
+/// line's overhead with a 20-digit sequence number. Longer entries are kept as blobs, so the
+/// choice never depends on where in the segment an entry lands.
+pub const MAX_INLINE: usize = MAX_LINE - (PREFIX_LEN + SEQ_KEY.len() + 20 + ENTRY_KEY.len() + 2);
 
 /// Encodes a header line onto `out`. Returns the line's length.
 ///
@@ -218,11 +268,20 @@ pub fn check_crc(line: &[u8]) -> Result<&[u8], CorruptReason> {
 }
 
 /// Checks CRC and shape of an entry line and returns its sequence number and the byte range of
-/// its JSON within `line`, without validating UTF-8 or JSON. This is the verify-only fast path.
+/// its body, without validating UTF-8 or JSON. This is the verify-only fast path. For a blob
+/// line the range covers the reference object.
 ///
 /// # Errors
 /// A [`CorruptReason`] naming what is wrong.
 pub fn check_entry(line: &[u8]) -> Result<(u64, std::ops::Range<usize>), CorruptReason> {
+    check_entry_line(line).map(|e| (e.seq, e.body))
+}
+
+/// Checks CRC and shape of an entry line (inline or blob); see [`check_entry`].
+///
+/// # Errors
+/// A [`CorruptReason`] naming what is wrong.
+pub fn check_entry_line(line: &[u8]) -> Result<EntryLine, CorruptReason> {
     let covered = check_crc(line)?;
     if covered.starts_with(HEADER_KEY) {
         return Err(CorruptReason::UnexpectedHeader);
@@ -231,17 +290,25 @@ pub fn check_entry(line: &[u8]) -> Result<(u64, std::ops::Range<usize>), Corrupt
         .strip_prefix(SEQ_KEY)
         .ok_or(CorruptReason::Malformed("no \"seq\" after the CRC"))?;
     let (seq, n) = parse_decimal(rest).ok_or(CorruptReason::Malformed("bad sequence number"))?;
-    let after = rest
-        .get(n..)
-        .and_then(|r| r.strip_prefix(ENTRY_KEY))
-        .ok_or(CorruptReason::Malformed(
-            "no \"e\" after the sequence number",
-        ))?;
+    let after_seq = rest.get(n..).unwrap_or_default();
+    let (after, key_len, is_blob) = if let Some(after) = after_seq.strip_prefix(ENTRY_KEY) {
+        (after, ENTRY_KEY.len(), false)
+    } else if let Some(after) = after_seq.strip_prefix(BLOB_KEY) {
+        (after, BLOB_KEY.len(), true)
+    } else {
+        return Err(CorruptReason::Malformed(
+            "no \"e\" or \"blob\" after the sequence number",
+        ));
+    };
     if after.len() < 2 || after.last() != Some(&b'}') {
         return Err(CorruptReason::Malformed("entry is not closed by '}'"));
     }
-    let start = PREFIX_LEN + SEQ_KEY.len() + n + ENTRY_KEY.len();
-    Ok((seq, start..line.len() - 1))
+    let start = PREFIX_LEN + SEQ_KEY.len() + n + key_len;
+    Ok(EntryLine {
+        seq,
+        body: start..line.len() - 1,
+        is_blob,
+    })
 }
 
 /// Decodes one line (without its newline): header or entry. Entries are checked for CRC, shape
@@ -254,13 +321,24 @@ pub fn decode_line(line: &[u8]) -> Result<Line<'_>, CorruptReason> {
     if covered.starts_with(HEADER_KEY) {
         return decode_header_covered(covered).map(Line::Header);
     }
-    let (seq, range) = check_entry(line)?;
+    let entry = check_entry_line(line)?;
     let bytes = line
-        .get(range)
+        .get(entry.body)
         .ok_or(CorruptReason::Malformed("entry range"))?;
+    if entry.is_blob {
+        let reference = serde_json::from_slice(bytes)
+            .map_err(|_| CorruptReason::Malformed("bad blob reference"))?;
+        return Ok(Line::Blob {
+            seq: entry.seq,
+            reference,
+        });
+    }
     let json =
         std::str::from_utf8(bytes).map_err(|_| CorruptReason::Malformed("entry is not UTF-8"))?;
-    Ok(Line::Entry { seq, json })
+    Ok(Line::Entry {
+        seq: entry.seq,
+        json,
+    })
 }
 
 /// Decodes a header line (without its newline).

@@ -57,6 +57,13 @@ pub enum CorruptReason {
     },
     /// The file is empty or holds no complete header line.
     MissingHeader,
+    /// The line refers to a blob that is missing or does not match its reference.
+    Blob {
+        /// The blob the line names.
+        id: crate::BlobId,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 impl fmt::Display for CorruptReason {
@@ -74,8 +81,10 @@ impl fmt::Display for CorruptReason {
             Self::SeqMismatch { expected, found } => {
                 if found < expected {
                     write!(f, "sequence number {found} repeats or goes back (expected {expected}): two writers appended without seeing each other")
+                } else if *found == expected + 1 {
+                    write!(f, "sequence number {found} skips ahead (expected {expected}): entry {expected} is missing")
                 } else {
-                    write!(f, "sequence number {found} skips ahead (expected {expected}): entries {expected}..{found} are missing")
+                    write!(f, "sequence number {found} skips ahead (expected {expected}): entries {expected} to {} are missing", found - 1)
                 }
             }
             Self::BadHeader(why) => write!(f, "bad header line: {why}"),
@@ -88,6 +97,7 @@ impl fmt::Display for CorruptReason {
                 "{len} unterminated bytes at the end that cannot be a torn annals line"
             ),
             Self::MissingHeader => f.write_str("file has no complete header line"),
+            Self::Blob { id, problem } => write!(f, "blob {id}: {problem}"),
         }
     }
 }
@@ -133,10 +143,10 @@ pub enum Error {
         supported: u32,
     },
 
-    /// The encoded line would exceed the line limit; nothing was written.
-    #[error("entry too large: its line would be {size} bytes, the limit is {limit}")]
+    /// The entry is larger than the store's maximum entry size; nothing was written.
+    #[error("entry too large: {size} bytes of JSON, the store's limit is {limit}")]
     EntryTooLarge {
-        /// Size of the line the entry would need, newline included.
+        /// Size of the entry's JSON text in bytes.
         size: usize,
         /// The limit.
         limit: usize,
@@ -165,6 +175,15 @@ pub enum Error {
         session: SessionId,
         /// The missing segment.
         segment: SegmentId,
+    },
+
+    /// The session has no blob with that id.
+    #[error("blob {id} not found in session {session}")]
+    BlobNotFound {
+        /// The session.
+        session: SessionId,
+        /// The blob asked for.
+        id: crate::BlobId,
     },
 
     /// `create_segment` or `fork` would clobber an existing segment.

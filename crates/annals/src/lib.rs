@@ -46,6 +46,7 @@
     )
 )]
 
+mod blob;
 pub mod codec;
 mod error;
 mod fs;
@@ -56,7 +57,8 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use codec::{FileKind, Header, Lineage, FORMAT_VERSION, MAX_LINE};
+pub use blob::{Attachment, AttachmentMeta, BlobId, BlobRef, GcReport};
+pub use codec::{FileKind, Header, Lineage, FORMAT_VERSION, MAX_INLINE, MAX_LINE};
 pub use error::{CorruptReason, Error, Result};
 pub use fs::{Durability, FsOptions, FsStore, Repair};
 #[cfg(feature = "fault-injection")]
@@ -65,11 +67,12 @@ pub use ids::{SegmentId, SessionId};
 pub use mem::MemStore;
 pub use store::{
     Problem, RawEntry, ReadMode, ReplayOptions, ScanReport, SegmentInfo, SegmentWriter, Sink,
-    Store, StoreExt, Tip, TornTail,
+    Store, StoreExt, Tip, TornTail, DEFAULT_MAX_ENTRY_BYTES,
 };
 
 /// Checks an in-memory image of a segment or trace file, exactly as a replay of that file
-/// would, and streams its entries into `sink`. `name` is only used in error messages. Pure: no
+/// would, and streams its entries into `sink` (entries kept as blobs as their references, as
+/// with [`ReplayOptions::raw_blobs`]). `name` is only used in error messages. Pure: no
 /// I/O. Useful for tools that hold a file's bytes, and for fuzzing the reader.
 ///
 /// # Errors
@@ -84,10 +87,17 @@ pub fn check_image(
     let (lines, tail) = bytes.split_at(committed);
     let checker = scan::Checker::new(options.mode, options.from_seq, true, None);
     let shown = tail.get(..tail.len().min(MAX_LINE)).unwrap_or_default();
-    fs::scan_slice(lines, shown, tail.len() as u64, checker, sink, name).map(|(mut report, _)| {
-        report.path = Some(name.to_path_buf());
-        report
-    })
+    // There is no blob store here: entries kept as blobs come out as their references.
+    let mut deliver = |delivery: scan::Delivery<'_>| match delivery {
+        scan::Delivery::Entry { seq, json } => sink(seq, json),
+        scan::Delivery::Blob { seq, reference, .. } => sink(seq, &reference.raw_json()),
+    };
+    fs::scan_slice(lines, shown, tail.len() as u64, checker, &mut deliver, name).map(
+        |(mut report, _)| {
+            report.path = Some(name.to_path_buf());
+            report
+        },
+    )
 }
 
 /// The README's code compiles (it is part of the doc tests).

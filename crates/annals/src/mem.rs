@@ -1,21 +1,40 @@
 //! The in-memory store: the semantics of [`FsStore`](crate::FsStore) without files, for tests
 //! and for runtimes that do not need persistence. Nothing survives the process.
 
-use std::collections::BTreeMap;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
 
+use crate::blob::{Attachment, AttachmentMeta, BlobId, BlobRef, GcReport};
 use crate::codec::Lineage;
-use crate::store::check_size;
+use crate::store::{check_entry_size, Prepared, DEFAULT_MAX_ENTRY_BYTES};
 use crate::{
     Error, RawEntry, ReplayOptions, Result, ScanReport, SegmentId, SegmentInfo, SessionId, Sink,
     Store, Tip,
 };
 
+/// An entry as kept: in place, or (if too long for a line on disk) as a reference to a blob,
+/// exactly as the filesystem store decides, so that raw replays and blob garbage collection
+/// behave the same.
+#[derive(Debug, Clone)]
+enum Stored {
+    Inline(RawEntry),
+    Blob(BlobRef),
+}
+
+impl Stored {
+    fn len(&self) -> u64 {
+        match self {
+            Self::Inline(e) => e.len() as u64,
+            Self::Blob(r) => r.len,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Segment {
-    entries: Vec<RawEntry>,
-    trace: Vec<RawEntry>,
+    entries: Vec<Stored>,
+    trace: Vec<Stored>,
     generation: u64,
     created_ms: u64,
     fork: Option<Lineage>,
@@ -23,7 +42,7 @@ struct Segment {
 }
 
 impl Segment {
-    fn new(entries: Vec<RawEntry>, fork: Option<Lineage>) -> Self {
+    fn new(entries: Vec<Stored>, fork: Option<Lineage>) -> Self {
         Self {
             entries,
             trace: Vec::new(),
@@ -45,20 +64,60 @@ impl Segment {
 #[derive(Debug, Default)]
 struct Session {
     segments: BTreeMap<SegmentId, Segment>,
+    blobs: BTreeMap<BlobId, Arc<[u8]>>,
+    attachments: Vec<Attachment>,
+}
+
+impl Session {
+    /// Keeps `entries` as the filesystem store would: blobs for those too long for a line.
+    /// Sizes are checked first, so a refused batch changes nothing.
+    fn store(&mut self, entries: &[RawEntry], max: usize) -> Result<Vec<Stored>> {
+        for e in entries {
+            check_entry_size(e, max)?;
+        }
+        Ok(entries
+            .iter()
+            .map(|e| match Prepared::of(e) {
+                Prepared::Inline(e) => Stored::Inline(e.clone()),
+                Prepared::Blob(r) => {
+                    self.blobs
+                        .entry(r.sha256)
+                        .or_insert_with(|| Arc::from(e.as_str().as_bytes()));
+                    Stored::Blob(r)
+                }
+            })
+            .collect())
+    }
 }
 
 /// A [`Store`] in memory. Same semantics as the filesystem store (the conformance suite checks
 /// both); damage on disk cannot happen here, so scans are always clean.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemStore {
     sessions: RwLock<BTreeMap<SessionId, Session>>,
+    max_entry_bytes: usize,
+}
+
+impl Default for MemStore {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl MemStore {
-    /// An empty store.
+    /// An empty store, with the default maximum entry size (64 MiB).
     #[must_use]
     pub fn new() -> Self {
-        Self::default()
+        Self::with_max_entry_bytes(DEFAULT_MAX_ENTRY_BYTES)
+    }
+
+    /// An empty store that refuses entries (and attachments) above `max` bytes.
+    #[must_use]
+    pub fn with_max_entry_bytes(max: usize) -> Self {
+        Self {
+            sessions: RwLock::new(BTreeMap::new()),
+            max_entry_bytes: max,
+        }
     }
 
     fn read(&self) -> RwLockReadGuard<'_, BTreeMap<SessionId, Session>> {
@@ -92,21 +151,38 @@ fn segment_ref(
         .ok_or(Error::SegmentNotFound { session, segment })
 }
 
-fn check_sizes(first_seq: u64, entries: &[RawEntry]) -> Result<()> {
-    for (seq, e) in (first_seq..).zip(entries) {
-        check_size(seq, e.as_str())?;
-    }
-    Ok(())
+/// What a replay needs, taken under the lock so that the sink may call back into the store.
+type Snapshot = (Vec<Stored>, BTreeMap<BlobId, Arc<[u8]>>);
+
+fn snapshot(
+    map: &BTreeMap<SessionId, Session>,
+    entries: &[Stored],
+    session: SessionId,
+) -> Snapshot {
+    let blobs = map
+        .get(&session)
+        .map(|s| s.blobs.clone())
+        .unwrap_or_default();
+    (entries.to_vec(), blobs)
 }
 
 fn replay_vec(
-    entries: &[RawEntry],
+    (entries, blobs): Snapshot,
     options: &ReplayOptions,
     sink: &mut Sink<'_>,
 ) -> Result<ScanReport> {
-    for (seq, e) in (0u64..).zip(entries) {
-        if seq >= options.from_seq {
-            sink(seq, e.as_str())?;
+    for (seq, e) in (0u64..).zip(&entries) {
+        if seq < options.from_seq {
+            continue;
+        }
+        match e {
+            Stored::Inline(e) => sink(seq, e.as_str())?,
+            Stored::Blob(r) if options.raw_blobs => sink(seq, &r.raw_json())?,
+            Stored::Blob(r) => {
+                // Blobs are only removed when nothing refers to them, so this one is there.
+                let bytes = blobs.get(&r.sha256).map_or(&[][..], |b| &b[..]);
+                sink(seq, std::str::from_utf8(bytes).unwrap_or_default())?;
+            }
         }
     }
     Ok(ScanReport {
@@ -122,13 +198,20 @@ impl Store for MemStore {
         segment: SegmentId,
         initial: &[RawEntry],
     ) -> Result<Tip> {
-        check_sizes(0, initial)?;
         let mut map = self.write();
-        let s = map.entry(session).or_default();
-        if s.segments.contains_key(&segment) {
+        if map
+            .get(&session)
+            .is_some_and(|s| s.segments.contains_key(&segment))
+        {
             return Err(Error::SegmentExists { session, segment });
         }
-        let seg = Segment::new(initial.to_vec(), None);
+        // Before the session is made: a refused create leaves nothing behind.
+        for e in initial {
+            check_entry_size(e, self.max_entry_bytes)?;
+        }
+        let s = map.entry(session).or_default();
+        let stored = s.store(initial, self.max_entry_bytes)?;
+        let seg = Segment::new(stored, None);
         let tip = seg.tip();
         s.segments.insert(segment, seg);
         Ok(tip)
@@ -141,9 +224,13 @@ impl Store for MemStore {
         entries: &[RawEntry],
     ) -> Result<Tip> {
         let mut map = self.write();
+        segment_mut(&mut map, session, segment)?;
+        let s = map
+            .get_mut(&session)
+            .ok_or(Error::SessionNotFound(session))?;
+        let stored = s.store(entries, self.max_entry_bytes)?;
         let seg = segment_mut(&mut map, session, segment)?;
-        check_sizes(seg.entries.len() as u64, entries)?;
-        seg.entries.extend_from_slice(entries);
+        seg.entries.extend(stored);
         seg.modified = SystemTime::now();
         Ok(seg.tip())
     }
@@ -164,8 +251,12 @@ impl Store for MemStore {
                 found: seg.tip(),
             });
         }
-        check_sizes(seg.entries.len() as u64, entries)?;
-        seg.entries.extend_from_slice(entries);
+        let s = map
+            .get_mut(&session)
+            .ok_or(Error::SessionNotFound(session))?;
+        let stored = s.store(entries, self.max_entry_bytes)?;
+        let seg = segment_mut(&mut map, session, segment)?;
+        seg.entries.extend(stored);
         seg.modified = SystemTime::now();
         Ok(seg.tip())
     }
@@ -178,8 +269,11 @@ impl Store for MemStore {
         sink: &mut Sink<'_>,
     ) -> Result<ScanReport> {
         // Snapshot first: the sink may call back into the store.
-        let entries = segment_ref(&self.read(), session, segment)?.entries.clone();
-        replay_vec(&entries, options, sink)
+        let snap = {
+            let map = self.read();
+            snapshot(&map, &segment_ref(&map, session, segment)?.entries, session)
+        };
+        replay_vec(snap, options, sink)
     }
 
     fn tip(&self, session: SessionId, segment: SegmentId) -> Result<Tip> {
@@ -257,7 +351,7 @@ impl Store for MemStore {
                 session,
                 segment,
                 tip: seg.tip(),
-                bytes: seg.entries.iter().map(|e| e.len() as u64 + 1).sum(),
+                bytes: seg.entries.iter().map(|e| e.len() + 1).sum(),
                 modified: seg.modified,
                 created_ms: seg.created_ms,
                 fork: seg.fork,
@@ -300,9 +394,13 @@ impl Store for MemStore {
         events: &[RawEntry],
     ) -> Result<()> {
         let mut map = self.write();
+        segment_mut(&mut map, session, segment)?;
+        let s = map
+            .get_mut(&session)
+            .ok_or(Error::SessionNotFound(session))?;
+        let stored = s.store(events, self.max_entry_bytes)?;
         let seg = segment_mut(&mut map, session, segment)?;
-        check_sizes(seg.trace.len() as u64, events)?;
-        seg.trace.extend_from_slice(events);
+        seg.trace.extend(stored);
         // As on disk, where the trace file's mtime counts for the session.
         seg.modified = SystemTime::now();
         Ok(())
@@ -315,7 +413,90 @@ impl Store for MemStore {
         options: &ReplayOptions,
         sink: &mut Sink<'_>,
     ) -> Result<ScanReport> {
-        let trace = segment_ref(&self.read(), session, segment)?.trace.clone();
-        replay_vec(&trace, options, sink)
+        let snap = {
+            let map = self.read();
+            snapshot(&map, &segment_ref(&map, session, segment)?.trace, session)
+        };
+        replay_vec(snap, options, sink)
+    }
+
+    fn put_attachment(
+        &self,
+        session: SessionId,
+        bytes: &[u8],
+        meta: &AttachmentMeta,
+    ) -> Result<Attachment> {
+        if bytes.len() > self.max_entry_bytes {
+            return Err(Error::EntryTooLarge {
+                size: bytes.len(),
+                limit: self.max_entry_bytes,
+            });
+        }
+        let mut map = self.write();
+        let s = map
+            .get_mut(&session)
+            .ok_or(Error::SessionNotFound(session))?;
+        let id = BlobId::of(bytes);
+        s.blobs.entry(id).or_insert_with(|| Arc::from(bytes));
+        let attachment = Attachment {
+            id,
+            len: bytes.len() as u64,
+            meta: meta.clone(),
+            created_ms: crate::now_ms(),
+        };
+        s.attachments.push(attachment.clone());
+        Ok(attachment)
+    }
+
+    fn list_attachments(&self, session: SessionId) -> Result<Vec<Attachment>> {
+        let map = self.read();
+        let s = map.get(&session).ok_or(Error::SessionNotFound(session))?;
+        Ok(s.attachments.clone())
+    }
+
+    fn get_blob(&self, session: SessionId, id: &BlobId) -> Result<Vec<u8>> {
+        self.read()
+            .get(&session)
+            .and_then(|s| s.blobs.get(id))
+            .map(|b| b.to_vec())
+            .ok_or(Error::BlobNotFound { session, id: *id })
+    }
+
+    fn gc_blobs(&self, session: SessionId, dry_run: bool) -> Result<GcReport> {
+        let mut map = self.write();
+        let s = map
+            .get_mut(&session)
+            .ok_or(Error::SessionNotFound(session))?;
+        let mut referenced: BTreeSet<BlobId> = s.attachments.iter().map(|a| a.id).collect();
+        for seg in s.segments.values() {
+            for e in seg.entries.iter().chain(&seg.trace) {
+                if let Stored::Blob(r) = e {
+                    referenced.insert(r.sha256);
+                }
+            }
+        }
+        let mut report = GcReport::default();
+        for (id, bytes) in &s.blobs {
+            if referenced.contains(id) {
+                report.kept += 1;
+            } else {
+                report.orphans.push(*id);
+                report.orphan_bytes += bytes.len() as u64;
+            }
+        }
+        if !dry_run {
+            for id in &report.orphans {
+                s.blobs.remove(id);
+            }
+        }
+        Ok(report)
+    }
+
+    fn max_entry_bytes(&self) -> usize {
+        self.max_entry_bytes
+    }
+
+    fn is_durable(&self) -> bool {
+        false
     }
 }

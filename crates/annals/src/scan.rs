@@ -2,6 +2,7 @@
 //! header, every CRC and the sequence numbers, decides what to deliver, and builds the
 //! [`ScanReport`]. Pure: the readers in `fs/` split files into lines and feed it.
 
+use crate::blob::BlobRef;
 use crate::codec::{self, FileKind, Header, FORMAT_VERSION};
 use crate::error::CorruptReason;
 use crate::{ReadMode, ScanReport, SegmentId, SessionId, TornTail};
@@ -17,6 +18,26 @@ pub(crate) enum Stop {
     },
     /// The header names a format version this build cannot read.
     Version(u64),
+}
+
+/// What a checked line hands to the reader.
+#[derive(Debug)]
+pub(crate) enum Delivery<'a> {
+    /// An entry kept in its line.
+    Entry { seq: u64, json: &'a str },
+    /// An entry kept as a blob; the reader resolves (or checks) it. `line` and `offset` say
+    /// where the referring line is, for errors.
+    Blob {
+        seq: u64,
+        reference: BlobRef,
+        line: u64,
+        offset: u64,
+    },
+}
+
+enum Body<'a> {
+    Inline(&'a str),
+    Blob(BlobRef),
 }
 
 /// What the file is supposed to be, checked against its header.
@@ -93,7 +114,7 @@ impl Checker {
         &mut self,
         offset: u64,
         line: &'a [u8],
-    ) -> Result<Option<(u64, &'a str)>, Stop> {
+    ) -> Result<Option<Delivery<'a>>, Stop> {
         self.line_no += 1;
         let end = offset + line.len() as u64 + 1;
         if self.line_no == 1 {
@@ -120,19 +141,27 @@ impl Checker {
         }
         let decoded = if self.deliver {
             codec::decode_line(line).and_then(|l| match l {
-                codec::Line::Entry { seq, json } => Ok((seq, json)),
+                codec::Line::Entry { seq, json } => Ok((seq, Body::Inline(json))),
+                codec::Line::Blob { seq, reference } => Ok((seq, Body::Blob(reference))),
                 codec::Line::Header(_) => Err(CorruptReason::UnexpectedHeader),
             })
         } else {
             // The same verdict as the delivering path: a line a strict replay refuses must not
             // pass verify, nor repair, which trusts this check to find what to cut.
-            codec::check_entry(line).and_then(|(seq, range)| {
-                std::str::from_utf8(line.get(range).unwrap_or_default())
-                    .map(|_| (seq, ""))
-                    .map_err(|_| CorruptReason::Malformed("entry is not UTF-8"))
+            codec::check_entry_line(line).and_then(|e| {
+                let body = line.get(e.body).unwrap_or_default();
+                if e.is_blob {
+                    serde_json::from_slice::<BlobRef>(body)
+                        .map(|r| (e.seq, Body::Blob(r)))
+                        .map_err(|_| CorruptReason::Malformed("bad blob reference"))
+                } else {
+                    std::str::from_utf8(body)
+                        .map(|_| (e.seq, Body::Inline("")))
+                        .map_err(|_| CorruptReason::Malformed("entry is not UTF-8"))
+                }
             })
         };
-        let (seq, json) = match decoded {
+        let (seq, body) = match decoded {
             Ok(v) => v,
             Err(reason) => {
                 self.problem(offset, reason)?;
@@ -149,7 +178,18 @@ impl Checker {
         self.next_seq = seq.saturating_add(1);
         self.report.entries += 1;
         self.advance_valid(end);
-        Ok((self.deliver && seq >= self.from_seq).then_some((seq, json)))
+        let wanted = seq >= self.from_seq;
+        Ok(match body {
+            Body::Inline(json) if self.deliver && wanted => Some(Delivery::Entry { seq, json }),
+            // Verify checks every blob; a replay only those it delivers.
+            Body::Blob(reference) if wanted || !self.deliver => Some(Delivery::Blob {
+                seq,
+                reference,
+                line: self.line_no,
+                offset,
+            }),
+            _ => None,
+        })
     }
 
     /// A line too long to buffer (the streaming reader does not keep it): always a problem.
@@ -218,7 +258,9 @@ mod tests {
         let mut seqs = Vec::new();
         let mut start = 0;
         while let Some(nl) = bytes[start..].iter().position(|&b| b == b'\n') {
-            if let Some((seq, _)) = c.line(start as u64, &bytes[start..start + nl])? {
+            if let Some(Delivery::Entry { seq, .. }) =
+                c.line(start as u64, &bytes[start..start + nl])?
+            {
                 seqs.push(seq);
             }
             start += nl + 1;

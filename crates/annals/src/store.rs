@@ -7,7 +7,8 @@ use std::time::SystemTime;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Serialize;
 
-use crate::codec::{Lineage, MAX_LINE};
+use crate::blob::{Attachment, AttachmentMeta, BlobId, BlobRef, GcReport};
+use crate::codec::{self, Lineage, MAX_INLINE, MAX_LINE};
 use crate::error::CorruptReason;
 use crate::{Error, Result, SegmentId, SessionId};
 
@@ -119,8 +120,14 @@ pub enum ReadMode {
 pub struct ReplayOptions {
     /// Strict or tolerant.
     pub mode: ReadMode,
-    /// Deliver only entries with a sequence number at or above this one (all are still checked).
+    /// Deliver only entries with a sequence number at or above this one. Backends may start
+    /// reading at that entry (the filesystem store finds it by binary search), so lines before it
+    /// are not necessarily checked.
     pub from_seq: u64,
+    /// Hand out entries kept as blobs as their reference,
+    /// `{"annals_blob":{"sha256":…,"len":…,"head":…}}`, instead of reading the blob: for tools
+    /// that want to stay fast. Off by default: replay re-inflates every entry.
+    pub raw_blobs: bool,
 }
 
 impl ReplayOptions {
@@ -135,7 +142,7 @@ impl ReplayOptions {
     pub fn tolerant() -> Self {
         Self {
             mode: ReadMode::Tolerant,
-            from_seq: 0,
+            ..Self::default()
         }
     }
 
@@ -143,6 +150,13 @@ impl ReplayOptions {
     #[must_use]
     pub fn from_seq(mut self, seq: u64) -> Self {
         self.from_seq = seq;
+        self
+    }
+
+    /// Deliver blob references instead of reading blobs (see [`ReplayOptions::raw_blobs`]).
+    #[must_use]
+    pub fn raw_blobs(mut self) -> Self {
+        self.raw_blobs = true;
         self
     }
 }
@@ -427,6 +441,48 @@ pub trait Store: Send + Sync {
         options: &ReplayOptions,
         sink: &mut Sink<'_>,
     ) -> Result<ScanReport>;
+
+    /// Stores `bytes` as an attachment of the session (an image, a file) in its blob store and
+    /// records `meta` in the session's attachment index. Identical bytes are stored once.
+    ///
+    /// # Errors
+    /// [`Error::SessionNotFound`], [`Error::EntryTooLarge`] above the store's maximum, I/O.
+    fn put_attachment(
+        &self,
+        session: SessionId,
+        bytes: &[u8],
+        meta: &AttachmentMeta,
+    ) -> Result<Attachment>;
+
+    /// The session's attachments, in the order they were put.
+    ///
+    /// # Errors
+    /// [`Error::SessionNotFound`], damage to the index.
+    fn list_attachments(&self, session: SessionId) -> Result<Vec<Attachment>>;
+
+    /// The bytes of a blob of the session (an attachment, or an entry kept as a blob), checked
+    /// against its id.
+    ///
+    /// # Errors
+    /// [`Error::BlobNotFound`], [`Error::Corrupt`] naming the blob if its bytes do not match.
+    fn get_blob(&self, session: SessionId, id: &BlobId) -> Result<Vec<u8>>;
+
+    /// Finds the session's blobs that no entry line and no attachment refers to any more (after
+    /// a truncate or a deleted segment) and, unless `dry_run`, removes them. Safe against
+    /// appends running at the same time: a blob is never removed between being written and its
+    /// line being appended.
+    ///
+    /// # Errors
+    /// [`Error::SessionNotFound`], I/O.
+    fn gc_blobs(&self, session: SessionId, dry_run: bool) -> Result<GcReport>;
+
+    /// The largest entry (bytes of JSON text) or attachment this store accepts; larger ones get
+    /// [`Error::EntryTooLarge`].
+    fn max_entry_bytes(&self) -> usize;
+
+    /// Whether what this store acknowledges survives the process (a filesystem store does; an
+    /// in-memory store does not).
+    fn is_durable(&self) -> bool;
 }
 
 /// Typed helpers over any [`Store`], `dyn Store` included: entries of the caller's own
@@ -656,17 +712,48 @@ impl<'s> SegmentWriter<'s> {
     }
 }
 
-/// Checks an entry's line size before anything is written: the line would need
-/// `json.len() + overhead(seq)` bytes.
-pub(crate) fn check_size(seq: u64, json: &str) -> Result<()> {
-    let digits = seq.checked_ilog10().unwrap_or(0) as usize + 1;
-    // {"crc":"xxxxxxxx","seq":N,"e":...}\n
-    let size = 18 + 6 + digits + 5 + json.len() + 2;
-    if size > MAX_LINE {
+/// Default largest entry, in bytes of JSON text: entries above it get
+/// [`Error::EntryTooLarge`].
+pub const DEFAULT_MAX_ENTRY_BYTES: usize = 64 << 20;
+
+/// Refuses an entry above the store's maximum.
+pub(crate) fn check_entry_size(entry: &RawEntry, max: usize) -> Result<()> {
+    if entry.len() > max {
         return Err(Error::EntryTooLarge {
-            size,
-            limit: MAX_LINE,
+            size: entry.len(),
+            limit: max,
         });
     }
     Ok(())
+}
+
+/// How an entry goes into its line: as it is, or as a reference to a blob written before.
+#[derive(Debug)]
+pub(crate) enum Prepared<'a> {
+    Inline(&'a RawEntry),
+    Blob(BlobRef),
+}
+
+impl<'a> Prepared<'a> {
+    /// Inline if it fits in a line whatever its sequence number, else a blob reference.
+    pub(crate) fn of(entry: &'a RawEntry) -> Self {
+        if entry.len() <= MAX_INLINE {
+            Self::Inline(entry)
+        } else {
+            Self::Blob(BlobRef::for_entry(entry.as_str()))
+        }
+    }
+
+    /// Appends the entry's line for `seq` to `out`.
+    pub(crate) fn encode(&self, seq: u64, out: &mut Vec<u8>) -> Result<()> {
+        match self {
+            Self::Inline(e) => codec::encode_entry(seq, e.as_str(), out),
+            Self::Blob(r) => codec::encode_blob(seq, r, out),
+        }
+        .map(|_| ())
+        .map_err(|size| Error::EntryTooLarge {
+            size,
+            limit: MAX_LINE,
+        })
+    }
 }

@@ -13,11 +13,12 @@ use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 
-use crate::codec::{self, Header};
+use crate::codec::Header;
 use crate::fs::fault::{FaultPoint, Faults, IoOp, WriteLen};
 use crate::fs::read::{probe_tail, read_header, TailState};
 use crate::scan::Identity;
-use crate::{Error, RawEntry, Result, Tip};
+use crate::store::Prepared;
+use crate::{Error, Result, Tip};
 
 pub(crate) fn open_append(path: &std::path::Path) -> io::Result<File> {
     OpenOptions::new()
@@ -187,7 +188,7 @@ impl Handle {
     /// Appends `entries` as one `write(2)`, under the lock. `expected` is the detector's tip.
     pub(crate) fn append(
         &mut self,
-        entries: &[RawEntry],
+        entries: &[Prepared<'_>],
         expected: Option<Tip>,
         sync: bool,
     ) -> Result<Tip> {
@@ -208,12 +209,7 @@ impl Handle {
             }
             h.buf.clear();
             for (seq, entry) in (tip.count..).zip(entries) {
-                codec::encode_entry(seq, entry.as_str(), &mut h.buf).map_err(|size| {
-                    Error::EntryTooLarge {
-                        size,
-                        limit: codec::MAX_LINE,
-                    }
-                })?;
+                entry.encode(seq, &mut h.buf)?;
             }
             if h.tail.torn > 0 {
                 // A crash left an unterminated line; it was never committed. Remove it so that
@@ -317,10 +313,15 @@ mod tests {
     #[test]
     fn a_torn_tail_replaced_by_another_writers_line_of_the_same_length_is_noticed() {
         let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (FsStore::open(dir.path()).unwrap(), FsStore::open(dir.path()).unwrap());
+        let (a, b) = (
+            FsStore::open(dir.path()).unwrap(),
+            FsStore::open(dir.path()).unwrap(),
+        );
         let (session, segment) = (SessionId::new(), SegmentId::new());
-        a.create::<serde_json::Value>(session, segment, &[]).unwrap();
-        a.append(session, segment, &serde_json::json!({"n": 1})).unwrap();
+        a.create::<serde_json::Value>(session, segment, &[])
+            .unwrap();
+        a.append(session, segment, &serde_json::json!({"n": 1}))
+            .unwrap();
 
         let mut line = Vec::new();
         encode_entry(1, r#"{"n":2}"#, &mut line).unwrap();
@@ -333,15 +334,23 @@ mod tests {
             .write_all(&crashed[..line.len()])
             .unwrap();
         let seen = a.tip(session, segment).unwrap();
-        assert_eq!(seen, Tip { count: 1, generation: 0 });
+        assert_eq!(
+            seen,
+            Tip {
+                count: 1,
+                generation: 0
+            }
+        );
 
-        b.append(session, segment, &serde_json::json!({"n": 2})).unwrap();
+        b.append(session, segment, &serde_json::json!({"n": 2}))
+            .unwrap();
         assert_eq!(a.tip(session, segment).unwrap().count, 2);
         assert!(matches!(
             a.append_if(session, segment, seen, &[]),
             Err(Error::ConcurrentWriter { .. })
         ));
-        a.append(session, segment, &serde_json::json!({"n": 3})).unwrap();
+        a.append(session, segment, &serde_json::json!({"n": 3}))
+            .unwrap();
         let entries: Vec<serde_json::Value> = a.read(session, segment).unwrap();
         let ns: Vec<_> = entries.iter().map(|e| e["n"].as_u64().unwrap()).collect();
         assert_eq!(ns, [1, 2, 3]);

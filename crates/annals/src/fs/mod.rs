@@ -6,6 +6,7 @@
 //! `0700`, files `0600`. Anything in the root or a session directory that does not parse as
 //! ours is ignored by listings and never touched.
 
+mod blobs;
 mod fault;
 mod fstype;
 mod handle;
@@ -20,13 +21,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
+use crate::blob::{Attachment, AttachmentMeta, BlobId, BlobRef, GcReport};
 use crate::codec::{self, FileKind, Header, Lineage, FORMAT_VERSION};
 use crate::error::CorruptReason;
-use crate::scan::{Checker, Identity};
+use crate::scan::{Checker, Delivery, Identity};
+use crate::store::{check_entry_size, Prepared};
 use crate::{
     Error, RawEntry, ReadMode, ReplayOptions, Result, ScanReport, SegmentId, SegmentInfo,
     SessionId, Sink, Store, Tip, TornTail,
 };
+use blobs::{BlobDir, BlobFault};
 #[cfg(feature = "fault-injection")]
 pub use fault::FaultPoint as InjectionPoint;
 pub use fault::IoOp;
@@ -56,6 +60,9 @@ pub struct FsOptions {
     /// How many segment files the store keeps open between appends (least recently used ones
     /// are closed beyond that).
     pub max_open_files: usize,
+    /// Largest entry accepted, in bytes of JSON text (default 64 MiB). Entries longer than a
+    /// line can hold are kept as blobs; above this they are refused with `EntryTooLarge`.
+    pub max_entry_bytes: usize,
     /// Open a root on a network or FUSE file system anyway (NFS, SMB, CephFS, 9p, FUSE, ...).
     /// Off by default: there, concurrent appends can overwrite each other. Safe only if a
     /// single process on a single machine ever writes the store.
@@ -67,6 +74,7 @@ impl Default for FsOptions {
         Self {
             durability: Durability::Buffered,
             max_open_files: 256,
+            max_entry_bytes: crate::store::DEFAULT_MAX_ENTRY_BYTES,
             allow_unsafe_fs: false,
         }
     }
@@ -153,8 +161,9 @@ struct TempFile {
 }
 
 impl TempFile {
-    fn create(dir: &Path, segment: SegmentId, faults: &Faults) -> Result<Self> {
-        let path = dir.join(format!(".{segment}.{}.tmp", uuid::Uuid::now_v7().simple()));
+    /// A new temporary file in `dir`, named after what it will become (`stem`).
+    fn create(dir: &Path, stem: impl std::fmt::Display, faults: &Faults) -> Result<Self> {
+        let path = dir.join(format!(".{stem}.{}.tmp", uuid::Uuid::now_v7().simple()));
         let file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -261,14 +270,21 @@ fn encode_header(header: &Header, out: &mut Vec<u8>) -> Result<u64> {
         })
 }
 
-fn encode_entries(first: u64, entries: &[RawEntry], out: &mut Vec<u8>) -> Result<()> {
+fn encode_entries(first: u64, entries: &[Prepared<'_>], out: &mut Vec<u8>) -> Result<()> {
     for (seq, e) in (first..).zip(entries) {
-        codec::encode_entry(seq, e.as_str(), out).map_err(|size| Error::EntryTooLarge {
-            size,
-            limit: codec::MAX_LINE,
-        })?;
+        e.encode(seq, out)?;
     }
     Ok(())
+}
+
+/// The session's blob lock (`{session}/blobs/lock`), held shared by appends that write blobs,
+/// from the blob to the line that refers to it, and exclusive by garbage collection.
+struct BlobLock(File);
+
+impl Drop for BlobLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
 }
 
 impl FsStore {
@@ -352,6 +368,7 @@ impl FsStore {
         let name = match kind {
             FileKind::Segment => format!("{segment}.jsonl"),
             FileKind::Trace => format!("{segment}.trace.jsonl"),
+            FileKind::Attachments => "attachments.jsonl".to_string(),
         };
         self.session_dir(session).join(name)
     }
@@ -491,7 +508,7 @@ impl FsStore {
         };
         let checker = Checker::new(ReadMode::Strict, 0, false, Some(h.identity));
         let reader = read::ReadAt::new(&h.file);
-        let (report, _) = read::scan_stream(reader, cut, checker, &mut |_, _| Ok(()), &h.path)?;
+        let (report, _) = read::scan_stream(reader, cut, checker, &mut |_| Ok(()), &h.path)?;
         if report.entries != n {
             return Err(Error::Corrupt {
                 path: h.path.clone(),
@@ -528,8 +545,44 @@ impl FsStore {
                 segment,
             }),
         );
-        let (mut report, _) =
-            read::scan_stream(read::ReadAt::new(&file), len, checker, sink, &path)?;
+        let session_dir = self.session_dir(session);
+        let blobs = BlobDir::new(&session_dir, &self.faults);
+        let mut blob_problems = Vec::new();
+        let (mut report, _) = read::scan_stream(
+            read::ReadAt::new(&file),
+            len,
+            checker,
+            &mut |delivery| match delivery {
+                Delivery::Entry { seq, json } => sink(seq, json),
+                Delivery::Blob { seq, reference, .. } if options.raw_blobs => {
+                    sink(seq, &reference.raw_json())
+                }
+                Delivery::Blob {
+                    seq,
+                    reference,
+                    line,
+                    offset,
+                } => match resolve(&blobs, &reference)? {
+                    Ok(json) => sink(seq, &json),
+                    Err(reason) if options.mode == ReadMode::Strict => Err(Error::Corrupt {
+                        path: path.clone(),
+                        line,
+                        offset,
+                        reason,
+                    }),
+                    Err(reason) => {
+                        blob_problems.push(crate::Problem {
+                            line,
+                            offset,
+                            reason,
+                        });
+                        Ok(())
+                    }
+                },
+            },
+            &path,
+        )?;
+        add_problems(&mut report, blob_problems);
         report.path = Some(path);
         Ok(report)
     }
@@ -569,7 +622,7 @@ impl FsStore {
             read::ReadAt::new(file),
             size,
             checker,
-            &mut |_, _| Ok(()),
+            &mut |_| Ok(()),
             &path,
         )?;
         let mut plan = Repair {
@@ -606,7 +659,7 @@ impl FsStore {
             read::ReadAt::new(file),
             plan.keep_bytes,
             checker,
-            &mut |_, _| Ok(()),
+            &mut |_| Ok(()),
             &path,
         )?;
         plan.kept_entries = kept.entries;
@@ -776,6 +829,40 @@ fn with_snapshot<T>(
     }
 }
 
+/// Reads the entry a blob line refers to. `Ok(Err(reason))` if the blob is missing, damaged,
+/// or not text.
+fn resolve(
+    blobs: &BlobDir<'_>,
+    reference: &BlobRef,
+) -> Result<std::result::Result<String, CorruptReason>> {
+    let fault = match blobs.read(&reference.sha256, Some(reference.len))? {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(json) => return Ok(Ok(json)),
+            Err(_) => "blob is not UTF-8 text".to_string(),
+        },
+        Err(fault) => fault.to_string(),
+    };
+    Ok(Err(CorruptReason::Blob {
+        id: reference.sha256,
+        problem: fault,
+    }))
+}
+
+/// Adds problems found outside the line checker (blobs) to a report, in file order.
+fn add_problems(report: &mut ScanReport, problems: Vec<crate::Problem>) {
+    if problems.is_empty() {
+        return;
+    }
+    for p in problems {
+        report.valid_up_to = report.valid_up_to.min(p.offset);
+        report.problem_count += 1;
+        if report.problems.len() < ScanReport::MAX_PROBLEMS {
+            report.problems.push(p);
+        }
+    }
+    report.problems.sort_by_key(|p| p.offset);
+}
+
 fn is_regular_file(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
 }
@@ -812,6 +899,141 @@ impl FsStore {
     fn durable(&self) -> bool {
         self.options.durability == Durability::Sync
     }
+
+    fn blob_lock(&self, session: SessionId, exclusive: bool) -> Result<BlobLock> {
+        let session_dir = self.session_dir(session);
+        let dir = BlobDir::new(&session_dir, &self.faults).root();
+        if create_dir(&dir, &self.faults)? {
+            sync_dir(&session_dir, &self.faults)?;
+        }
+        let path = dir.join("lock");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(handle::no_follow())
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, handle::explain_link(e)))?;
+        let locked = if exclusive {
+            file.lock()
+        } else {
+            file.lock_shared()
+        };
+        locked.map_err(|e| Error::io("lock", &path, e))?;
+        Ok(BlobLock(file))
+    }
+
+    /// Decides how each entry goes into its line, and writes the blobs of those too long for
+    /// one, durably, before any line refers to them. Sizes are checked first, so a refused batch
+    /// writes nothing. The returned lock must be held until the lines are appended.
+    fn prepare<'a>(
+        &self,
+        session: SessionId,
+        entries: &'a [RawEntry],
+    ) -> Result<(Vec<Prepared<'a>>, Option<BlobLock>)> {
+        for e in entries {
+            check_entry_size(e, self.options.max_entry_bytes)?;
+        }
+        let prepared: Vec<Prepared<'a>> = entries.iter().map(Prepared::of).collect();
+        let mut lock = None;
+        for (p, e) in prepared.iter().zip(entries) {
+            if let Prepared::Blob(_) = p {
+                if lock.is_none() {
+                    lock = Some(self.blob_lock(session, false)?);
+                }
+                let session_dir = self.session_dir(session);
+                BlobDir::new(&session_dir, &self.faults).put(e.as_str().as_bytes())?;
+            }
+        }
+        Ok((prepared, lock))
+    }
+
+    /// Appends to a trace or the attachment index, creating the file on first use.
+    fn append_aux(&self, key: Key, events: &[RawEntry]) -> Result<()> {
+        let (session, segment, kind) = key;
+        let owner_exists = || -> Result<bool> {
+            Ok(match kind {
+                FileKind::Attachments => self.session_dir(session).is_dir(),
+                _ => self.exists(session, segment)?,
+            })
+        };
+        let missing = || match kind {
+            FileKind::Attachments => Error::SessionNotFound(session),
+            _ => Error::SegmentNotFound { session, segment },
+        };
+        // A cached handle can outlive its file: another store may have deleted the session,
+        // and the segment may have been created again since, without this file. Such a handle
+        // finds no file; drop it and start over once, creating the file if its owner is there.
+        for _ in 0..2 {
+            let handle = match self.handle(key)? {
+                Some(h) => h,
+                None => {
+                    if !owner_exists()? {
+                        return Err(missing());
+                    }
+                    let header = Self::new_header(session, segment, kind, None);
+                    // Losing the race to another creator is fine: the file is there either way.
+                    self.create_file(&header, &[], None)?;
+                    self.handle(key)?.ok_or_else(missing)?
+                }
+            };
+            let (prepared, _blob_lock) = self.prepare(session, events)?;
+            let mut h = lock(&handle);
+            match h.append(&prepared, None, self.durable()) {
+                Err(Error::SegmentNotFound { .. }) => {
+                    drop(h);
+                    let mut open = lock(&self.open);
+                    if open
+                        .slots
+                        .get(&key)
+                        .is_some_and(|(cached, _)| Arc::ptr_eq(cached, &handle))
+                    {
+                        open.slots.remove(&key);
+                    }
+                }
+                other => return other.map(|_| ()),
+            }
+        }
+        Err(missing())
+    }
+
+    /// The blob ids every line of every log, trace and index file of the session refers to.
+    fn referenced_blobs(&self, session: SessionId) -> Result<std::collections::BTreeSet<BlobId>> {
+        let dir = self.session_dir(session);
+        let mut referenced = std::collections::BTreeSet::new();
+        let entries = fs::read_dir(&dir).map_err(|e| Error::io("list", &dir, e))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let is_log = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(".jsonl") && !n.starts_with('.'));
+            if !is_log || !entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            let Some((file, len)) = with_snapshot(&path, |_, size| Ok(size))? else {
+                continue;
+            };
+            let checker = Checker::new(ReadMode::Tolerant, 0, false, None);
+            read::scan_stream(
+                read::ReadAt::new(&file),
+                len,
+                checker,
+                &mut |delivery| {
+                    if let Delivery::Blob { reference, .. } = delivery {
+                        referenced.insert(reference.sha256);
+                    }
+                    Ok(())
+                },
+                &path,
+            )?;
+        }
+        for attachment in self.list_attachments(session)? {
+            referenced.insert(attachment.id);
+        }
+        Ok(referenced)
+    }
 }
 
 impl Store for FsStore {
@@ -821,8 +1043,24 @@ impl Store for FsStore {
         segment: SegmentId,
         initial: &[RawEntry],
     ) -> Result<Tip> {
+        if self.exists(session, segment)? {
+            // Checked first so that a refused create writes no blobs; the link below is what
+            // makes the refusal atomic.
+            return Err(Error::SegmentExists { session, segment });
+        }
+        for e in initial {
+            check_entry_size(e, self.options.max_entry_bytes)?;
+        }
+        let dir = self.session_dir(session);
+        let need_blobs = initial
+            .iter()
+            .any(|e| matches!(Prepared::of(e), Prepared::Blob(_)));
+        if need_blobs && create_dir(&dir, &self.faults)? {
+            sync_dir(&self.root, &self.faults)?;
+        }
+        let (prepared, _blob_lock) = self.prepare(session, initial)?;
         let mut body = Vec::new();
-        encode_entries(0, initial, &mut body)?;
+        encode_entries(0, &prepared, &mut body)?;
         let header = Self::new_header(session, segment, FileKind::Segment, None);
         if !self.create_file(&header, &body, None)? {
             return Err(Error::SegmentExists { session, segment });
@@ -840,8 +1078,9 @@ impl Store for FsStore {
         entries: &[RawEntry],
     ) -> Result<Tip> {
         let handle = self.segment_handle(session, segment)?;
+        let (prepared, _blob_lock) = self.prepare(session, entries)?;
         let mut h = lock(&handle);
-        h.append(entries, None, self.durable())
+        h.append(&prepared, None, self.durable())
     }
 
     fn append_if(
@@ -852,8 +1091,9 @@ impl Store for FsStore {
         entries: &[RawEntry],
     ) -> Result<Tip> {
         let handle = self.segment_handle(session, segment)?;
+        let (prepared, _blob_lock) = self.prepare(session, entries)?;
         let mut h = lock(&handle);
-        h.append(entries, Some(expected), self.durable())
+        h.append(&prepared, Some(expected), self.durable())
     }
 
     fn replay_raw(
@@ -891,13 +1131,35 @@ impl Store for FsStore {
                 segment,
             }),
         );
+        let session_dir = self.session_dir(session);
+        let blobs = BlobDir::new(&session_dir, &self.faults);
+        let mut blob_problems = Vec::new();
+        let mut check_blob = |delivery: Delivery<'_>| {
+            if let Delivery::Blob {
+                reference,
+                line,
+                offset,
+                ..
+            } = delivery
+            {
+                if let Err(reason) = resolve(&blobs, &reference)? {
+                    blob_problems.push(crate::Problem {
+                        line,
+                        offset,
+                        reason,
+                    });
+                }
+            }
+            Ok(())
+        };
         if let Some(map) = &map {
             mmap::for_each_chunk(map, |base, chunk| {
-                read::feed(chunk, base, &mut checker, &mut |_, _| Ok(()), &path).map(|_| ())
+                read::feed(chunk, base, &mut checker, &mut check_blob, &path).map(|_| ())
             })?;
         }
         let (mut report, _) =
             read::finish_scan(checker, committed, &tail, size - committed, &path)?;
+        add_problems(&mut report, blob_problems);
         report.path = Some(path);
         Ok(report)
     }
@@ -1109,42 +1371,7 @@ impl Store for FsStore {
         segment: SegmentId,
         events: &[RawEntry],
     ) -> Result<()> {
-        let key = (session, segment, FileKind::Trace);
-        // A cached handle can outlive its file: another store may have deleted the session,
-        // and the segment may have been created again since, without a trace. Such a handle
-        // finds no file; drop it and start over once, creating the trace if the segment is
-        // there.
-        for _ in 0..2 {
-            let handle = match self.handle(key)? {
-                Some(h) => h,
-                None => {
-                    if !self.exists(session, segment)? {
-                        return Err(Error::SegmentNotFound { session, segment });
-                    }
-                    let header = Self::new_header(session, segment, FileKind::Trace, None);
-                    // Losing the race to another creator is fine: the file is there either way.
-                    self.create_file(&header, &[], None)?;
-                    self.handle(key)?
-                        .ok_or(Error::SegmentNotFound { session, segment })?
-                }
-            };
-            let mut h = lock(&handle);
-            match h.append(events, None, self.durable()) {
-                Err(Error::SegmentNotFound { .. }) => {
-                    drop(h);
-                    let mut open = lock(&self.open);
-                    if open
-                        .slots
-                        .get(&key)
-                        .is_some_and(|(cached, _)| Arc::ptr_eq(cached, &handle))
-                    {
-                        open.slots.remove(&key);
-                    }
-                }
-                other => return other.map(|_| ()),
-            }
-        }
-        Err(Error::SegmentNotFound { session, segment })
+        self.append_aux((session, segment, FileKind::Trace), events)
     }
 
     fn replay_trace_raw(
@@ -1156,4 +1383,131 @@ impl Store for FsStore {
     ) -> Result<ScanReport> {
         self.replay_file((session, segment, FileKind::Trace), options, sink, true)
     }
+
+    fn put_attachment(
+        &self,
+        session: SessionId,
+        bytes: &[u8],
+        meta: &AttachmentMeta,
+    ) -> Result<Attachment> {
+        if bytes.len() > self.options.max_entry_bytes {
+            return Err(Error::EntryTooLarge {
+                size: bytes.len(),
+                limit: self.options.max_entry_bytes,
+            });
+        }
+        let session_dir = self.session_dir(session);
+        if !session_dir.is_dir() {
+            return Err(Error::SessionNotFound(session));
+        }
+        let _lock = self.blob_lock(session, false)?;
+        let id = BlobDir::new(&session_dir, &self.faults).put(bytes)?;
+        let attachment = Attachment {
+            id,
+            len: bytes.len() as u64,
+            meta: meta.clone(),
+            created_ms: crate::now_ms(),
+        };
+        let index = RawEntry::from_value(&attachment)?;
+        self.append_aux(
+            (session, ATTACHMENTS, FileKind::Attachments),
+            std::slice::from_ref(&index),
+        )?;
+        Ok(attachment)
+    }
+
+    fn list_attachments(&self, session: SessionId) -> Result<Vec<Attachment>> {
+        if !self.session_dir(session).is_dir() {
+            return Err(Error::SessionNotFound(session));
+        }
+        let mut out = Vec::new();
+        let key = (session, ATTACHMENTS, FileKind::Attachments);
+        let path = self.file_path(session, ATTACHMENTS, FileKind::Attachments);
+        let Some((file, len)) = with_snapshot(&path, |_, size| Ok(size))? else {
+            return Ok(out);
+        };
+        let checker = Checker::new(
+            ReadMode::Strict,
+            0,
+            true,
+            Some(Identity {
+                kind: key.2,
+                session,
+                segment: ATTACHMENTS,
+            }),
+        );
+        read::scan_stream(
+            read::ReadAt::new(&file),
+            len,
+            checker,
+            &mut |delivery| {
+                if let Delivery::Entry { seq, json } = delivery {
+                    out.push(
+                        serde_json::from_str(json).map_err(|source| Error::Deserialize {
+                            segment: ATTACHMENTS,
+                            seq,
+                            source,
+                        })?,
+                    );
+                }
+                Ok(())
+            },
+            &path,
+        )?;
+        Ok(out)
+    }
+
+    fn get_blob(&self, session: SessionId, id: &BlobId) -> Result<Vec<u8>> {
+        let session_dir = self.session_dir(session);
+        let blobs = BlobDir::new(&session_dir, &self.faults);
+        match blobs.read(id, None)? {
+            Ok(bytes) => Ok(bytes),
+            Err(BlobFault::Missing) => Err(Error::BlobNotFound { session, id: *id }),
+            Err(fault) => Err(Error::Corrupt {
+                path: blobs.path(id),
+                line: 0,
+                offset: 0,
+                reason: CorruptReason::Blob {
+                    id: *id,
+                    problem: fault.to_string(),
+                },
+            }),
+        }
+    }
+
+    fn gc_blobs(&self, session: SessionId, dry_run: bool) -> Result<GcReport> {
+        let session_dir = self.session_dir(session);
+        if !session_dir.is_dir() {
+            return Err(Error::SessionNotFound(session));
+        }
+        // Exclusive: no append is between writing a blob and appending the line that refers
+        // to it while the references are collected and the orphans removed.
+        let _lock = self.blob_lock(session, true)?;
+        let referenced = self.referenced_blobs(session)?;
+        let blobs = BlobDir::new(&session_dir, &self.faults);
+        let mut report = GcReport::default();
+        for (id, len) in blobs.list()? {
+            if referenced.contains(&id) {
+                report.kept += 1;
+                continue;
+            }
+            if !dry_run {
+                blobs.remove(&id)?;
+            }
+            report.orphans.push(id);
+            report.orphan_bytes += len;
+        }
+        Ok(report)
+    }
+
+    fn max_entry_bytes(&self) -> usize {
+        self.options.max_entry_bytes
+    }
+
+    fn is_durable(&self) -> bool {
+        true
+    }
 }
+
+/// The segment id in the header of a session's attachment index.
+const ATTACHMENTS: SegmentId = SegmentId::from_uuid(uuid::Uuid::nil());

@@ -8,8 +8,11 @@ use std::path::Path;
 
 use crate::codec::{self, Header, FORMAT_VERSION, MAX_LINE};
 use crate::error::CorruptReason;
-use crate::scan::{Checker, Identity, Stop};
-use crate::{Error, Result, ScanReport, Sink};
+use crate::scan::{Checker, Delivery, Identity, Stop};
+use crate::{Error, Result, ScanReport};
+
+/// Receives what the checker delivers, in file order.
+pub(crate) type LineSink<'a> = dyn FnMut(Delivery<'_>) -> Result<()> + 'a;
 
 /// `Read` over a file by positioned reads, so that it never moves (or depends on) the
 /// descriptor's shared offset.
@@ -65,14 +68,14 @@ pub(crate) fn feed(
     buf: &[u8],
     base: u64,
     checker: &mut Checker,
-    sink: &mut Sink<'_>,
+    sink: &mut LineSink<'_>,
     path: &Path,
 ) -> Result<usize> {
     let mut start = 0;
     for nl in memchr::memchr_iter(b'\n', buf) {
         let line = buf.get(start..nl).unwrap_or_default();
         match checker.line(base + start as u64, line) {
-            Ok(Some((seq, json))) => sink(seq, json)?,
+            Ok(Some(delivery)) => sink(delivery)?,
             Ok(None) => {}
             Err(stop) => return Err(stop_to_error(stop, path)),
         }
@@ -87,7 +90,7 @@ pub(crate) fn scan_stream(
     mut reader: impl Read,
     len: u64,
     mut checker: Checker,
-    sink: &mut Sink<'_>,
+    sink: &mut LineSink<'_>,
     path: &Path,
 ) -> Result<(ScanReport, Option<Header>)> {
     let mut buf = vec![0u8; BUF];
@@ -164,7 +167,7 @@ pub(crate) fn scan_slice(
     tail: &[u8],
     tail_len: u64,
     mut checker: Checker,
-    sink: &mut Sink<'_>,
+    sink: &mut LineSink<'_>,
     path: &Path,
 ) -> Result<(ScanReport, Option<Header>)> {
     let end = feed(bytes, 0, &mut checker, sink, path)?;

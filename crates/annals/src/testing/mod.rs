@@ -68,8 +68,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::{
-    Error, FsOptions, FsStore, Lineage, RawEntry, ReplayOptions, Result, ScanReport, SegmentId,
-    SegmentInfo, SegmentWriter, SessionId, Store, StoreExt, Tip, MAX_LINE,
+    AttachmentMeta, BlobId, Error, FsOptions, FsStore, Lineage, RawEntry, ReplayOptions, Result,
+    ScanReport, SegmentId, SegmentInfo, SegmentWriter, SessionId, Store, StoreExt, Tip, MAX_INLINE,
+    MAX_LINE,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -239,8 +240,12 @@ macro_rules! __annals_scenarios {
                 operations_on_a_missing_segment_fail_with_segment_not_found,
                 operations_on_a_missing_session_fail_with_not_found_and_create_nothing,
                 entry_exactly_at_the_line_limit_is_accepted,
-                entry_one_byte_over_the_line_limit_is_refused_with_nothing_written,
-                batch_with_one_oversized_entry_writes_nothing,
+                entries_of_every_size_up_to_the_maximum_round_trip_through_every_write_path,
+                entry_over_the_store_maximum_is_refused_with_nothing_written,
+                batch_with_one_entry_over_the_maximum_writes_nothing,
+                raw_replay_hands_out_blob_references_that_get_blob_resolves,
+                attachments_are_stored_once_listed_in_order_and_read_back_checked,
+                gc_removes_only_blobs_that_nothing_refers_to,
                 tip_and_entry_count_follow_every_operation,
                 truncate_keeps_the_first_entries_and_bumps_the_generation,
                 truncate_beyond_the_end_is_refused_and_changes_nothing,
@@ -906,14 +911,113 @@ pub fn entry_exactly_at_the_line_limit_is_accepted(store: &dyn Store) {
     assert_eq!(trace, vec![at_limit_0.as_str().to_owned()]);
 }
 
-/// An entry whose line would be 4097 bytes is refused with `EntryTooLarge { size: 4097,
-/// limit: 4096 }` by every write path, and nothing is written: no entry, no segment, no
-/// session, no trace event. The same entry fits one sequence-number digit earlier.
-pub fn entry_one_byte_over_the_line_limit_is_refused_with_nothing_written(store: &dyn Store) {
-    let over = json_string_of_len(max_json_len(0) + 1);
-    let too_large = |e: &Error| matches!(e, Error::EntryTooLarge { size, limit } if *size == MAX_LINE + 1 && *limit == MAX_LINE);
+/// A JSON string entry of exactly `len` bytes made of `fill` (one byte) characters.
+fn ascii_entry_of_len(len: usize) -> RawEntry {
+    let mut s = String::with_capacity(len);
+    s.push('"');
+    s.push_str(&"a".repeat(len.saturating_sub(2)));
+    s.push('"');
+    ok(RawEntry::from_json(&s))
+}
 
-    // Creating with it creates nothing at all.
+/// Entries of every size, from the smallest JSON to several megabytes, go in through every write
+/// path and come back byte for byte: those too long for a line are kept as blobs, which the
+/// caller never sees. Multi-byte characters straddle the inline limit and the blob head's cut.
+pub fn entries_of_every_size_up_to_the_maximum_round_trip_through_every_write_path(
+    store: &dyn Store,
+) {
+    let max = store.max_entry_bytes();
+    let mut sizes = vec![
+        1,
+        2,
+        MAX_INLINE - 1,
+        MAX_INLINE,
+        MAX_INLINE + 1,
+        max_json_len(0),
+        max_json_len(0) + 1,
+        MAX_LINE * 2,
+        300 << 10,
+    ];
+    sizes.push((2 << 20).min(max));
+    sizes.push(max.min(8 << 20));
+    sizes.retain(|&n| n <= max);
+    let mut wanted: Vec<RawEntry> = sizes
+        .iter()
+        .map(|&n| {
+            if n < 2 {
+                ok(RawEntry::from_json("0"))
+            } else if n % 2 == 0 {
+                json_string_of_len(n)
+            } else {
+                ascii_entry_of_len(n)
+            }
+        })
+        .collect();
+    // Non-ASCII right at the boundaries: two-byte characters from the first byte on.
+    wanted.push(json_string_of_len(MAX_INLINE + 2));
+    wanted.push(json_string_of_len(MAX_INLINE + 3));
+    for e in &wanted {
+        assert!(e.len() <= max);
+    }
+
+    let (session, segment) = (SessionId::new(), SegmentId::new());
+    let (first, rest) = wanted.split_at(3);
+    ok(store.create_segment(session, segment, first));
+    for e in &rest[..2] {
+        ok(store.append_raw(session, segment, e));
+    }
+    ok(store.append_batch_raw(session, segment, &rest[2..5]));
+    let mut writer = ok(SegmentWriter::open(store, session, segment));
+    ok(writer.append_raw(&rest[5..]));
+    assert_eq!(ok(store.entry_count(session, segment)), wanted.len() as u64);
+    let back = ok(store.read_raw(session, segment));
+    assert_eq!(back.len(), wanted.len());
+    for (i, (got, want)) in back.iter().zip(&wanted).enumerate() {
+        assert!(
+            got == want,
+            "entry {i} of {} bytes did not come back equal",
+            want.len()
+        );
+    }
+    assert!(ok(store.verify(session, segment)).is_clean());
+
+    // Truncate and fork keep references to blobs as they keep lines.
+    let keep = wanted.len() as u64 - 2;
+    ok(store.truncate(session, segment, keep));
+    let fork = SegmentId::new();
+    ok(store.fork(session, segment, keep, fork));
+    assert_eq!(
+        ok(store.read_raw(session, fork)),
+        wanted[..wanted.len() - 2]
+    );
+
+    // The trace takes them too.
+    ok(store.append_trace_raw(session, segment, &wanted[wanted.len() - 3..]));
+    let mut trace = Vec::new();
+    ok(store.replay_trace_raw(
+        session,
+        segment,
+        &ReplayOptions::strict(),
+        &mut |_, json| {
+            trace.push(json.to_owned());
+            Ok(())
+        },
+    ));
+    let want: Vec<String> = wanted[wanted.len() - 3..]
+        .iter()
+        .map(|e| e.as_str().to_owned())
+        .collect();
+    assert_eq!(trace, want);
+}
+
+/// An entry larger than the store's maximum (`Store::max_entry_bytes`) is refused with
+/// `EntryTooLarge { size, limit }` by every write path, and nothing is written: no entry, no
+/// segment, no session, no trace event. An entry exactly at the maximum is accepted.
+pub fn entry_over_the_store_maximum_is_refused_with_nothing_written(store: &dyn Store) {
+    let max = store.max_entry_bytes();
+    let over = ascii_entry_of_len(max + 1);
+    let too_large = |e: &Error| matches!(e, Error::EntryTooLarge { size, limit } if *size == max + 1 && *limit == max);
+
     let (session, segment) = (SessionId::new(), SegmentId::new());
     let created = store.create_segment(session, segment, std::slice::from_ref(&over));
     assert!(
@@ -950,51 +1054,192 @@ pub fn entry_one_byte_over_the_line_limit_is_refused_with_nothing_written(store:
     );
     assert_eq!(writer.tip(), writer_tip, "a refused append moved the tally");
     assert_eq!(snapshot(store, session, segment), before);
-
-    // One byte less fits, and the writer carries on.
-    let fits = json_string_of_len(max_json_len(0));
-    assert_eq!(
-        ok(writer.append_raw(std::slice::from_ref(&fits))),
-        tip(1, 0)
+    assert!(
+        ok(store.gc_blobs(session, true)).orphans.is_empty(),
+        "a refused entry left a blob"
     );
-    assert_eq!(ok(store.read_raw(session, segment)), vec![fits]);
+    drop(over);
+
+    let at_max = ascii_entry_of_len(max);
+    assert_eq!(ok(store.append_raw(session, segment, &at_max)), tip(1, 0));
+    assert_eq!(ok(writer.resync()), tip(1, 0));
+    assert_eq!(
+        ok(writer.append_raw(std::slice::from_ref(&at_max))),
+        tip(2, 0)
+    );
+    assert!(ok(store.read_raw(session, segment)) == vec![at_max.clone(), at_max]);
 }
 
-/// A batch is all or nothing: one entry too large (here only because its sequence number
-/// gained a digit) and none of the batch is written, through append and create alike.
-pub fn batch_with_one_oversized_entry_writes_nothing(store: &dyn Store) {
+/// A batch is all or nothing: one entry over the maximum and none of the batch is written —
+/// not its small entries, not the blobs of its large ones — through append and create alike.
+pub fn batch_with_one_entry_over_the_maximum_writes_nothing(store: &dyn Store) {
+    let max = store.max_entry_bytes();
     let (session, segment) = new_segment(store, 8);
     let before = snapshot(store, session, segment);
-    // Fits at seq 0..=9, one byte over at seq 10, which is where it lands.
-    let edge = json_string_of_len(max_json_len(0));
-    let batch = vec![raw(&entry(8)), raw(&entry(9)), edge.clone()];
+    let large = ascii_entry_of_len((MAX_INLINE + 100).min(max));
+    let over = ascii_entry_of_len(max + 1);
+    let batch = vec![raw(&entry(8)), large.clone(), over];
     assert_err!(
         store.append_batch_raw(session, segment, &batch),
-        Error::EntryTooLarge { size, .. } if size == MAX_LINE + 1
+        Error::EntryTooLarge { size, .. } if size == max + 1
     );
     assert_err!(
         store.append_if(session, segment, before.tip, &batch),
         Error::EntryTooLarge { .. }
     );
     assert_eq!(snapshot(store, session, segment), before);
-
     let other = SegmentId::new();
-    let mut initial: Vec<RawEntry> = entries(0..10).iter().map(raw).collect();
-    initial.push(edge.clone());
     assert_err!(
-        store.create_segment(session, other, &initial),
+        store.create_segment(session, other, &batch),
         Error::EntryTooLarge { .. }
     );
     assert!(!ok(store.exists(session, other)));
+    assert!(
+        ok(store.gc_blobs(session, true)).orphans.is_empty(),
+        "a refused batch left the blob of its large entry"
+    );
 
-    // Without the last entry it goes in, and the edge entry fits where its seq is short.
+    // Without the entry that is too large it goes in.
     assert_eq!(
         ok(store.append_batch_raw(session, segment, &batch[..2])),
         tip(10, 0)
     );
-    let small = SegmentId::new();
-    ok(store.create_segment(session, small, std::slice::from_ref(&edge)));
-    assert_eq!(ok(store.read_raw(session, small)), vec![edge]);
+    assert!(ok(store.read_raw(session, segment))[9] == large);
+}
+
+/// With `raw_blobs`, an entry kept as a blob comes out as its reference
+/// `{"annals_blob":{"sha256","len","head"}}`; `get_blob` returns the entry's bytes for that id,
+/// and the head is a prefix of the entry. Small entries come out as they are.
+pub fn raw_replay_hands_out_blob_references_that_get_blob_resolves(store: &dyn Store) {
+    let large = json_string_of_len(MAX_INLINE + 1001);
+    let small = raw(&entry(1));
+    let (session, segment) = (SessionId::new(), SegmentId::new());
+    ok(store.create_segment(session, segment, &[small.clone(), large.clone()]));
+    let mut got = Vec::new();
+    ok(store.replay_raw(
+        session,
+        segment,
+        &ReplayOptions::strict().raw_blobs(),
+        &mut |seq, json| {
+            got.push((seq, json.to_owned()));
+            Ok(())
+        },
+    ));
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0], (0, small.as_str().to_owned()));
+    let reference: Value = serde_json::from_str(&got[1].1).unwrap();
+    let reference = &reference["annals_blob"];
+    let id: BlobId = reference["sha256"].as_str().unwrap().parse().unwrap();
+    assert_eq!(id, BlobId::of(large.as_str().as_bytes()));
+    assert_eq!(reference["len"], large.len());
+    let head = reference["head"].as_str().unwrap();
+    assert!(!head.is_empty() && large.as_str().starts_with(head));
+    assert_eq!(ok(store.get_blob(session, &id)), large.as_str().as_bytes());
+    assert_err!(
+        store.get_blob(session, &BlobId::of(b"nothing")),
+        Error::BlobNotFound { .. }
+    );
+}
+
+/// Attachments: bytes with metadata go into the session's blob store, are listed in the order
+/// they were put, come back byte for byte by id, and identical bytes are stored once. A missing
+/// session and bytes over the maximum are refused.
+pub fn attachments_are_stored_once_listed_in_order_and_read_back_checked(store: &dyn Store) {
+    let (session, _) = new_segment(store, 1);
+    let png: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let meta = AttachmentMeta {
+        media_type: "image/png".into(),
+        label: Some("screenshot.png".into()),
+        width: Some(640),
+        height: Some(480),
+    };
+    let a = ok(store.put_attachment(session, &png, &meta));
+    assert_eq!(a.id, BlobId::of(&png));
+    assert_eq!(a.len, png.len() as u64);
+    assert_eq!(a.meta, meta);
+    let text_meta = AttachmentMeta {
+        media_type: "text/plain".into(),
+        ..AttachmentMeta::default()
+    };
+    let b = ok(store.put_attachment(session, b"", &text_meta));
+    let again = ok(store.put_attachment(session, &png, &meta));
+    assert_eq!(again.id, a.id, "identical bytes, identical blob");
+    let listed = ok(store.list_attachments(session));
+    assert_eq!(listed, vec![a.clone(), b.clone(), again]);
+    assert_eq!(ok(store.get_blob(session, &a.id)), png);
+    assert_eq!(ok(store.get_blob(session, &b.id)), Vec::<u8>::new());
+    assert_eq!(
+        ok(store.gc_blobs(session, true)).orphans,
+        vec![],
+        "attachments are referenced"
+    );
+
+    let missing = SessionId::new();
+    assert_err!(
+        store.put_attachment(missing, b"x", &text_meta),
+        Error::SessionNotFound(_)
+    );
+    assert_err!(store.list_attachments(missing), Error::SessionNotFound(_));
+    let max = store.max_entry_bytes();
+    if max <= 8 << 20 {
+        let too_large = vec![0u8; max + 1];
+        assert_err!(
+            store.put_attachment(session, &too_large, &text_meta),
+            Error::EntryTooLarge { .. }
+        );
+        assert_eq!(ok(store.list_attachments(session)).len(), 3);
+    }
+}
+
+/// Blob garbage collection finds exactly the blobs that no entry line, trace event or
+/// attachment refers to (here: after a truncate), reports them in a dry run without removing
+/// them, and removes them otherwise; everything still referred to reads back.
+pub fn gc_removes_only_blobs_that_nothing_refers_to(store: &dyn Store) {
+    let (session, segment) = (SessionId::new(), SegmentId::new());
+    let kept = ascii_entry_of_len(MAX_INLINE + 10);
+    let dropped = ascii_entry_of_len(MAX_INLINE + 20);
+    let in_trace = ascii_entry_of_len(MAX_INLINE + 30);
+    ok(store.create_segment(session, segment, &[kept.clone(), dropped.clone()]));
+    ok(store.append_trace_raw(session, segment, std::slice::from_ref(&in_trace)));
+    let attached = ok(store.put_attachment(session, b"attached", &AttachmentMeta::default()));
+    assert!(
+        ok(store.gc_blobs(session, false)).orphans.is_empty(),
+        "everything is referenced"
+    );
+
+    ok(store.truncate(session, segment, 1));
+    let dropped_id = BlobId::of(dropped.as_str().as_bytes());
+    let dry = ok(store.gc_blobs(session, true));
+    assert_eq!(dry.orphans, vec![dropped_id]);
+    assert_eq!(dry.orphan_bytes, dropped.len() as u64);
+    assert_eq!(
+        ok(store.get_blob(session, &dropped_id)),
+        dropped.as_str().as_bytes(),
+        "dry run removed it"
+    );
+
+    let done = ok(store.gc_blobs(session, false));
+    assert_eq!(done.orphans, vec![dropped_id]);
+    assert_eq!(done.kept, 3);
+    assert_err!(
+        store.get_blob(session, &dropped_id),
+        Error::BlobNotFound { .. }
+    );
+    assert!(ok(store.read_raw(session, segment)) == vec![kept]);
+    assert_eq!(ok(store.get_blob(session, &attached.id)), b"attached");
+    let mut trace = Vec::new();
+    ok(
+        store.replay_trace_raw(session, segment, &ReplayOptions::strict(), &mut |_, j| {
+            trace.push(j.to_owned());
+            Ok(())
+        }),
+    );
+    assert_eq!(trace, vec![in_trace.as_str().to_owned()]);
+    assert!(ok(store.gc_blobs(session, false)).orphans.is_empty());
+    assert_err!(
+        store.gc_blobs(SessionId::new(), true),
+        Error::SessionNotFound(_)
+    );
 }
 
 /// `tip` and `entry_count` agree with the tip each operation returns, after every kind of

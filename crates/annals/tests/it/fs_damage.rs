@@ -1711,7 +1711,10 @@ fn a_symlink_to_a_well_formed_segment_elsewhere_is_refused_not_written_through()
 
     let store = f.fresh();
     for err in [
-        store.append(f.session, fake, &entry(2)).map(|_| ()).unwrap_err(),
+        store
+            .append(f.session, fake, &entry(2))
+            .map(|_| ())
+            .unwrap_err(),
         store.tip(f.session, fake).map(|_| ()).unwrap_err(),
         replay_with(&store, f.session, fake, ReplayOptions::strict())
             .map(|_| ())
@@ -1719,7 +1722,11 @@ fn a_symlink_to_a_well_formed_segment_elsewhere_is_refused_not_written_through()
     ] {
         assert!(err.to_string().contains("symbolic link"), "{err}");
     }
-    assert_eq!(file_state(&target), before, "nothing was written through the link");
+    assert_eq!(
+        file_state(&target),
+        before,
+        "nothing was written through the link"
+    );
 }
 
 #[test]

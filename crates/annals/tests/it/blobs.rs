@@ -1,0 +1,249 @@
+//! Large entries kept as blobs by the filesystem store, with real files: the layout a person
+//! finds on disk, damaged and missing blobs, and garbage collection racing with appends.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+
+use annals::{
+    BlobId, CorruptReason, Error, FsStore, ReplayOptions, SegmentId, SessionId, Store, StoreExt,
+    MAX_INLINE,
+};
+use serde_json::{json, Value};
+
+fn big(n: usize, tag: &str) -> Value {
+    json!({ "role": "tool", "tag": tag, "output": "é".repeat(n / 2) })
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    store: FsStore,
+    session: SessionId,
+    segment: SegmentId,
+    entries: Vec<Value>,
+}
+
+/// A segment of small entries with one large one (seq 1).
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path()).unwrap();
+    let (session, segment) = (SessionId::new(), SegmentId::new());
+    let entries = vec![json!({"n": 0}), big(100_000, "large"), json!({"n": 2})];
+    store.create(session, segment, &entries).unwrap();
+    Setup {
+        _dir: dir,
+        store,
+        session,
+        segment,
+        entries,
+    }
+}
+
+fn blob_path(s: &Setup, value: &Value) -> (BlobId, PathBuf) {
+    let text = serde_json::to_string(value).unwrap();
+    let id = BlobId::of(text.as_bytes());
+    let hex = id.to_string();
+    let path = s
+        .store
+        .root()
+        .join(s.session.to_string())
+        .join("blobs")
+        .join(&hex[..2])
+        .join(&hex);
+    (id, path)
+}
+
+#[test]
+fn a_large_entry_is_a_sharded_blob_that_sha256sum_checks_and_a_short_greppable_line() {
+    let s = setup();
+    let (id, path) = blob_path(&s, &s.entries[1]);
+    assert!(path.is_file(), "blob at {}", path.display());
+    if let Ok(out) = Command::new("sha256sum").arg(&path).output() {
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(printed.starts_with(&id.to_string()), "{printed}");
+    }
+    let log = std::fs::read_to_string(s.store.segment_path(s.session, s.segment)).unwrap();
+    let line = log.lines().nth(2).unwrap();
+    assert!(
+        line.len() < 1024,
+        "the reference line stays short: {} bytes",
+        line.len()
+    );
+    let parsed: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(parsed["seq"], 1);
+    assert_eq!(parsed["blob"]["sha256"], id.to_string());
+    let head = parsed["blob"]["head"].as_str().unwrap();
+    let text = serde_json::to_string(&s.entries[1]).unwrap();
+    assert!(head.len() >= 100 && text.starts_with(head), "head {head:?}");
+    let back: Vec<Value> = s.store.read(s.session, s.segment).unwrap();
+    assert_eq!(back, s.entries);
+}
+
+#[test]
+fn a_damaged_blob_is_reported_with_segment_line_and_blob_and_never_served() {
+    let s = setup();
+    let (id, path) = blob_path(&s, &s.entries[1]);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[5000] ^= 0x01;
+    std::fs::write(&path, bytes).unwrap();
+
+    let err = s.store.read::<Value>(s.session, s.segment).unwrap_err();
+    match &err {
+        Error::Corrupt {
+            path: p,
+            line,
+            reason: CorruptReason::Blob { id: bad, problem },
+            ..
+        } => {
+            assert_eq!(p, &s.store.segment_path(s.session, s.segment));
+            assert_eq!(*line, 3, "header, entry 0, then the blob line");
+            assert_eq!(*bad, id);
+            assert!(problem.contains("hashes to"), "{problem}");
+        }
+        other => panic!("expected a blob problem, got {other:?}"),
+    }
+    assert!(err.to_string().contains(&id.to_string()), "{err}");
+
+    let mut got = Vec::new();
+    let report = s
+        .store
+        .replay(
+            s.session,
+            s.segment,
+            &ReplayOptions::tolerant(),
+            |seq, v: Value| {
+                got.push((seq, v));
+                Ok(())
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![(0, s.entries[0].clone()), (2, s.entries[2].clone())]
+    );
+    assert_eq!(report.problem_count, 1);
+    let verify = s.store.verify(s.session, s.segment).unwrap();
+    assert_eq!(verify.problem_count, 1, "{verify:?}");
+    assert!(matches!(
+        verify.problems[0].reason,
+        CorruptReason::Blob { .. }
+    ));
+    assert!(matches!(
+        s.store.get_blob(s.session, &id),
+        Err(Error::Corrupt { .. })
+    ));
+    // The raw mode does not read blobs, so it still works, and appending the same entry again
+    // repairs the blob instead of trusting the damaged copy.
+    let raw = s
+        .store
+        .replay_raw(
+            s.session,
+            s.segment,
+            &ReplayOptions::strict().raw_blobs(),
+            &mut |_, _| Ok(()),
+        )
+        .unwrap();
+    assert_eq!(raw.entries, 3);
+    s.store.append(s.session, s.segment, &s.entries[1]).unwrap();
+    assert_eq!(
+        s.store.read::<Value>(s.session, s.segment).unwrap().len(),
+        4
+    );
+}
+
+#[test]
+fn a_missing_blob_is_a_clear_error_and_verify_finds_it() {
+    let s = setup();
+    let (id, path) = blob_path(&s, &s.entries[1]);
+    std::fs::remove_file(&path).unwrap();
+    let err = s.store.read::<Value>(s.session, s.segment).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("missing") && text.contains(&id.to_string()),
+        "{text}"
+    );
+    assert!(text.contains("line 3"), "{text}");
+    let verify = s.store.verify(s.session, s.segment).unwrap();
+    assert!(!verify.is_clean());
+    assert!(matches!(
+        s.store.get_blob(s.session, &id),
+        Err(Error::BlobNotFound { .. })
+    ));
+}
+
+#[test]
+fn entries_just_around_the_inline_limit_land_inline_or_as_blobs_and_read_back_equal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path()).unwrap();
+    let (session, segment) = (SessionId::new(), SegmentId::new());
+    store.create::<Value>(session, segment, &[]).unwrap();
+    let mut wanted = Vec::new();
+    for len in [MAX_INLINE - 1, MAX_INLINE, MAX_INLINE + 1] {
+        // A JSON string of exactly `len` bytes.
+        let value = Value::String("x".repeat(len - 2));
+        assert_eq!(serde_json::to_string(&value).unwrap().len(), len);
+        store.append(session, segment, &value).unwrap();
+        wanted.push(value);
+    }
+    let log = std::fs::read_to_string(store.segment_path(session, segment)).unwrap();
+    let kinds: Vec<bool> = log
+        .lines()
+        .skip(1)
+        .map(|l| {
+            serde_json::from_str::<Value>(l)
+                .unwrap()
+                .get("blob")
+                .is_some()
+        })
+        .collect();
+    assert_eq!(kinds, vec![false, false, true]);
+    assert!(log.lines().all(|l| l.len() < 4096));
+    assert_eq!(store.read::<Value>(session, segment).unwrap(), wanted);
+}
+
+#[test]
+fn gc_running_against_concurrent_large_appends_never_removes_a_referenced_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FsStore::open(dir.path()).unwrap());
+    let (session, segment) = (SessionId::new(), SegmentId::new());
+    store.create::<Value>(session, segment, &[]).unwrap();
+    let appender = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || {
+            for i in 0..60 {
+                store
+                    .append(
+                        session,
+                        segment,
+                        &big(MAX_INLINE + 100 + i, &format!("t{i}")),
+                    )
+                    .unwrap();
+            }
+        })
+    };
+    let mut collections = 0;
+    while !appender.is_finished() || collections == 0 {
+        let report = store.gc_blobs(session, false).unwrap();
+        assert!(report.orphans.is_empty(), "{report:?}");
+        collections += 1;
+    }
+    appender.join().unwrap();
+    let back: Vec<Value> = store.read(session, segment).unwrap();
+    assert_eq!(back.len(), 60);
+    assert!(store.verify(session, segment).unwrap().is_clean());
+}
+
+#[test]
+fn gc_after_a_truncate_removes_the_dropped_entries_blobs_from_disk() {
+    let s = setup();
+    let (_, path) = blob_path(&s, &s.entries[1]);
+    s.store.truncate(s.session, s.segment, 1).unwrap();
+    assert!(path.is_file(), "a truncate alone removes no blob");
+    let report = s.store.gc_blobs(s.session, false).unwrap();
+    assert_eq!(report.orphans.len(), 1);
+    assert!(!path.exists());
+    assert_eq!(
+        s.store.read::<Value>(s.session, s.segment).unwrap(),
+        vec![s.entries[0].clone()]
+    );
+}
