@@ -55,6 +55,8 @@ pub(crate) struct Checker {
     identity: Option<Identity>,
     next_seq: u64,
     line_no: u64,
+    /// Started in the middle of the file (a seek to a sequence number): no header expected.
+    resumed: bool,
     clean: bool,
     header: Option<Header>,
     report: ScanReport,
@@ -76,10 +78,22 @@ impl Checker {
             identity,
             next_seq: 0,
             line_no: 0,
+            resumed: false,
             clean: true,
             header: None,
             report: ScanReport::default(),
         }
+    }
+
+    /// A checker that starts at the line of entry `seq`, at byte `offset`, assuming the lines
+    /// before it are what their numbering says (they are not read).
+    pub(crate) fn resumed(mut self, seq: u64, offset: u64) -> Self {
+        self.resumed = true;
+        self.next_seq = seq;
+        self.line_no = seq + 1;
+        self.report.entries = seq;
+        self.report.valid_up_to = offset;
+        self
     }
 
     fn problem(&mut self, offset: u64, reason: CorruptReason) -> Result<(), Stop> {
@@ -117,7 +131,7 @@ impl Checker {
     ) -> Result<Option<Delivery<'a>>, Stop> {
         self.line_no += 1;
         let end = offset + line.len() as u64 + 1;
-        if self.line_no == 1 {
+        if self.line_no == 1 && !self.resumed {
             match codec::decode_header(line) {
                 Ok(h) if h.annals != u64::from(FORMAT_VERSION) => {
                     return Err(Stop::Version(h.annals))
@@ -213,7 +227,8 @@ impl Checker {
     }
 
     pub(crate) fn finish(mut self, file_len: u64) -> Result<(ScanReport, Option<Header>), Stop> {
-        if self.line_no == 0 || (self.header.is_none() && self.report.problem_count == 0) {
+        let headerless = self.line_no == 0 || self.header.is_none();
+        if !self.resumed && headerless && (self.line_no == 0 || self.report.problem_count == 0) {
             self.line_no = 1;
             self.problem(0, CorruptReason::MissingHeader)?;
         }

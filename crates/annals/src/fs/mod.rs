@@ -545,11 +545,31 @@ impl FsStore {
                 segment,
             }),
         );
+        // From a sequence number on: find its line by binary search instead of reading (and
+        // checking) everything before it. The header is still read and checked.
+        let (start, checker) = match options.from_seq {
+            0 => (0, checker),
+            target => {
+                let identity = Identity {
+                    kind,
+                    session,
+                    segment,
+                };
+                let (_, header_end) = read::read_header(&file, &path, identity)?;
+                match read::seek_seq(&file, &path, header_end, len, target)? {
+                    Some((offset, seq)) if offset > header_end => {
+                        (offset, checker.resumed(seq, offset))
+                    }
+                    _ => (0, checker),
+                }
+            }
+        };
         let session_dir = self.session_dir(session);
         let blobs = BlobDir::new(&session_dir, &self.faults);
         let mut blob_problems = Vec::new();
-        let (mut report, _) = read::scan_stream(
-            read::ReadAt::new(&file),
+        let (mut report, _) = read::scan_stream_from(
+            read::ReadAt::at(&file, start),
+            start,
             len,
             checker,
             &mut |delivery| match delivery {

@@ -87,7 +87,19 @@ pub(crate) fn feed(
 /// Scans the first `len` bytes of `reader` with bounded memory. Lines longer than the limit
 /// are skipped (and reported) without being buffered.
 pub(crate) fn scan_stream(
+    reader: impl Read,
+    len: u64,
+    checker: Checker,
+    sink: &mut LineSink<'_>,
+    path: &Path,
+) -> Result<(ScanReport, Option<Header>)> {
+    scan_stream_from(reader, 0, len, checker, sink, path)
+}
+
+/// [`scan_stream`] of a reader positioned at byte `start` of a file of `len` bytes.
+pub(crate) fn scan_stream_from(
     mut reader: impl Read,
+    start: u64,
     len: u64,
     mut checker: Checker,
     sink: &mut LineSink<'_>,
@@ -95,8 +107,8 @@ pub(crate) fn scan_stream(
 ) -> Result<(ScanReport, Option<Header>)> {
     let mut buf = vec![0u8; BUF];
     let mut filled = 0usize;
-    let mut base = 0u64;
-    let mut remaining = len;
+    let mut base = start;
+    let mut remaining = len.saturating_sub(start);
     // An over-long line being skipped: where it started and how long it is so far.
     let mut skipping: Option<(u64, u64)> = None;
     loop {
@@ -195,6 +207,51 @@ pub(crate) fn finish_scan(
     checker
         .finish(end + tail_len)
         .map_err(|s| stop_to_error(s, path))
+}
+
+/// Finds where to start reading for the entries from sequence number `target` on, by binary
+/// search over line boundaries between `start` (the end of the header) and `len`: O(log n)
+/// positioned reads of at most two lines each. Returns a line start whose entry has a sequence
+/// number below `target` (or `start` itself) and that sequence number, with at most about 64
+/// KiB of lines between it and the target. `None` if a probe met a line that does not check
+/// out: the caller then reads from the start, which reports the damage properly.
+pub(crate) fn seek_seq(
+    file: &File,
+    path: &Path,
+    start: u64,
+    len: u64,
+    target: u64,
+) -> Result<Option<(u64, u64)>> {
+    const CLOSE_ENOUGH: u64 = 64 * 1024;
+    let window = 2 * MAX_LINE + 1;
+    let (mut lo, mut lo_seq, mut hi) = (start, 0u64, len);
+    let mut buf = vec![0u8; window];
+    while hi.saturating_sub(lo) > CLOSE_ENOUGH {
+        let mid = lo + (hi - lo) / 2;
+        let n = read_at_most(file, &mut buf, mid, path)?;
+        let bytes = buf.get(..n).unwrap_or_default();
+        let Some(nl) = memchr::memchr(b'\n', bytes) else {
+            return Ok(None);
+        };
+        let line_start = mid + nl as u64 + 1;
+        if line_start >= hi {
+            hi = mid;
+            continue;
+        }
+        let rest = bytes.get(nl + 1..).unwrap_or_default();
+        let Some(end) = memchr::memchr(b'\n', rest) else {
+            return Ok(None);
+        };
+        match codec::check_entry_line(rest.get(..end).unwrap_or_default()) {
+            Ok(line) if line.seq < target => {
+                lo = line_start;
+                lo_seq = line.seq;
+            }
+            Ok(_) => hi = line_start,
+            Err(_) => return Ok(None),
+        }
+    }
+    Ok(Some((lo, lo_seq)))
 }
 
 /// End of the last complete line of a file of `size` bytes (0 if it has none), reading

@@ -1738,3 +1738,73 @@ fn create_segment_names_a_directory_in_the_way_instead_of_calling_it_a_segment()
     assert!(!matches!(err, Error::SegmentExists { .. }), "{err:?}");
     assert!(err.to_string().contains("in the way"), "{err}");
 }
+
+#[test]
+fn replay_from_a_sequence_number_seeks_to_it_and_numbers_lines_exactly() {
+    let f = fixture(0);
+    let n = 30_000u64;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let batch: Vec<Value> = chunk.iter().map(|&i| entry(i)).collect();
+        f.store.append_batch(f.session, f.segment, &batch).unwrap();
+    }
+    let read_from = |store: &FsStore, from: u64, mode: ReplayOptions| {
+        let mut got = Vec::new();
+        let report = store
+            .replay(
+                f.session,
+                f.segment,
+                &mode.from_seq(from),
+                |seq, v: Value| {
+                    got.push((seq, v));
+                    Ok(())
+                },
+            )
+            .map(|r| (r.entries, r.is_clean()));
+        (got, report)
+    };
+    for from in [1, 2, 977, n / 2, n - 1, n, n + 5] {
+        let (got, report) = read_from(&f.store, from, ReplayOptions::strict());
+        let want: Vec<(u64, Value)> = (from.min(n)..n).map(|i| (i, entry(i))).collect();
+        assert_eq!(got, want, "from {from}");
+        assert_eq!(report.unwrap(), (n, true), "from {from}");
+    }
+
+    // Damage far before the start is not read at all (the reader seeks past it); damage after
+    // it is reported with its real line number.
+    let bytes = fs::read(&f.path).unwrap();
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(
+            bytes
+                .iter()
+                .enumerate()
+                .filter(|(_, &b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        )
+        .collect();
+    let mut damaged = bytes.clone();
+    damaged[line_starts[101] + 30] ^= 0x20; // entry 100 (line 102)
+    damaged[line_starts[25_001] + 30] ^= 0x20; // entry 25_000 (line 25_002)
+    fs::write(&f.path, &damaged).unwrap();
+    let fresh = f.fresh();
+    let (got, report) = read_from(&fresh, 20_000, ReplayOptions::strict());
+    match report {
+        Err(Error::Corrupt { line, offset, .. }) => {
+            assert_eq!(line, 25_002);
+            assert_eq!(offset, line_starts[25_001] as u64);
+        }
+        other => panic!("expected the damage at entry 25000, got {other:?}"),
+    }
+    assert_eq!(
+        got.len(),
+        5_000,
+        "entries 20000..25000 came before the damage"
+    );
+    let (got, report) = read_from(&fresh, 26_000, ReplayOptions::strict());
+    assert_eq!(got.len(), 4_000);
+    assert!(report.unwrap().1, "nothing damaged is read from 26000 on");
+    // From the start, the first damage stops a strict read.
+    assert!(matches!(
+        read_from(&fresh, 0, ReplayOptions::strict()).1,
+        Err(Error::Corrupt { line: 102, .. })
+    ));
+}
