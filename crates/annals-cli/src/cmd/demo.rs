@@ -170,6 +170,16 @@ pub fn run(root: Option<PathBuf>, args: &DemoArgs) -> Outcome {
         .collect();
     ours.insert(shared_session);
     let check = read_back(&target.store, &ours).map_err(|e| target.err(e))?;
+    // Entries too long for a line are kept as blobs: count them too.
+    let (mut blob_count, mut blob_bytes) = (0u64, 0u64);
+    for session in &ours {
+        let report = target
+            .store
+            .gc_blobs(*session, true)
+            .map_err(|e| target.err(e))?;
+        blob_count += report.kept;
+        blob_bytes += blob_dir_bytes(&target.root.join(session.to_string()).join("blobs"));
+    }
     let edit_forks: u64 = reports.iter().map(|r| r.edit_forks).sum();
     let conflict_forks: u64 = reports.iter().map(|r| r.conflict_forks).sum();
     let trace_events: u64 = reports.iter().map(|r| r.trace_events).sum();
@@ -182,7 +192,7 @@ pub fn run(root: Option<PathBuf>, args: &DemoArgs) -> Outcome {
     writeln!(
         out,
         "wrote {} sessions ({} segments, {} forked: {} after an edit, {} after a conflict) in \
-         {write_secs:.2} s: {} entries, {} trace events, {} on disk",
+         {write_secs:.2} s: {} entries, {} trace events, {} of segment files ({} in {} blobs)",
         ours.len(),
         check.segments,
         edit_forks + conflict_forks,
@@ -191,6 +201,8 @@ pub fn run(root: Option<PathBuf>, args: &DemoArgs) -> Outcome {
         appended,
         trace_events,
         human_bytes(check.bytes),
+        human_bytes(blob_bytes),
+        blob_count,
     )?;
     writeln!(
         out,
@@ -607,8 +619,15 @@ impl Worker<'_> {
     }
 
     fn tool_use(&mut self, file: &str) -> (&'static str, Json, String) {
-        let budget = usize::try_from(100 + self.rng.below(2900)).unwrap_or(1000);
-        match self.rng.below(4) {
+        // Mostly short outputs, and one in ten a whole file or a long build log (8-256 KiB):
+        // too long for a line, so annals keeps it as a blob.
+        let budget = if self.rng.chance(10) {
+            8192 + self.rng.below(248 << 10)
+        } else {
+            100 + self.rng.below(2900)
+        };
+        let budget = usize::try_from(budget).unwrap_or(1000);
+        match self.rng.below(3) {
             0 => {
                 let start = 1 + self.rng.below(200);
                 let first = self.rng.below(CODE.len() as u64);
@@ -653,7 +672,7 @@ impl Worker<'_> {
                     fit(text, budget),
                 )
             }
-            2 => {
+            _ if self.rng.chance(25) && budget < 8192 => {
                 let query = self.rng.pick(QUERIES);
                 let mut text = String::new();
                 while text.len() < budget {
@@ -684,6 +703,21 @@ impl Worker<'_> {
         let parts: Vec<&str> = (0..sentences).map(|_| self.rng.pick(SENTENCES)).collect();
         parts.join(" ")
     }
+}
+
+/// Bytes of the blob files under a session's `blobs/` directory.
+fn blob_dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(shards) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    shards
+        .flatten()
+        .filter_map(|shard| std::fs::read_dir(shard.path()).ok())
+        .flat_map(|files| files.flatten())
+        .filter_map(|f| f.metadata().ok())
+        .filter(std::fs::Metadata::is_file)
+        .map(|m| m.len())
+        .sum()
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary.
