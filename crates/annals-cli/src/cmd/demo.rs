@@ -897,7 +897,7 @@ mod tests {
     }
 
     #[test]
-    fn demo_entries_fit_a_line() {
+    fn most_demo_tool_outputs_fit_a_line_and_some_are_large_enough_for_a_blob() {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path()).unwrap();
         let mut w = Worker {
@@ -906,12 +906,19 @@ mod tests {
             report: WorkerReport::default(),
             shared: (SessionId::new(), SegmentId::new()),
         };
-        for _ in 0..200 {
+        let (mut inline, mut large) = (0, 0);
+        for _ in 0..400 {
             let (name, args, output) = w.tool_use("src/db/pool.rs");
             let entry = obj!({"type": "tool_result", "ts": now_ms(), "call_id": "call_0123456789abcdef",
                 "name": name, "args": args, "ok": true, "output": output});
             let raw = RawEntry::from_json(entry.get()).unwrap();
-            assert!(raw.len() < 3600, "{} bytes", raw.len());
+            if raw.len() <= annals::MAX_INLINE {
+                inline += 1;
+            } else {
+                assert!(raw.len() < 300 << 10, "{} bytes", raw.len());
+                large += 1;
+            }
         }
+        assert!(inline > 300 && large > 10, "{inline} inline, {large} large");
     }
 }
