@@ -1500,6 +1500,10 @@ impl Store for FsStore {
         if !session_dir.is_dir() {
             return Err(Error::SessionNotFound(session));
         }
+        if !BlobDir::new(&session_dir, &self.faults).root().is_dir() {
+            // Never had a blob: nothing to collect, and nothing to create (not even the lock).
+            return Ok(GcReport::default());
+        }
         // Exclusive: no append is between writing a blob and appending the line that refers
         // to it while the references are collected and the orphans removed.
         let _lock = self.blob_lock(session, true)?;

@@ -247,3 +247,14 @@ fn gc_after_a_truncate_removes_the_dropped_entries_blobs_from_disk() {
         vec![s.entries[0].clone()]
     );
 }
+
+#[test]
+fn gc_of_a_session_that_never_had_a_blob_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path()).unwrap();
+    let (session, segment) = (SessionId::new(), SegmentId::new());
+    store.create(session, segment, &[json!({"n": 0})]).unwrap();
+    let report = store.gc_blobs(session, false).unwrap();
+    assert!(report.orphans.is_empty() && report.kept == 0);
+    assert!(!dir.path().join(session.to_string()).join("blobs").exists());
+}
