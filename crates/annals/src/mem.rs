@@ -244,6 +244,11 @@ impl Store for MemStore {
     ) -> Result<Tip> {
         let mut map = self.write();
         let seg = segment_mut(&mut map, session, segment)?;
+        // Sizes first, as the filesystem store must (it writes blobs before it looks at the
+        // tip): a refused entry is refused whatever the tip.
+        for e in entries {
+            check_entry_size(e, self.max_entry_bytes)?;
+        }
         if seg.tip() != expected {
             return Err(Error::ConcurrentWriter {
                 segment,
@@ -498,5 +503,31 @@ impl Store for MemStore {
 
     fn is_durable(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `store_ops` fuzz target: `FsStore` refuses an oversized entry before it
+    /// compares tips, and the in-memory store must say the same.
+    #[test]
+    fn append_if_refuses_an_oversized_entry_before_comparing_tips() {
+        let store = MemStore::with_max_entry_bytes(10);
+        let (session, segment) = (SessionId::new(), SegmentId::new());
+        store.create_segment(session, segment, &[]).unwrap();
+        let stale = Tip {
+            count: 1,
+            generation: 0,
+        };
+        let big = RawEntry::from_json(r#""more than ten bytes""#).unwrap();
+        assert!(matches!(
+            store.append_if(session, segment, stale, &[big]),
+            Err(Error::EntryTooLarge {
+                size: 21,
+                limit: 10
+            })
+        ));
     }
 }
