@@ -1,0 +1,123 @@
+//! Sync-mode appends (every append waits for `fdatasync`/`fsync`), measured interleaved.
+//!
+//! On the virtual disk these benchmarks run on, one flush takes anywhere from ~0.15 ms to
+//! ~5 ms depending on what else the host is writing, and that level drifts over seconds.
+//! Criterion measures contenders one after another, so each would see a different disk. Here
+//! the contenders take turns — a few appends each, round after round, in rotating order —
+//! and each one's median latency is taken over the same stretch of time. Not criterion: it
+//! writes `append_sync_interleaved.json` next to criterion's results, which report.py reads.
+
+use std::time::{Duration, Instant};
+
+use annals_bench::entries::Variant;
+use annals_bench::logs::Contender;
+use annals_bench::setup::{self, pick};
+
+const GROUP: &str = "append_sync_interleaved";
+
+/// Appends per contender per turn.
+const TURN: usize = 4;
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Criterion-style filters: run only if no filter is given or one matches the group.
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    if !filters.is_empty() && !filters.iter().any(|f| GROUP.contains(f.as_str())) {
+        return;
+    }
+    let measuring = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
+    setup::init(env!("CARGO_TARGET_TMPDIR"));
+    let budget = pick(Duration::from_secs(20), Duration::from_millis(300));
+    let configs = [
+        (Variant::Small, 1usize),
+        (Variant::Large, 1),
+        (Variant::Small, 64),
+    ];
+    let mut results = Vec::new();
+    for (variant, batch) in configs {
+        let param = if batch == 1 {
+            variant.label().to_string()
+        } else {
+            format!("batch{batch}/{}", variant.label())
+        };
+        let mut logs: Vec<_> = Contender::ALL
+            .iter()
+            .map(|c| c.open(variant, true, batch))
+            .collect();
+        let mut latencies: Vec<Vec<f64>> = vec![Vec::new(); logs.len()];
+        let mut next = 0u64;
+        for log in &mut logs {
+            for _ in 0..TURN {
+                log.append(next);
+                next += 1;
+            }
+        }
+        let start = Instant::now();
+        let mut rounds = 0usize;
+        while start.elapsed() < budget || rounds < 2 {
+            for k in 0..logs.len() {
+                let c = (k + rounds) % logs.len();
+                for _ in 0..TURN {
+                    let t = Instant::now();
+                    logs[c].append(next);
+                    latencies[c].push(t.elapsed().as_nanos() as f64);
+                    next += 1;
+                }
+            }
+            rounds += 1;
+        }
+        println!("{GROUP}/{param}: {rounds} rounds of {TURN} appends per contender");
+        let mut contenders = serde_json::Map::new();
+        for (c, lat) in Contender::ALL.iter().zip(&mut latencies) {
+            lat.sort_by(f64::total_cmp);
+            let (p10, p50, p90) = (
+                percentile(lat, 0.1),
+                percentile(lat, 0.5),
+                percentile(lat, 0.9),
+            );
+            println!(
+                "  {:<7} median {:>9.1} µs   p10 {:>9.1} µs   p90 {:>9.1} µs",
+                c.name(),
+                p50 / 1e3,
+                p10 / 1e3,
+                p90 / 1e3
+            );
+            contenders.insert(
+                c.name().to_string(),
+                serde_json::json!({"median_ns": p50, "p10_ns": p10, "p90_ns": p90, "n": lat.len()}),
+            );
+        }
+        results.push(serde_json::json!({
+            "parameter": param,
+            "batch": batch,
+            "rounds": rounds,
+            "contenders": contenders,
+        }));
+    }
+    if measuring {
+        // Next to criterion's own results, found the way criterion finds its directory.
+        let target = std::env::var_os("CRITERION_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("CARGO_TARGET_DIR")
+                    .map(|d| std::path::PathBuf::from(d).join("criterion"))
+            })
+            .unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+                    .parent()
+                    .expect("the tmp dir is inside the target dir")
+                    .join("criterion")
+            });
+        std::fs::create_dir_all(&target).expect("create criterion directory");
+        let path = target.join(format!("{GROUP}.json"));
+        let text = serde_json::to_string_pretty(&results).expect("serialize results");
+        std::fs::write(&path, text).expect("write results");
+        println!("wrote {}", path.display());
+    }
+    setup::cleanup();
+}

@@ -1,0 +1,21 @@
+//! Benchmarks of annals side by side with its baselines, on the same pre-generated entries:
+//!
+//! - the naive JSONL store ([`naive::NaiveStore`]): what agent runtimes do today;
+//! - the floor ([`naive::Floor`]): a raw `write(2)` of the same line to an open `O_APPEND` file;
+//! - SQLite ([`sqlite::SqliteStore`]): one row per entry, WAL mode, durability matched.
+//!
+//! The benchmarks themselves are in `benches/`; docs/BENCHMARKS.md has the results and how to
+//! reproduce them. This library holds what they share: the entries, the baselines, the
+//! fixtures and the run settings.
+
+#![warn(missing_docs)]
+
+pub mod entries;
+pub mod fixture;
+pub mod logs;
+pub mod naive;
+pub mod setup;
+pub mod sqlite;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,170 @@
+//! The baselines must do the same work as annals, or the ratios mean nothing: these tests pin
+//! that every store holds and returns the same entries.
+
+use annals::{FsStore, ReplayOptions, Store, StoreExt};
+
+use crate::entries::{Corpus, Message, Variant, CORPUS_LEN};
+use crate::fixture::{self, Segment};
+use crate::naive::{Floor, NaiveStore};
+use crate::sqlite::{SqlDurability, SqliteStore};
+
+#[test]
+fn corpora_have_the_promised_entry_sizes() {
+    let small = Corpus::get(Variant::Small);
+    let mean = small.mean_len();
+    assert!((350.0..=450.0).contains(&mean), "small mean {mean}");
+    let large = Corpus::get(Variant::Large);
+    for raw in &large.raw {
+        assert!(
+            (1024..=4000).contains(&raw.len()),
+            "large entry of {}",
+            raw.len()
+        );
+    }
+    for line in &large.framed {
+        assert!(line.len() <= annals::MAX_LINE);
+    }
+}
+
+#[test]
+fn corpora_are_deterministic_and_round_trip() {
+    let corpus = Corpus::get(Variant::Small);
+    let again: Message = serde_json::from_str(corpus.raw[7].as_str()).unwrap();
+    assert_eq!(again, corpus.messages[7]);
+    // A second generation gives the same bytes: fixed seeds, no clock.
+    let first = corpus.raw[CORPUS_LEN - 1].clone();
+    assert_eq!(first.as_str(), corpus.json_at(CORPUS_LEN as u64 * 3 - 1));
+}
+
+#[test]
+fn every_store_of_a_fixture_holds_the_same_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = CORPUS_LEN as u64 + 10;
+    let fx = Segment::build(dir.path(), Variant::Small, n);
+
+    let store = FsStore::open(&fx.annals_root).unwrap();
+    let from_annals: Vec<Message> = store.read(fx.session, fx.segment).unwrap();
+    assert_eq!(from_annals.len() as u64, n);
+    assert_eq!(store.entry_count(fx.session, fx.segment).unwrap(), n);
+    let report = store.verify(fx.session, fx.segment).unwrap();
+    assert!(report.is_clean());
+    assert_eq!(report.file_len, fx.annals_bytes);
+    assert_eq!(fixture::annals_len(Variant::Small, n), fx.annals_bytes);
+
+    let mut from_naive = Vec::new();
+    let (s, g) = (fx.naive_session(), fx.naive_segment());
+    assert_eq!(
+        fx.naive
+            .replay(&s, &g, |m: Message| from_naive.push(m))
+            .unwrap(),
+        n
+    );
+    assert_eq!(fx.naive.count(&s, &g).unwrap(), n);
+    assert_eq!(from_naive, from_annals);
+
+    let db = SqliteStore::open(&fx.sqlite_path, SqlDurability::Buffered).unwrap();
+    let mut from_sqlite = Vec::new();
+    assert_eq!(
+        db.replay(fx.session, fx.segment, |m: Message| from_sqlite.push(m))
+            .unwrap(),
+        n
+    );
+    assert_eq!(db.count(fx.session, fx.segment).unwrap(), n);
+    assert_eq!(from_sqlite, from_annals);
+
+    let payload: u64 = from_annals
+        .iter()
+        .map(|m| serde_json::to_string(m).unwrap().len() as u64)
+        .sum();
+    assert_eq!(payload, fx.payload_bytes);
+}
+
+#[test]
+fn naive_append_starts_a_fresh_line_after_a_torn_one_and_replay_skips_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = NaiveStore::new(dir.path(), false);
+    let corpus = Corpus::get(Variant::Small);
+    store.append("s", "g", corpus.line_at(0)).unwrap();
+    let path = store.path("s", "g");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(b"{\"id\":\"tor");
+    std::fs::write(&path, &bytes).unwrap();
+    let mut seen = Vec::new();
+    assert_eq!(
+        store.replay("s", "g", |m: Message| seen.push(m)).unwrap(),
+        1
+    );
+
+    store.append("s", "g", corpus.line_at(1)).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.ends_with(std::str::from_utf8(corpus.line_at(1)).unwrap()));
+    assert!(text.contains("\"tor\n"));
+}
+
+#[test]
+fn naive_truncate_keeps_the_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = NaiveStore::new(dir.path(), false);
+    let corpus = Corpus::get(Variant::Small);
+    for i in 0..10 {
+        store.append("s", "g", corpus.line_at(i)).unwrap();
+    }
+    store.truncate::<Message>("s", "g", 4).unwrap();
+    let mut seen = Vec::new();
+    store.replay("s", "g", |m: Message| seen.push(m)).unwrap();
+    assert_eq!(seen, corpus.messages[..4]);
+}
+
+#[test]
+fn floor_writes_annals_lines_that_annals_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path()).unwrap();
+    let (session, segment) = (annals::SessionId::new(), annals::SegmentId::new());
+    store.create_segment(session, segment, &[]).unwrap();
+    let corpus = Corpus::get(Variant::Large);
+    let floor = Floor::open(&store.segment_path(session, segment), false).unwrap();
+    for i in 0..5 {
+        floor.append(corpus.framed_at(i)).unwrap();
+    }
+    let mut seen = Vec::new();
+    store
+        .replay(
+            session,
+            segment,
+            &ReplayOptions::strict(),
+            |_, m: Message| {
+                seen.push(m);
+                Ok(())
+            },
+        )
+        .unwrap();
+    assert_eq!(seen, corpus.messages[..5]);
+}
+
+#[test]
+fn sqlite_appends_one_by_one_and_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = SqliteStore::open(&dir.path().join("db"), SqlDurability::Sync).unwrap();
+    let (session, segment) = (annals::SessionId::new(), annals::SegmentId::new());
+    let corpus = Corpus::get(Variant::Small);
+    db.append(session, segment, 0, corpus.json_at(0)).unwrap();
+    db.append_batch(session, segment, 1, (1..65).map(|i| corpus.json_at(i)))
+        .unwrap();
+    assert_eq!(db.count(session, segment).unwrap(), 65);
+    assert_eq!(db.count(session, annals::SegmentId::new()).unwrap(), 0);
+}
+
+#[test]
+fn many_sessions_writes_valid_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture::many_sessions(dir.path(), 5);
+    let store = FsStore::open(dir.path()).unwrap();
+    let sessions = store.list_sessions().unwrap();
+    assert_eq!(sessions.len(), 5);
+    let segments = store.list_segments(sessions[0]).unwrap();
+    assert_eq!(segments.len(), 1);
+    assert_eq!(segments[0].tip.count, 3);
+    assert!(segments[0].damage.is_none());
+    let naive = NaiveStore::new(dir.path(), false);
+    assert_eq!(naive.list_sessions().unwrap().len(), 5);
+}
