@@ -707,17 +707,11 @@ impl FsStore {
         sync_dir(&dir, &self.faults)?;
         if plan.first_problem.is_none() {
             // Only a torn tail: it lies after the last newline, so cutting in place is safe
-            // for mapped readers (see fs/mmap.rs).
-            let writable = OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map_err(|e| Error::io("open", &path, e))?;
-            writable
-                .set_len(plan.keep_bytes)
+            // for mapped readers (see fs/mmap.rs). Through the descriptor we hold locked, not
+            // the path, which is the same file but says so less plainly.
+            file.set_len(plan.keep_bytes)
                 .map_err(|e| Error::io("cut torn tail of", &path, e))?;
-            writable
-                .sync_all()
-                .map_err(|e| Error::io("fsync", &path, e))?;
+            file.sync_all().map_err(|e| Error::io("fsync", &path, e))?;
         } else {
             let new_header = Header {
                 generation: header.generation + 1,
@@ -1089,6 +1083,24 @@ impl Store for FsStore {
             count: initial.len() as u64,
             generation: 0,
         })
+    }
+
+    /// One entry: as [`Store::append_batch_raw`], without allocating on the common path.
+    fn append_raw(&self, session: SessionId, segment: SegmentId, entry: &RawEntry) -> Result<Tip> {
+        let handle = self.segment_handle(session, segment)?;
+        check_entry_size(entry, self.options.max_entry_bytes)?;
+        let (prepared, _blob_lock) = match Prepared::of(entry) {
+            inline @ Prepared::Inline(_) => (inline, None),
+            Prepared::Blob(_) => {
+                let (mut prepared, lock) = self.prepare(session, std::slice::from_ref(entry))?;
+                match prepared.pop() {
+                    Some(p) => (p, lock),
+                    None => return self.tip(session, segment),
+                }
+            }
+        };
+        let mut h = lock(&handle);
+        h.append(std::slice::from_ref(&prepared), None, self.durable())
     }
 
     fn append_batch_raw(
