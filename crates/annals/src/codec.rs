@@ -109,13 +109,7 @@ pub struct EntryLine {
 /// # Errors
 /// `Err(size)` with the size the line would have if it exceeds [`MAX_LINE`].
 pub fn encode_entry(seq: u64, json: &str, out: &mut Vec<u8>) -> Result<usize, usize> {
-    let start = out.len();
-    out.extend_from_slice(CRC_OPEN);
-    out.extend_from_slice(b"00000000");
-    out.extend_from_slice(CRC_CLOSE);
-    out.extend_from_slice(SEQ_KEY);
-    push_decimal(out, seq);
-    out.extend_from_slice(ENTRY_KEY);
+    let start = begin_entry_line(seq, ENTRY_KEY, out);
     out.extend_from_slice(json.as_bytes());
     out.push(b'}');
     finish_line(out, start)
@@ -128,13 +122,7 @@ pub fn encode_entry(seq: u64, json: &str, out: &mut Vec<u8>) -> Result<usize, us
 /// `Err(size)` if the line exceeds [`MAX_LINE`] (not for references annals makes: their head is
 /// bounded).
 pub fn encode_blob(seq: u64, reference: &BlobRef, out: &mut Vec<u8>) -> Result<usize, usize> {
-    let start = out.len();
-    out.extend_from_slice(CRC_OPEN);
-    out.extend_from_slice(b"00000000");
-    out.extend_from_slice(CRC_CLOSE);
-    out.extend_from_slice(SEQ_KEY);
-    push_decimal(out, seq);
-    out.extend_from_slice(BLOB_KEY);
+    let start = begin_entry_line(seq, BLOB_KEY, out);
     if serde_json::to_writer(&mut *out, reference).is_err() {
         out.truncate(start);
         return Err(usize::MAX);
@@ -167,6 +155,19 @@ pub fn encode_header(header: &Header, out: &mut Vec<u8>) -> Result<usize, usize>
     };
     out.extend_from_slice(body.get(1..).unwrap_or_default());
     finish_line(out, start)
+}
+
+/// Writes `{"crc":"00000000","seq":N` and `key` (the CRC is filled in by [`finish_line`]).
+/// Returns where the line starts.
+fn begin_entry_line(seq: u64, key: &[u8], out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.extend_from_slice(CRC_OPEN);
+    out.extend_from_slice(b"00000000");
+    out.extend_from_slice(CRC_CLOSE);
+    out.extend_from_slice(SEQ_KEY);
+    push_decimal(out, seq);
+    out.extend_from_slice(key);
+    start
 }
 
 fn finish_line(out: &mut Vec<u8>, start: usize) -> Result<usize, usize> {

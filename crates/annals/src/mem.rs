@@ -129,6 +129,24 @@ impl MemStore {
     fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<SessionId, Session>> {
         self.sessions.write().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Appends `entries` to an existing segment (blobs into its session) and returns the tip.
+    fn extend(
+        &self,
+        map: &mut BTreeMap<SessionId, Session>,
+        session: SessionId,
+        segment: SegmentId,
+        entries: &[RawEntry],
+    ) -> Result<Tip> {
+        let s = map
+            .get_mut(&session)
+            .ok_or(Error::SessionNotFound(session))?;
+        let stored = s.store(entries, self.max_entry_bytes)?;
+        let seg = segment_mut(map, session, segment)?;
+        seg.entries.extend(stored);
+        seg.modified = SystemTime::now();
+        Ok(seg.tip())
+    }
 }
 
 fn segment_mut(
@@ -225,14 +243,7 @@ impl Store for MemStore {
     ) -> Result<Tip> {
         let mut map = self.write();
         segment_mut(&mut map, session, segment)?;
-        let s = map
-            .get_mut(&session)
-            .ok_or(Error::SessionNotFound(session))?;
-        let stored = s.store(entries, self.max_entry_bytes)?;
-        let seg = segment_mut(&mut map, session, segment)?;
-        seg.entries.extend(stored);
-        seg.modified = SystemTime::now();
-        Ok(seg.tip())
+        self.extend(&mut map, session, segment, entries)
     }
 
     fn append_if(
@@ -256,14 +267,7 @@ impl Store for MemStore {
                 found: seg.tip(),
             });
         }
-        let s = map
-            .get_mut(&session)
-            .ok_or(Error::SessionNotFound(session))?;
-        let stored = s.store(entries, self.max_entry_bytes)?;
-        let seg = segment_mut(&mut map, session, segment)?;
-        seg.entries.extend(stored);
-        seg.modified = SystemTime::now();
-        Ok(seg.tip())
+        self.extend(&mut map, session, segment, entries)
     }
 
     fn replay_raw(
