@@ -638,13 +638,36 @@ impl FsStore {
             .map_err(|e| Error::io("stat", &path, e))?
             .len();
         let checker = Checker::new(ReadMode::Tolerant, 0, false, Some(h.identity));
-        let (report, header) = read::scan_stream(
+        let session_dir = self.session_dir(h.identity.session);
+        let blobs = BlobDir::new(&session_dir, &self.faults);
+        // A line whose blob is missing or damaged is damage at that line, as verify says:
+        // repair cuts there too.
+        let mut blob_problems = Vec::new();
+        let (mut report, header) = read::scan_stream(
             read::ReadAt::new(file),
             size,
             checker,
-            &mut |_| Ok(()),
+            &mut |delivery| {
+                if let Delivery::Blob {
+                    reference,
+                    line,
+                    offset,
+                    ..
+                } = delivery
+                {
+                    if let Err(reason) = resolve(&blobs, &reference)? {
+                        blob_problems.push(crate::Problem {
+                            line,
+                            offset,
+                            reason,
+                        });
+                    }
+                }
+                Ok(())
+            },
             &path,
         )?;
+        add_problems(&mut report, blob_problems);
         let mut plan = Repair {
             path: path.clone(),
             keep_bytes: report.valid_up_to,

@@ -258,3 +258,41 @@ fn gc_of_a_session_that_never_had_a_blob_creates_nothing() {
     assert!(report.orphans.is_empty() && report.kept == 0);
     assert!(!dir.path().join(session.to_string()).join("blobs").exists());
 }
+
+#[test]
+fn repair_cuts_at_the_first_line_whose_blob_is_missing_and_keeps_what_it_cut() {
+    let s = setup();
+    s.store
+        .append(s.session, s.segment, &json!({"n": 3}))
+        .unwrap();
+    let (id, path) = blob_path(&s, &s.entries[1]);
+    std::fs::remove_file(&path).unwrap();
+
+    let plan = s.store.repair(s.session, s.segment, true).unwrap();
+    assert_eq!(plan.kept_entries, 1, "{plan:?}");
+    assert!(matches!(
+        plan.first_problem.as_ref().map(|p| &p.reason),
+        Some(CorruptReason::Blob { id: bad, .. }) if *bad == id
+    ));
+    let done = s.store.repair(s.session, s.segment, false).unwrap();
+    assert_eq!(done.kept_entries, 1);
+    let backup = std::fs::read_to_string(done.backup.unwrap()).unwrap();
+    assert_eq!(
+        backup.lines().count(),
+        3,
+        "the blob line and the two after it"
+    );
+    assert!(s.store.verify(s.session, s.segment).unwrap().is_clean());
+    assert_eq!(
+        s.store.read::<Value>(s.session, s.segment).unwrap(),
+        vec![s.entries[0].clone()]
+    );
+    // And the segment takes appends again, numbered after what was kept.
+    assert_eq!(
+        s.store
+            .append(s.session, s.segment, &json!({"n": 1}))
+            .unwrap()
+            .count,
+        2
+    );
+}
