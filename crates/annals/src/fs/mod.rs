@@ -608,7 +608,8 @@ impl FsStore {
     }
 
     /// Cuts a damaged segment back to its last good line: removes a torn tail, or drops
-    /// everything from the first corrupt line on (by crash-atomic rewrite). The dropped bytes
+    /// everything from the first corrupt line on (by crash-atomic rewrite); a line whose blob is
+    /// missing or does not match counts as corrupt, as [`Store::verify`] says. The dropped bytes
     /// are saved next to the segment first. A healthy segment is never touched. With `dry_run`,
     /// only reports what it would do.
     ///
