@@ -380,11 +380,13 @@ fn check_state(
 #[test]
 fn in_sync_mode_no_crash_state_loses_an_acknowledged_entry() {
     let checked = check_every_crash_state(Durability::Sync);
+    println!("power cut, Sync mode: {checked} crash states checked");
     assert!(checked > 100, "only {checked} crash states were checked");
 }
 
 #[test]
 fn in_buffered_mode_every_crash_state_replays_cleanly() {
     let checked = check_every_crash_state(Durability::Buffered);
+    println!("power cut, Buffered mode: {checked} crash states checked");
     assert!(checked > 100, "only {checked} crash states were checked");
 }
