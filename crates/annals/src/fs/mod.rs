@@ -648,24 +648,7 @@ impl FsStore {
             read::ReadAt::new(file),
             size,
             checker,
-            &mut |delivery| {
-                if let Delivery::Blob {
-                    reference,
-                    line,
-                    offset,
-                    ..
-                } = delivery
-                {
-                    if let Err(reason) = resolve(&blobs, &reference)? {
-                        blob_problems.push(crate::Problem {
-                            line,
-                            offset,
-                            reason,
-                        });
-                    }
-                }
-                Ok(())
-            },
+            &mut |delivery| check_blob(&blobs, delivery, &mut blob_problems),
             &path,
         )?;
         add_problems(&mut report, blob_problems);
@@ -884,6 +867,31 @@ fn resolve(
         id: reference.sha256,
         problem: fault,
     }))
+}
+
+/// For a blob line, checks its blob and notes a problem if it is missing or does not match:
+/// what verify and repair do with every blob line (replay reads the blob instead).
+fn check_blob(
+    blobs: &BlobDir<'_>,
+    delivery: Delivery<'_>,
+    problems: &mut Vec<crate::Problem>,
+) -> Result<()> {
+    if let Delivery::Blob {
+        reference,
+        line,
+        offset,
+        ..
+    } = delivery
+    {
+        if let Err(reason) = resolve(blobs, &reference)? {
+            problems.push(crate::Problem {
+                line,
+                offset,
+                reason,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Adds problems found outside the line checker (blobs) to a report, in file order.
@@ -1190,27 +1198,10 @@ impl Store for FsStore {
         let session_dir = self.session_dir(session);
         let blobs = BlobDir::new(&session_dir, &self.faults);
         let mut blob_problems = Vec::new();
-        let mut check_blob = |delivery: Delivery<'_>| {
-            if let Delivery::Blob {
-                reference,
-                line,
-                offset,
-                ..
-            } = delivery
-            {
-                if let Err(reason) = resolve(&blobs, &reference)? {
-                    blob_problems.push(crate::Problem {
-                        line,
-                        offset,
-                        reason,
-                    });
-                }
-            }
-            Ok(())
-        };
         if let Some(map) = &map {
             mmap::for_each_chunk(map, |base, chunk| {
-                read::feed(chunk, base, &mut checker, &mut check_blob, &path).map(|_| ())
+                let mut check = |d: Delivery<'_>| check_blob(&blobs, d, &mut blob_problems);
+                read::feed(chunk, base, &mut checker, &mut check, &path).map(|_| ())
             })?;
         }
         let (mut report, _) =
