@@ -10,6 +10,12 @@
 //!   `O_APPEND` per append.
 //! - [`MemStore`]: the same semantics in memory, for tests.
 //! - [`SegmentWriter`]: the concurrent-writer detector, and forking as the reaction to it.
+//! - Entries of any size: those too long for one line are kept as content-addressed blobs
+//!   ([`BlobRef`]) and re-inflated on replay; attachments share the blob store
+//!   ([`Store::put_attachment`], [`Store::gc_blobs`]).
+//!
+//! Features: `testing` (the conformance suite, `annals::testing`), `fault-injection` (named failure
+//! points in the filesystem store, for tests of failure handling).
 //!
 //! ```
 //! use annals::{FsStore, SessionId, SegmentId, Store, StoreExt};

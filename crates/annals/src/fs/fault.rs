@@ -6,6 +6,7 @@
 //! every check is a constant `Ok`. A plan belongs to one store (`FsStore::open_with_faults`),
 //! not to the process, so tests using it run in parallel.
 
+// Without the feature only the empty `Faults` is used; the plan types exist for it.
 #![cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
 
 use std::io;
