@@ -5,7 +5,7 @@
 //! rewrite, repair) holds `flock(LOCK_EX)` on the file while it checks the tip and writes.
 //! Readers hold `LOCK_SH` only while they read the committed length. After taking a lock, a
 //! holder checks `st_nlink`: zero means the file was replaced by a rewrite (or deleted) while
-//! it waited, so it reopens the path and locks again. Cost of an append: lock, fstat, write,
+//! it waited, so it reopens the path and locks again. Cost of an append: lock, statx, write,
 //! unlock (plus fdatasync in `Sync` mode).
 
 use std::fs::{File, OpenOptions};
@@ -177,7 +177,7 @@ impl Handle {
         };
         // With a torn tail cached, the size alone cannot tell whether another writer cut it and
         // appended a line of the same length, so the end is re-read. Torn tails only follow
-        // crashes: the common path stays one fstat.
+        // crashes: the common path stays one statx.
         if size != self.tail.committed + self.tail.torn || self.tail.torn > 0 {
             let known = if size >= known.0 {
                 known
