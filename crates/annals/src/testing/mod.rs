@@ -898,6 +898,14 @@ pub fn entry_exactly_at_the_line_limit_is_accepted(store: &dyn Store) {
     assert_eq!(back[10], at_limit_10);
 
     ok(store.append_trace_raw(session, segment, std::slice::from_ref(&at_limit_0)));
+    assert_eq!(
+        trace_texts(store, session, segment),
+        vec![at_limit_0.as_str().to_owned()]
+    );
+}
+
+/// The JSON text of every trace event of a segment, strictly.
+fn trace_texts(store: &dyn Store, session: SessionId, segment: SegmentId) -> Vec<String> {
     let mut trace = Vec::new();
     ok(store.replay_trace_raw(
         session,
@@ -908,10 +916,10 @@ pub fn entry_exactly_at_the_line_limit_is_accepted(store: &dyn Store) {
             Ok(())
         },
     ));
-    assert_eq!(trace, vec![at_limit_0.as_str().to_owned()]);
+    trace
 }
 
-/// A JSON string entry of exactly `len` bytes made of `fill` (one byte) characters.
+/// A JSON string entry of exactly `len` bytes of ASCII.
 fn ascii_entry_of_len(len: usize) -> RawEntry {
     let mut s = String::with_capacity(len);
     s.push('"');
@@ -993,21 +1001,11 @@ pub fn entries_of_every_size_up_to_the_maximum_round_trip_through_every_write_pa
 
     // The trace takes them too.
     ok(store.append_trace_raw(session, segment, &wanted[wanted.len() - 3..]));
-    let mut trace = Vec::new();
-    ok(store.replay_trace_raw(
-        session,
-        segment,
-        &ReplayOptions::strict(),
-        &mut |_, json| {
-            trace.push(json.to_owned());
-            Ok(())
-        },
-    ));
     let want: Vec<String> = wanted[wanted.len() - 3..]
         .iter()
         .map(|e| e.as_str().to_owned())
         .collect();
-    assert_eq!(trace, want);
+    assert_eq!(trace_texts(store, session, segment), want);
 }
 
 /// An entry larger than the store's maximum (`Store::max_entry_bytes`) is refused with
@@ -1227,14 +1225,10 @@ pub fn gc_removes_only_blobs_that_nothing_refers_to(store: &dyn Store) {
     );
     assert!(ok(store.read_raw(session, segment)) == vec![kept]);
     assert_eq!(ok(store.get_blob(session, &attached.id)), b"attached");
-    let mut trace = Vec::new();
-    ok(
-        store.replay_trace_raw(session, segment, &ReplayOptions::strict(), &mut |_, j| {
-            trace.push(j.to_owned());
-            Ok(())
-        }),
+    assert_eq!(
+        trace_texts(store, session, segment),
+        vec![in_trace.as_str().to_owned()]
     );
-    assert_eq!(trace, vec![in_trace.as_str().to_owned()]);
     assert!(ok(store.gc_blobs(session, false)).orphans.is_empty());
     assert_err!(
         store.gc_blobs(SessionId::new(), true),
