@@ -38,8 +38,8 @@ pub(crate) fn check(root: &Path) -> Result<()> {
         reason = "f_type is a 32-bit magic number stored in a wider signed field"
     )]
     let magic = stat.f_type as u32;
-    match UNSAFE.iter().find(|(m, _)| *m == magic) {
-        Some((_, name)) => Err(Error::UnsafeFileSystem {
+    match unsafe_fs(magic) {
+        Some(name) => Err(Error::UnsafeFileSystem {
             path: root.to_path_buf(),
             fs: name,
         }),
@@ -47,8 +47,32 @@ pub(crate) fn check(root: &Path) -> Result<()> {
     }
 }
 
+/// The name of the file system with this `statfs` magic number, if it is one where the
+/// promises do not hold.
+fn unsafe_fs(magic: u32) -> Option<&'static str> {
+    UNSAFE
+        .iter()
+        .find(|(m, _)| *m == magic)
+        .map(|(_, name)| *name)
+}
+
 #[cfg(test)]
 mod tests {
+    use super::unsafe_fs;
+
+    #[test]
+    fn network_and_fuse_file_systems_are_refused_and_local_ones_are_not() {
+        // Magic numbers as statfs(2) reports them (linux/magic.h).
+        assert_eq!(unsafe_fs(0x6969), Some("nfs"));
+        assert_eq!(unsafe_fs(0xff53_4d42), Some("cifs"));
+        assert_eq!(unsafe_fs(0xfe53_4d42), Some("smb2"));
+        assert_eq!(unsafe_fs(0x6573_5546), Some("fuse"));
+        assert_eq!(unsafe_fs(0x0102_1997), Some("9p"));
+        for local in [0xef53, 0x5846_5342, 0x9123_683e, 0x0102_1994, 0x794c_7630] {
+            assert_eq!(unsafe_fs(local), None, "{local:#x} is local");
+        }
+    }
+
     #[test]
     fn the_test_machine_root_is_a_local_file_system() {
         let dir = tempfile::tempdir().unwrap();
