@@ -1,5 +1,5 @@
 //! What went wrong talking to PostgreSQL, classified once, and how it becomes an
-//! [`annals::Error`].
+//! [`annals::Error::Backend`].
 //!
 //! The client library's errors are classified by what a person does about them: the SQLSTATE of
 //! a server error, the I/O error kind of a connection error, the "closed" flag. No message text
@@ -9,10 +9,12 @@
 use std::fmt;
 use std::io;
 
-/// What kind of failure, as far as the caller is concerned.
+use annals::BackendErrorKind;
+
+/// What kind of failure, as far as the store is concerned (finer than
+/// [`BackendErrorKind`], which is what callers see).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FailureKind {
+pub(crate) enum FailureKind {
     /// Nothing listens at the address (or the host does not resolve, or the socket is missing).
     ConnectionRefused,
     /// The server refused the user or the password.
@@ -46,8 +48,7 @@ pub enum FailureKind {
 /// A classified failure: what happened, in words a person can act on, and whether the server
 /// may have committed the call anyway.
 #[derive(Debug, Clone)]
-pub struct Failure {
-    /// The kind.
+pub(crate) struct Failure {
     pub kind: FailureKind,
     /// What happened.
     pub message: String,
@@ -64,16 +65,9 @@ impl fmt::Display for Failure {
         if let Some(code) = &self.sqlstate {
             write!(f, " (SQLSTATE {code})")?;
         }
-        if self.outcome_unknown {
-            f.write_str(
-                "; the server may have committed it before the connection broke: read the tip before trying again",
-            )?;
-        }
         Ok(())
     }
 }
-
-impl std::error::Error for Failure {}
 
 impl Failure {
     pub(crate) fn new(kind: FailureKind, message: String) -> Self {
@@ -197,30 +191,29 @@ impl Failure {
     }
 
     /// The failure as the error every annals store returns. `op` says what the store was doing
-    /// (`"append to"`, `"replay"`, …), `target` which session or segment.
+    /// (`"append to"`, `"replay"`, …), `target` which session or segment of which server.
     pub(crate) fn into_error(self, op: &'static str, target: String) -> annals::Error {
         let kind = match self.kind {
-            FailureKind::ConnectionRefused => io::ErrorKind::ConnectionRefused,
-            FailureKind::AuthenticationFailed => io::ErrorKind::PermissionDenied,
-            FailureKind::DatabaseMissing => io::ErrorKind::NotFound,
-            FailureKind::ServerGone => io::ErrorKind::ConnectionAborted,
-            FailureKind::StatementTimeout | FailureKind::PoolTimeout => io::ErrorKind::TimedOut,
-            FailureKind::InvalidOptions => io::ErrorKind::InvalidInput,
-            _ => io::ErrorKind::Other,
+            FailureKind::ConnectionRefused | FailureKind::Tls => BackendErrorKind::Connect,
+            FailureKind::AuthenticationFailed => BackendErrorKind::Auth,
+            FailureKind::DatabaseMissing => BackendErrorKind::MissingDatabase,
+            FailureKind::ServerGone | FailureKind::ServerUnavailable => {
+                BackendErrorKind::ConnectionLost
+            }
+            FailureKind::StatementTimeout => BackendErrorKind::Timeout,
+            FailureKind::SerializationFailure => BackendErrorKind::Conflict,
+            FailureKind::SchemaTooNew => BackendErrorKind::Schema,
+            FailureKind::PoolTimeout
+            | FailureKind::InvalidOptions
+            | FailureKind::Server
+            | FailureKind::Client => BackendErrorKind::Other,
         };
-        annals::Error::Io {
+        annals::Error::Backend {
+            backend: "postgres",
             op,
-            path: target.into(),
-            source: io::Error::new(kind, self),
+            kind,
+            outcome_unknown: self.outcome_unknown,
+            message: format!("{target}: {self}"),
         }
-    }
-}
-
-/// The `Failure` inside an error this crate returned, if it is one.
-#[must_use]
-pub fn failure_of(error: &annals::Error) -> Option<&Failure> {
-    match error {
-        annals::Error::Io { source, .. } => source.get_ref()?.downcast_ref::<Failure>(),
-        _ => None,
     }
 }

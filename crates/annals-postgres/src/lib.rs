@@ -66,7 +66,6 @@ use annals::{
 };
 use postgres::Client;
 
-pub use error::{failure_of, Failure, FailureKind};
 pub use options::{redact, PgOptions};
 pub use schema::SCHEMA_VERSION;
 
@@ -163,12 +162,12 @@ impl PgStore {
 
     /// Connects, creates or migrates the schema, and returns the store. The first connection is
     /// made here, so a bad URL, a wrong password or a missing database fail now, with an error
-    /// that says which (see [`failure_of`]).
+    /// that says which.
     ///
     /// # Errors
-    /// [`annals::Error::Io`] carrying a [`Failure`] (connection refused, authentication failed,
-    /// database missing, TLS, invalid options); [`annals::Error::UnsupportedVersion`] if the
-    /// schema was written by a newer annals-postgres.
+    /// [`annals::Error::Backend`] whose kind says what is wrong: `Connect` (refused, unknown
+    /// host, timeout, TLS), `Auth`, `MissingDatabase`, `Schema` (written by a newer
+    /// annals-postgres, or the database is not UTF-8), `Other` (invalid URL or options).
     pub fn open_with(options: PgOptions) -> Result<Self> {
         let shown = options::redact(&options.url);
         let resolved =
@@ -372,8 +371,22 @@ impl Store for PgStore {
             segment,
             &ReplayOptions::tolerant(),
             true,
-            &mut |_, _| Ok(()),
+            &mut |_| Ok(std::ops::ControlFlow::Continue(())),
         )
+    }
+
+    fn sync(&self, session: SessionId, segment: SegmentId) -> Result<()> {
+        self.sync_segment(session, segment)
+    }
+
+    fn truncate_if(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        expected: Tip,
+        keep: u64,
+    ) -> Result<Tip> {
+        self.truncate_segment(session, segment, Some(expected), keep)
     }
 
     fn tip(&self, session: SessionId, segment: SegmentId) -> Result<Tip> {
@@ -381,7 +394,7 @@ impl Store for PgStore {
     }
 
     fn truncate(&self, session: SessionId, segment: SegmentId, keep: u64) -> Result<Tip> {
-        self.truncate_segment(session, segment, keep)
+        self.truncate_segment(session, segment, None, keep)
     }
 
     fn fork(&self, session: SessionId, source: SegmentId, at: u64, into: SegmentId) -> Result<Tip> {

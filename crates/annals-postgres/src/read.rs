@@ -1,12 +1,13 @@
 //! The calls that only read: replay and verify (streamed through a cursor in one snapshot),
 //! tips, listings, lookups.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use annals::{
-    BlobId, BlobRef, CorruptReason, Error, Lineage, Problem, ReadMode, ReplayOptions, Result,
-    ScanReport, SegmentId, SegmentInfo, SessionId, Sink, Tip,
+    BlobId, BlobRef, Body, CorruptReason, Entry, Error, Lineage, Problem, ReadMode, ReplayOptions,
+    Result, ScanReport, SegmentId, SegmentInfo, SessionId, Sink, Tip,
 };
 use postgres::types::Type;
 use postgres::{IsolationLevel, Row, Transaction};
@@ -31,10 +32,11 @@ pub(crate) fn blob_id(bytes: &[u8]) -> Option<BlobId> {
 
 /// What one row turned out to be.
 enum Checked {
-    /// Deliver this text.
-    Text(String),
-    /// Deliver the text of the row itself.
+    /// An entry kept in the row: deliver the row's text.
     Inline,
+    /// An entry kept as a blob: its reference, and its text unless only references were asked
+    /// for.
+    Blob(BlobRef, Option<String>),
     /// Damaged.
     Problem(CorruptReason),
 }
@@ -141,7 +143,7 @@ impl PgStore {
                     expected: from,
                     offset: 0,
                 };
-                loop {
+                'pages: loop {
                     let rows = match tx.query_portal(&portal, PAGE) {
                         Ok(rows) => rows,
                         Err(e) if delivered => {
@@ -183,29 +185,37 @@ impl PgStore {
                             }
                             Err(e) => return Err(e.into()),
                         };
-                        let text = match checked {
-                            Checked::Problem(reason) => {
-                                scan.problem(seq, reason)?;
-                                scan.offset += len + 1;
-                                continue;
-                            }
-                            Checked::Text(t) => Some(t),
-                            Checked::Inline => None,
-                        };
+                        if let Checked::Problem(reason) = checked {
+                            scan.problem(seq, reason)?;
+                            scan.offset += len + 1;
+                            continue;
+                        }
                         scan.report.entries += 1;
                         scan.offset += len + 1;
                         if seq < options.from_seq {
                             continue;
                         }
                         delivered = true;
-                        let body: &str = match &text {
-                            Some(t) => t,
-                            None => row.try_get(3)?,
+                        let appended_ms = Some(unsigned(row.try_get(5)?));
+                        let body = match &checked {
+                            Checked::Blob(reference, json) => Body::Blob {
+                                reference,
+                                json: json.as_deref(),
+                            },
+                            _ => Body::Inline(row.try_get(3)?),
                         };
-                        sink(seq, body)?;
+                        let flow = sink(Entry {
+                            seq,
+                            appended_ms,
+                            body,
+                        })?;
+                        if flow == ControlFlow::Break(()) {
+                            scan.report.stopped = true;
+                            break 'pages;
+                        }
                     }
                 }
-                if scan.expected < count {
+                if scan.expected < count && !scan.report.stopped {
                     scan.problem(
                         scan.expected,
                         CorruptReason::SeqMismatch {
@@ -266,8 +276,8 @@ impl PgStore {
             len: unsigned(len),
             head: body.to_owned(),
         };
-        if options.raw_blobs && !verify {
-            return Ok(Checked::Text(reference.raw_json()));
+        if options.blob_refs && !verify {
+            return Ok(Checked::Blob(reference, None));
         }
         let found = tx.query_typed_opt(
             &self.sql.blob,
@@ -296,11 +306,8 @@ impl PgStore {
             return problem("does not start with the head its entry keeps".to_owned());
         }
         match String::from_utf8(data) {
-            Ok(text) if options.raw_blobs => {
-                drop(text);
-                Ok(Checked::Text(reference.raw_json()))
-            }
-            Ok(text) => Ok(Checked::Text(text)),
+            Ok(_) if options.blob_refs => Ok(Checked::Blob(reference, None)),
+            Ok(text) => Ok(Checked::Blob(reference, Some(text))),
             Err(_) => problem("not UTF-8 text".to_owned()),
         }
     }

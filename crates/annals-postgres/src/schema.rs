@@ -5,6 +5,7 @@
 
 use postgres::Client;
 
+use crate::error::{Failure, FailureKind};
 use crate::{AtCommit, Fail};
 
 /// The migrations, in order: `MIGRATIONS[i]` brings the schema from version `i` to `i + 1`.
@@ -29,14 +30,15 @@ pub(crate) fn migrate(client: &mut Client, schema: &str, server: &str) -> Result
         &[&schema],
     )?;
     let encoding: String = tx.query_one("SHOW server_encoding", &[])?.try_get(0)?;
+    let target = format!("{server} schema {schema}");
     if encoding != "UTF8" {
-        return Err(Fail::Store(annals::Error::Io {
-            op: "open",
-            path: server.into(),
-            source: std::io::Error::other(format!(
-                "the database's encoding is {encoding}; annals keeps entries' JSON text exactly and needs UTF8"
-            )),
-        }));
+        return Err(Fail::Store(
+            Failure::new(
+                FailureKind::SchemaTooNew,
+                format!("the database's encoding is {encoding}; annals keeps entries' JSON text exactly and needs UTF8"),
+            )
+            .into_error("open", target),
+        ));
     }
     let exists = tx
         .query_opt(
@@ -56,11 +58,13 @@ pub(crate) fn migrate(client: &mut Client, schema: &str, server: &str) -> Result
         0
     };
     if current > SCHEMA_VERSION {
-        return Err(Fail::Store(annals::Error::UnsupportedVersion {
-            path: format!("{server} schema {schema}").into(),
-            found: u64::from(current),
-            supported: SCHEMA_VERSION,
-        }));
+        return Err(Fail::Store(
+            Failure::new(
+                FailureKind::SchemaTooNew,
+                format!("the schema is at version {current}, written by a newer annals-postgres; this build knows versions up to {SCHEMA_VERSION}: upgrade it (nothing was changed)"),
+            )
+            .into_error("open", target),
+        ));
     }
     if current == SCHEMA_VERSION {
         return tx.commit().at_commit();
@@ -69,7 +73,10 @@ pub(crate) fn migrate(client: &mut Client, schema: &str, server: &str) -> Result
         "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET LOCAL search_path TO \"{schema}\""
     ))?;
     let by = format!("annals-postgres {}", env!("CARGO_PKG_VERSION"));
-    for (version, sql) in (1u32..).zip(MIGRATIONS).skip(current as usize) {
+    for (version, sql) in (1u32..)
+        .zip(MIGRATIONS)
+        .skip(usize::try_from(current).unwrap_or(usize::MAX))
+    {
         tx.batch_execute(sql)?;
         tx.execute(
             "INSERT INTO schema_version (version, applied_ms, applied_by) \

@@ -22,6 +22,7 @@ pub(crate) struct Sql {
     pub insert_session: String,
     pub insert_segment: String,
     pub lock_segment: String,
+    pub touch_segment: String,
     pub share_segment: String,
     pub truncate: String,
     pub copy_prefix: String,
@@ -67,6 +68,10 @@ impl Sql {
             ),
             lock_segment: t("SELECT key, next_seq, generation FROM {s}.segments \
                  WHERE session = $1 AND id = $2 FOR UPDATE"),
+            // A write that changes nothing: its synchronous commit flushes the WAL up to it,
+            // and so every commit before it (Store::sync in Buffered mode).
+            touch_segment: t("UPDATE {s}.segments SET modified_us = modified_us \
+                 WHERE session = $1 AND id = $2 RETURNING key"),
             share_segment: t("SELECT key, next_seq, generation FROM {s}.segments \
                  WHERE session = $1 AND id = $2 FOR SHARE"),
             // After lock_segment, in the same transaction: a new snapshot sees every entry
@@ -120,9 +125,9 @@ impl Sql {
                    WHERE session = $1 AND id = $2"),
             ],
             replay_rows: [
-                t("SELECT seq, crc, len, body, blob FROM {s}.entries \
+                t("SELECT seq, crc, len, body, blob, appended_ms FROM {s}.entries \
                    WHERE segment = $1 AND seq >= $2 ORDER BY seq"),
-                t("SELECT seq, crc, len, body, blob FROM {s}.trace_events \
+                t("SELECT seq, crc, len, body, blob, appended_ms FROM {s}.trace_events \
                    WHERE segment = $1 AND seq >= $2 ORDER BY seq"),
             ],
             blob: t("SELECT len, crc, data FROM {s}.blobs WHERE session = $1 AND sha256 = $2"),

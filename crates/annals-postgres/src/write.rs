@@ -286,10 +286,12 @@ impl PgStore {
         )
     }
 
+    /// Truncates, checking the tip first (under the segment's lock) if `expected` is given.
     pub(crate) fn truncate_segment(
         &self,
         session: SessionId,
         segment: SegmentId,
+        expected: Option<Tip>,
         keep: u64,
     ) -> Result<Tip> {
         self.run(
@@ -309,6 +311,17 @@ impl PgStore {
                     .ok_or(Fail::Store(Error::SegmentNotFound { session, segment }))?;
                 let key: i64 = row.try_get(0)?;
                 let count = unsigned(row.try_get(1)?);
+                let found = Tip {
+                    count,
+                    generation: unsigned(row.try_get(2)?),
+                };
+                if let Some(expected) = expected.filter(|e| *e != found) {
+                    return Err(Fail::Store(Error::ConcurrentWriter {
+                        segment,
+                        expected,
+                        found,
+                    }));
+                }
                 if keep > count {
                     return Err(Fail::Store(Error::BeyondEnd {
                         segment,
@@ -398,6 +411,32 @@ impl PgStore {
                 };
                 tx.commit().at_commit()?;
                 Ok(tip)
+            },
+        )
+    }
+
+    /// Makes every append so far durable. In `Sync` mode each was durable when it returned, so
+    /// this only checks the segment; in `Buffered` mode a write that changes nothing, committed
+    /// synchronously, flushes the server's WAL up to it and so every earlier commit.
+    pub(crate) fn sync_segment(&self, session: SessionId, segment: SegmentId) -> Result<()> {
+        if self.durability == annals::Durability::Sync {
+            return self.read_tip(session, segment).map(|_| ());
+        }
+        self.run(
+            "sync",
+            &|| self.target(session, segment),
+            Access::Write,
+            |c| {
+                let mut tx = self.structural(c)?;
+                tx.query_typed_opt(
+                    &self.sql.touch_segment,
+                    &[
+                        (session.as_uuid(), Type::UUID),
+                        (segment.as_uuid(), Type::UUID),
+                    ],
+                )?
+                .ok_or(Fail::Store(Error::SegmentNotFound { session, segment }))?;
+                tx.commit().at_commit()
             },
         )
     }
