@@ -1,12 +1,18 @@
-//! The connection pool: r2d2 over `r2d2_postgres`, with a check on checkout that costs nothing on
-//! the hot path.
+//! The connection pool: r2d2 over `r2d2_postgres`, with a check on checkout that costs no round
+//! trip on the hot path.
 //!
 //! r2d2 can test every connection on checkout with a round trip, which would double the cost of
-//! an append. Instead each connection remembers the pool's *epoch* when it was last known good.
-//! A call that loses its connection (server crash, restart, `pg_terminate_backend`) bumps the
-//! epoch, and from then on every older connection is tested (one empty query) before it is
-//! handed out again, and dropped if dead; a connection idle for long is tested too. So after a
-//! server restart only the calls already in flight fail, and the store reconnects by itself.
+//! an append. Instead, on checkout:
+//! - the connection's socket is polled without blocking (one `recv` that finds nothing): a
+//!   server that ended the session (`pg_terminate_backend`, shutdown) sent its error and closed,
+//!   a crashed one closed, and either shows here, so the dead connection is dropped before use;
+//! - each connection remembers the pool's *epoch* when it was last known good. A call that loses
+//!   its connection bumps the epoch, and from then on every older connection is tested with an
+//!   empty query before it is handed out; so is a connection idle for long (a middlebox may have
+//!   dropped it without a word).
+//!
+//! So after a server restart or a killed connection only the calls in flight fail, and the store
+//! reconnects by itself.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -117,6 +123,21 @@ impl ManageConnection for Manager {
     }
 
     fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
+        use postgres::fallible_iterator::FallibleIterator;
+        // Takes in whatever the server sent while the connection sat in the pool; an error (the
+        // server ended the session) or the end of the stream makes it invalid. A zero timeout
+        // lets the client's event loop look at the socket once (`epoll_wait` with no wait);
+        // a plain non-blocking poll would only see what it already knew.
+        while conn
+            .client
+            .notifications()
+            .timeout_iter(Duration::ZERO)
+            .next()?
+            .is_some()
+        {}
+        if conn.client.is_closed() {
+            return self.inner.is_valid(&mut conn.client);
+        }
         let epoch = self.health.epoch();
         if conn.epoch == epoch && conn.idle_since.elapsed() < IDLE_CHECK {
             return Ok(());

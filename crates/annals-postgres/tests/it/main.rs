@@ -4,4 +4,8 @@
 //! `CI=true`).
 
 mod conformance;
+mod damage;
+mod errors;
+mod faults;
+mod multiprocess;
 mod support;
