@@ -1,11 +1,15 @@
-//! What the scenarios share: assertions that name what went wrong, entry makers, and views of
-//! a segment through the `Store` trait alone.
+//! What the scenarios share: assertions that name what went wrong, views of a segment through
+//! the `Store` trait alone, and the entry makers of [`support`](super::support).
 
 use std::fmt;
 use std::ops::ControlFlow;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
+pub(super) use super::support::{
+    ascii_string_of_len, entries, entry, json_string_of_len, raw, tip,
+};
+use super::support::{replay_values, trace_texts};
 use crate::{
     Error, Lineage, RawEntry, ReplayOptions, Result, ScanReport, SegmentId, SegmentInfo,
     SegmentWriter, SessionId, Store, StoreExt, Tip,
@@ -33,18 +37,6 @@ pub(super) fn ok<T>(result: Result<T>) -> T {
         Ok(v) => v,
         Err(e) => panic!("unexpected error: {e} ({e:?})"),
     }
-}
-
-pub(super) fn entry(i: u64) -> Value {
-    json!({ "i": i, "text": format!("entry {i}") })
-}
-
-pub(super) fn entries(range: std::ops::Range<u64>) -> Vec<Value> {
-    range.map(entry).collect()
-}
-
-pub(super) fn raw(value: &Value) -> RawEntry {
-    ok(RawEntry::from_value(value))
 }
 
 /// A new segment in a new session holding `entry(0..n)`.
@@ -75,12 +67,7 @@ pub(super) fn replayed(
     segment: SegmentId,
     options: &ReplayOptions,
 ) -> (Vec<(u64, Value)>, ScanReport) {
-    let mut out = Vec::new();
-    let report = ok(store.replay(session, segment, options, |meta, v: Value| {
-        out.push((meta.seq, v));
-        Ok(())
-    }));
-    (out, report)
+    ok(replay_values(store, session, segment, options))
 }
 
 #[track_caller]
@@ -90,10 +77,6 @@ pub(super) fn seqs(store: &dyn Store, session: SessionId, segment: SegmentId) ->
         .into_iter()
         .map(|(seq, _)| seq)
         .collect()
-}
-
-pub(super) fn tip(count: u64, generation: u64) -> Tip {
-    Tip { count, generation }
 }
 
 /// Everything observable about one segment through the `Store` trait, to show an operation
@@ -272,19 +255,15 @@ pub(super) fn join<T>(handle: std::thread::JoinHandle<T>) -> T {
 }
 
 /// The JSON text of every trace event of a segment, strictly.
-pub(super) fn trace_texts(
-    store: &dyn Store,
-    session: SessionId,
-    segment: SegmentId,
-) -> Vec<String> {
-    let mut trace = Vec::new();
-    ok(
-        store.replay_trace_raw(session, segment, &ReplayOptions::strict(), &mut |entry| {
-            trace.push(entry.json().unwrap().to_owned());
-            Ok(ControlFlow::Continue(()))
-        }),
-    );
-    trace
+#[track_caller]
+pub(super) fn trace_json(store: &dyn Store, session: SessionId, segment: SegmentId) -> Vec<String> {
+    let (events, _) = ok(trace_texts(
+        store,
+        session,
+        segment,
+        &ReplayOptions::strict(),
+    ));
+    events.into_iter().map(|(_, json)| json).collect()
 }
 
 pub(super) fn now_ms() -> u64 {

@@ -6,7 +6,8 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use crate::{FsOptions, FsStore, Store};
+use super::support::TempStore;
+use crate::{FsOptions, Store};
 
 /// A store under test, and whatever must outlive it (a temporary directory, say).
 pub struct Fixture {
@@ -74,9 +75,7 @@ impl From<Arc<dyn Store>> for Fixture {
 /// If the directory cannot be created or the store cannot be opened.
 #[must_use]
 pub fn temp_fs_store(options: FsOptions) -> Fixture {
-    let dir = tempfile::tempdir().expect("create a temporary directory");
-    let store = FsStore::open_with(dir.path().join("store"), options).expect("open an FsStore");
-    Fixture::new(store).keeping(dir)
+    TempStore::with_options(options).into_fixture()
 }
 
 /// One scenario of the suite, by name.

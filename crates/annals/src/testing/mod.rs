@@ -61,6 +61,7 @@
 mod harness;
 // Helpers the scenarios share: assertions and views of a segment through the `Store` trait.
 mod check;
+pub mod support;
 
 // The scenarios, one file per family of behaviour. Each file's public functions are the
 // scenarios (re-exported here, where the test macro and `SCENARIOS` find them by name).

@@ -11,24 +11,6 @@ use crate::{
     SessionId, Store, MAX_INLINE, MAX_LINE,
 };
 
-/// A JSON string whose text (quotes included) is exactly `len` bytes, made of two-byte
-/// characters where possible so that a backend counting characters instead of bytes is caught.
-fn json_string_of_len(len: usize) -> RawEntry {
-    assert!(len >= 2);
-    let body = len - 2;
-    let mut s = String::with_capacity(len);
-    s.push('"');
-    for _ in 0..body / 2 {
-        s.push('é');
-    }
-    if body % 2 == 1 {
-        s.push('a');
-    }
-    s.push('"');
-    assert_eq!(s.len(), len);
-    ok(RawEntry::from_json(&s))
-}
-
 /// Bytes a line needs besides its entry's JSON, derived from the format:
 /// `{"crc":"xxxxxxxx","seq":N,"e":ENTRY}` and a newline.
 fn line_overhead(seq: u64) -> usize {
@@ -73,18 +55,9 @@ pub fn entry_exactly_at_the_line_limit_is_accepted(store: &dyn Store) {
 
     ok(store.append_trace_raw(session, segment, std::slice::from_ref(&at_limit_0)));
     assert_eq!(
-        trace_texts(store, session, segment),
+        trace_json(store, session, segment),
         vec![at_limit_0.as_str().to_owned()]
     );
-}
-
-/// A JSON string entry of exactly `len` bytes of ASCII.
-fn ascii_entry_of_len(len: usize) -> RawEntry {
-    let mut s = String::with_capacity(len);
-    s.push('"');
-    s.push_str(&"a".repeat(len.saturating_sub(2)));
-    s.push('"');
-    ok(RawEntry::from_json(&s))
 }
 
 /// Entries of every size, from the smallest JSON to several megabytes, go in through every write
@@ -116,7 +89,7 @@ pub fn entries_of_every_size_up_to_the_maximum_round_trip_through_every_write_pa
             } else if n % 2 == 0 {
                 json_string_of_len(n)
             } else {
-                ascii_entry_of_len(n)
+                ascii_string_of_len(n)
             }
         })
         .collect();
@@ -164,7 +137,7 @@ pub fn entries_of_every_size_up_to_the_maximum_round_trip_through_every_write_pa
         .iter()
         .map(|e| e.as_str().to_owned())
         .collect();
-    assert_eq!(trace_texts(store, session, segment), want);
+    assert_eq!(trace_json(store, session, segment), want);
 }
 
 /// An entry larger than the store's maximum (`Store::max_entry_bytes`) is refused with
@@ -172,7 +145,7 @@ pub fn entries_of_every_size_up_to_the_maximum_round_trip_through_every_write_pa
 /// segment, no session, no trace event. An entry exactly at the maximum is accepted.
 pub fn entry_over_the_store_maximum_is_refused_with_nothing_written(store: &dyn Store) {
     let max = store.max_entry_bytes();
-    let over = ascii_entry_of_len(max + 1);
+    let over = ascii_string_of_len(max + 1);
     let too_large = |e: &Error| matches!(e, Error::EntryTooLarge { size, limit } if *size == max + 1 && *limit == max);
 
     let (session, segment) = (SessionId::new(), SegmentId::new());
@@ -217,7 +190,7 @@ pub fn entry_over_the_store_maximum_is_refused_with_nothing_written(store: &dyn 
     );
     drop(over);
 
-    let at_max = ascii_entry_of_len(max);
+    let at_max = ascii_string_of_len(max);
     assert_eq!(ok(store.append_raw(session, segment, &at_max)), tip(1, 0));
     assert_eq!(ok(writer.resync()), tip(1, 0));
     assert_eq!(
@@ -233,8 +206,8 @@ pub fn batch_with_one_entry_over_the_maximum_writes_nothing(store: &dyn Store) {
     let max = store.max_entry_bytes();
     let (session, segment) = new_segment(store, 8);
     let before = snapshot(store, session, segment);
-    let large = ascii_entry_of_len((MAX_INLINE + 100).min(max));
-    let over = ascii_entry_of_len(max + 1);
+    let large = ascii_string_of_len((MAX_INLINE + 100).min(max));
+    let over = ascii_string_of_len(max + 1);
     let batch = vec![raw(&entry(8)), large.clone(), over];
     assert_err!(
         store.append_batch_raw(session, segment, &batch),
@@ -319,9 +292,9 @@ pub fn raw_replay_hands_out_blob_references_that_get_blob_resolves(store: &dyn S
 /// them, and removes them otherwise; everything still referred to reads back.
 pub fn gc_removes_only_blobs_that_nothing_refers_to(store: &dyn Store) {
     let (session, segment) = (SessionId::new(), SegmentId::new());
-    let kept = ascii_entry_of_len(MAX_INLINE + 10);
-    let dropped = ascii_entry_of_len(MAX_INLINE + 20);
-    let in_trace = ascii_entry_of_len(MAX_INLINE + 30);
+    let kept = ascii_string_of_len(MAX_INLINE + 10);
+    let dropped = ascii_string_of_len(MAX_INLINE + 20);
+    let in_trace = ascii_string_of_len(MAX_INLINE + 30);
     ok(store.create_segment(session, segment, &[kept.clone(), dropped.clone()]));
     ok(store.append_trace_raw(session, segment, std::slice::from_ref(&in_trace)));
     let attached = ok(store.put_attachment(session, b"attached", &AttachmentMeta::default()));
@@ -351,7 +324,7 @@ pub fn gc_removes_only_blobs_that_nothing_refers_to(store: &dyn Store) {
     assert!(ok(store.read_raw(session, segment)) == vec![kept]);
     assert_eq!(ok(store.get_blob(session, &attached.id)), b"attached");
     assert_eq!(
-        trace_texts(store, session, segment),
+        trace_json(store, session, segment),
         vec![in_trace.as_str().to_owned()]
     );
     assert!(ok(store.gc_blobs(session, false)).orphans.is_empty());
