@@ -31,7 +31,8 @@ impl PgStore {
             &|| self.session_target(session),
             Access::Write,
             |c| {
-                c.query_typed_opt(
+                let mut tx = self.structural(c)?;
+                let created = tx.query_typed_opt(
                     &self.sql.attach,
                     &[
                         (session.as_uuid(), Type::UUID),
@@ -41,11 +42,13 @@ impl PgStore {
                         (&bytes, Type::BYTEA),
                         (&meta_json, Type::TEXT),
                     ],
-                )
-                .at_commit()?
-                .map(|r| r.try_get::<_, i64>(0))
-                .transpose()
-                .map_err(Fail::from)
+                )?;
+                let Some(created) = created else {
+                    return Ok(None);
+                };
+                let ms: i64 = created.try_get(0)?;
+                tx.commit().at_commit()?;
+                Ok(Some(ms))
             },
         )?;
         let created_ms = created.ok_or(Error::SessionNotFound(session))?;

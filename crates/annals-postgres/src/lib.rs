@@ -18,6 +18,23 @@
 //! # Ok(()) }
 //! ```
 //!
+//! The concurrent-writer detector works as on the filesystem, across machines:
+//!
+//! ```no_run
+//! use annals::{SegmentWriter, SessionId, SegmentId, StoreExt};
+//! use annals_postgres::{PgOptions, PgStore};
+//!
+//! fn main() -> annals::Result<()> {
+//!     // URL plus the usual PG* environment; the schema is created and versioned by the store.
+//!     let store = PgStore::open_with(PgOptions::new("postgresql://agent@db.internal/agents").schema("annals"))?;
+//!     let (session, segment) = (SessionId::new(), SegmentId::new());
+//!     store.create::<serde_json::Value>(session, segment, &[])?;
+//!     let mut writer = SegmentWriter::open(&store, session, segment)?; // exact across machines
+//!     writer.append(&serde_json::json!({"role": "user", "text": "hi"}))?;
+//!     Ok(())
+//! }
+//! ```
+//!
 //! - **Concurrency is the database's.** An append is one statement — one round trip, one
 //!   transaction — that checks and advances the segment's tip (entry count and generation) and
 //!   inserts the entries; the primary key `(segment, seq)` makes a duplicate sequence number
