@@ -70,7 +70,7 @@ impl Harness {
     }
 
     pub(super) fn check_no_temp_files(&self, session: SessionId) {
-        let dir = self.root.path().join(session.to_string());
+        let dir = self.fs.root().join(session.to_string());
         let mut dirs = vec![dir.clone()];
         let shards = fs::read_dir(dir.join("blobs"))
             .into_iter()
@@ -95,7 +95,7 @@ impl Harness {
                 .map(|_| got)
         };
         let blob_damage = self.blob_damage[self.session_index(s.session)];
-        match (collect(&self.fs), collect(&self.model)) {
+        match (collect(self.fs.store()), collect(&self.model)) {
             // A trace entry kept as a blob may have lost it.
             (Err(g), Ok(_)) if blob_damage && g.is_corruption() => {}
             (Ok(g), Ok(w)) => assert_eq!(g, w, "trace"),
@@ -164,7 +164,7 @@ impl Harness {
                 false => w.as_str().to_owned(),
             })
             .collect();
-        for store in [&self.fs as &dyn Store, &self.model] {
+        for store in [self.fs.store() as &dyn Store, &self.model] {
             let mut got = Vec::new();
             store
                 .replay_raw(
@@ -208,7 +208,7 @@ impl Harness {
             }
             Err(e) => assert!(e.is_corruption(), "tolerant read of damaged {s:?}: {e}"),
         }
-        for store in [&self.fs, &self.other] {
+        for store in [self.fs.store(), &self.other] {
             match store.tip(s.session, s.id) {
                 Ok(tip) => {
                     let model = self.model.tip(s.session, s.id).expect("model tip");

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use annals::Store;
 
-use super::harness::{open_store, Harness};
+use super::harness::{options, Harness};
 use crate::oracle;
 
 impl Harness {
@@ -88,8 +88,8 @@ impl Harness {
         file.set_len(cut as u64).expect("cut");
         // Committed bytes only go missing in a power cut, which no process survives: drop
         // every cached handle, as a restart would.
-        self.fs = open_store(self.root.path(), self.fs.options().max_open_files);
-        self.other = open_store(self.root.path(), 256);
+        self.fs.reopen();
+        self.other = self.fs.open_another_with(options(256));
         // The last entry was never committed, as far as anyone can tell.
         self.model
             .truncate(s.session, s.id, count - 1)
@@ -116,7 +116,7 @@ impl Harness {
         let index = usize::from(session % 2);
         let session = self.sessions[index];
         let mut blobs = Vec::new();
-        let root = self.root.path().join(session.to_string()).join("blobs");
+        let root = self.fs.root().join(session.to_string()).join("blobs");
         for shard in fs::read_dir(root).into_iter().flatten().flatten() {
             for blob in fs::read_dir(shard.path()).into_iter().flatten().flatten() {
                 if blob.file_type().is_ok_and(|t| t.is_file()) {

@@ -4,19 +4,14 @@
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::fs;
-use std::path::Path;
 
+use annals::testing::support::{segment_id, session_id, TempStore};
 use annals::{
     AttachmentMeta, BlobId, BlobRef, Error, FsOptions, FsStore, MemStore, RawEntry, ReplayOptions,
     Result, SegmentId, SessionId, Store, Tip, MAX_INLINE,
 };
 
 use super::wire::{raws, Entry, Op, MAX_ENTRY};
-
-/// A deterministic UUID text with version 7 bits, so that runs replay identically.
-pub(super) fn uuid_text(n: u64) -> String {
-    format!("00000000-0000-7000-8000-{n:012x}")
-}
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Seg {
@@ -30,8 +25,9 @@ pub(super) struct Seg {
 }
 
 pub(super) struct Harness {
-    pub(super) root: tempfile::TempDir,
-    pub(super) fs: FsStore,
+    /// The file store under test, in a directory of its own (on tmpfs where there is one: the
+    /// store fsyncs on every create and truncate).
+    pub(super) fs: TempStore,
     /// A second store on the same root: another process.
     pub(super) other: FsStore,
     pub(super) model: MemStore,
@@ -42,24 +38,14 @@ pub(super) struct Harness {
     pub(super) next_id: u64,
 }
 
-pub(super) fn open_store(root: &Path, max_open_files: usize) -> FsStore {
-    let options = FsOptions {
+/// The options of every store of a run: `max_open_files` as the operation chose, and the
+/// run's entry limit.
+pub(super) fn options(max_open_files: usize) -> FsOptions {
+    FsOptions {
         max_open_files,
         max_entry_bytes: MAX_ENTRY,
         ..FsOptions::default()
-    };
-    FsStore::open_with(root, options).expect("open the store")
-}
-
-pub(super) fn scratch() -> tempfile::TempDir {
-    // Memory-backed when there is one: the store fsyncs on every create and truncate.
-    let shm = Path::new("/dev/shm");
-    let builder = tempfile::Builder::new()
-        .prefix("annals-fuzz-")
-        .tempdir_in(shm);
-    builder
-        .or_else(|_| tempfile::tempdir())
-        .expect("temporary directory")
+    }
 }
 
 pub(super) fn adjust(tip: Tip, skew: i64) -> Tip {
@@ -121,15 +107,13 @@ pub(super) fn same_error(got: &Error, want: &Error, skew: i64) -> bool {
 
 impl Harness {
     pub(super) fn new() -> Self {
-        let root = scratch();
-        let fs = open_store(root.path(), 256);
-        let other = open_store(root.path(), 256);
+        let fs = TempStore::on_tmpfs(options(256));
+        let other = fs.open_another_with(options(256));
         Self {
-            root,
             fs,
             other,
             model: MemStore::with_max_entry_bytes(MAX_ENTRY),
-            sessions: [1, 2].map(|n| uuid_text(n).parse().expect("uuid")),
+            sessions: [1, 2].map(session_id),
             blob_damage: [false; 2],
             segs: Vec::new(),
             next_id: 16,
@@ -138,7 +122,7 @@ impl Harness {
 
     pub(super) fn new_segment_id(&mut self) -> SegmentId {
         self.next_id += 1;
-        uuid_text(self.next_id).parse().expect("uuid")
+        segment_id(self.next_id)
     }
 
     pub(super) fn session_index(&self, session: SessionId) -> usize {
@@ -168,7 +152,7 @@ impl Harness {
         on_model: impl FnOnce(&MemStore) -> Result<T>,
         same: impl Fn(&T, &T) -> bool,
     ) -> Option<Result<T>> {
-        let got = on_fs(if other { &self.other } else { &self.fs });
+        let got = on_fs(if other { &self.other } else { self.fs.store() });
         if let Err(e) = &got {
             if s.damaged && e.is_corruption() {
                 return None;
@@ -264,8 +248,8 @@ impl Harness {
             Op::Fork { seg, at, into } => self.fork(*seg, *at, *into),
             Op::Reopen { max_open } => {
                 let max = [1, 2, 256][usize::from(*max_open % 3)];
-                self.fs = open_store(self.root.path(), max);
-                self.other = open_store(self.root.path(), 256);
+                self.fs.reopen_with(options(max));
+                self.other = self.fs.open_another_with(options(256));
                 self.check_all();
             }
             Op::Trace { seg, entry } => {
@@ -291,7 +275,7 @@ impl Harness {
                 let session = self.sessions[index];
                 let any = Seg {
                     session,
-                    id: uuid_text(0).parse().expect("uuid"),
+                    id: segment_id(0),
                     damaged: false,
                     skew: 0,
                 };
@@ -403,7 +387,7 @@ impl Harness {
     pub(super) fn repair(&mut self, seg: u8, dry_run: bool, other: bool) {
         let Some(i) = self.pick(seg) else { return };
         let s = self.segs[i];
-        let store = if other { &self.other } else { &self.fs };
+        let store = if other { &self.other } else { self.fs.store() };
         let path = store.segment_path(s.session, s.id);
         let before = fs::read(&path).ok();
         let count = self.model.tip(s.session, s.id).map(|t| t.count);
@@ -481,7 +465,7 @@ impl Harness {
         };
         let any = Seg {
             session,
-            id: uuid_text(0).parse().expect("uuid"),
+            id: segment_id(0),
             damaged: false,
             skew: 0,
         };

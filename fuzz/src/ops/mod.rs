@@ -36,7 +36,7 @@ pub fn run(data: &[u8]) {
         if std::env::var_os("ANNALS_FUZZ_TRACE").is_some() {
             eprintln!("{op:?}");
             for session in h.sessions {
-                let root = h.root.path().join(session.to_string()).join("blobs");
+                let root = h.fs.root().join(session.to_string()).join("blobs");
                 for shard in fs::read_dir(root).into_iter().flatten().flatten() {
                     for blob in fs::read_dir(shard.path()).into_iter().flatten().flatten() {
                         eprintln!("  blob {}", blob.file_name().to_string_lossy());
