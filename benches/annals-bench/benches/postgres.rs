@@ -9,6 +9,15 @@
 //! The hand-written contenders are what agent SDKs do: a `messages` table with a `jsonb` body,
 //! one `INSERT` per message, the sequence number from `SELECT max(seq) + 1` or a serial id.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    reason = "a benchmark, not library code: a broken setup is reported by panicking"
+)]
+
 use std::time::{Duration, Instant};
 
 use annals::{Durability, FsOptions, FsStore, RawEntry, SegmentId, SessionId, Store, StoreExt};

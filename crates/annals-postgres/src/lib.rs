@@ -53,16 +53,6 @@
 //! docs/POSTGRES.md describes the schema, durability per mode, pool sizing and connection
 //! poolers.
 
-#![deny(unsafe_code)]
-#![warn(missing_docs)]
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic,
-    clippy::cast_possible_truncation
-)]
-
 mod blobs;
 mod error;
 mod options;
