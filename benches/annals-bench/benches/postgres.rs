@@ -224,7 +224,8 @@ fn main() {
             .prepare("INSERT INTO bare (session, body) VALUES ($1, $2::text::jsonb)")
             .unwrap();
         let s = *session.as_uuid();
-        let batch = |i: u64| -> Vec<RawEntry> { (0..64).map(|k| raw(i * 64 + k).clone()).collect() };
+        let batch =
+            |i: u64| -> Vec<RawEntry> { (0..64).map(|k| raw(i * 64 + k).clone()).collect() };
         bench.run(
             "append_batch64_sync",
             &mut [
@@ -284,7 +285,11 @@ fn main() {
                 let c = (k + rounds) % 2;
                 let v = if c == 0 {
                     per_op(&|w, i| {
-                        let seg = if one_segment { segments[0] } else { segments[w] };
+                        let seg = if one_segment {
+                            segments[0]
+                        } else {
+                            segments[w]
+                        };
                         store.append_raw(session, seg, raw(i)).unwrap();
                     })
                 } else {
@@ -354,10 +359,15 @@ fn main() {
                 let mut count = 0u64;
                 if c == 0 {
                     store
-                        .replay(session, segment, &annals::ReplayOptions::strict(), |_, _v: Value| {
-                            count += 1;
-                            Ok(())
-                        })
+                        .replay(
+                            session,
+                            segment,
+                            &annals::ReplayOptions::strict(),
+                            |_, _v: Value| {
+                                count += 1;
+                                Ok(())
+                            },
+                        )
                         .unwrap();
                 } else {
                     for row in hand

@@ -21,6 +21,7 @@ macro_rules! say {
 
 mod cmd;
 mod fail;
+mod location;
 mod target;
 mod term;
 
@@ -31,7 +32,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
-Store root: --root DIR, else $ANNALS_ROOT, else ./annals-store.
+Store: --store STORE or $ANNALS_STORE (a directory, file://PATH, or postgresql://… with an
+optional ?schema=NAME), else --root DIR, else $ANNALS_ROOT, else ./annals-store. Commands other
+than `copy` work on filesystem stores for now.
 
 Ids: a session or segment may be given as its full UUID, a unique prefix of it (at least 4
 characters), or, for a segment, the path of its file (as `annals verify` prints it).
@@ -50,6 +53,11 @@ struct Cli {
     /// Store root directory [default: $ANNALS_ROOT if set and not empty, else ./annals-store]
     #[arg(long, global = true, value_name = "DIR")]
     root: Option<PathBuf>,
+
+    /// Store location: a directory, file://PATH or postgresql://… [default: $ANNALS_STORE,
+    /// else the root]
+    #[arg(long, global = true, value_name = "STORE", conflicts_with = "root")]
+    store: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -122,20 +130,47 @@ enum Command {
     /// the same root.
     Demo(cmd::demo::DemoArgs),
 
+    /// Copy sessions between stores (filesystem ↔ PostgreSQL), checked entry by entry.
+    ///
+    /// Copies segments with their lineage, traces, attachments, entries kept as blobs and
+    /// rewrite generations. What the destination already holds must be a prefix of the source
+    /// (checked), and the copy continues after it: after an interruption, run it again; it never
+    /// duplicates. Shows progress on a terminal.
+    Copy(cmd::copy::CopyArgs),
+
     /// One demo worker process (internal).
     #[command(name = "__demo-worker", hide = true)]
     DemoWorker(cmd::demo::WorkerArgs),
 }
 
 fn run(cli: Cli) -> fail::Outcome {
+    if let Command::Copy(args) = &cli.command {
+        return cmd::copy::run(args);
+    }
+    // --store (or ANNALS_STORE) names a filesystem store's root too; the other commands do not
+    // speak to PostgreSQL yet.
+    let from_store = match location::from_flag_or_env(cli.store.as_deref())? {
+        Some(location::Location::Fs(root)) if cli.root.is_none() => Some(root),
+        Some(location::Location::Fs(_)) | None => None,
+        Some(pg @ location::Location::Postgres { .. }) => {
+            return Err(fail::Failure::usage(
+                format!(
+                    "this command works on filesystem stores only for now, not on {}",
+                    pg.shown()
+                ),
+                "`annals copy --from STORE --to DIR` copies sessions out of PostgreSQL",
+            ))
+        }
+    };
     // Read by hand rather than by clap so that an empty ANNALS_ROOT means "not set" instead of
     // a usage error.
-    let root = cli.root.or_else(|| {
+    let root = cli.root.or(from_store).or_else(|| {
         std::env::var_os("ANNALS_ROOT")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     });
     match cli.command {
+        Command::Copy(_) => Ok(fail::OK),
         Command::Ls(args) => cmd::ls::run(root, &args),
         Command::Cat(args) => cmd::cat::run(root, &args),
         Command::Follow(args) => cmd::follow::run(root, &args),

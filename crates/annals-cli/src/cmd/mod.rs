@@ -2,6 +2,7 @@
 
 pub mod append;
 pub mod cat;
+pub mod copy;
 pub mod demo;
 pub mod follow;
 pub mod gc;

@@ -10,6 +10,7 @@
     reason = "tests report a failure by panicking, at the value or index at fault"
 )]
 
+mod copy;
 mod damage;
 mod follow;
 mod read;
