@@ -3,9 +3,11 @@
 //!
 //! r2d2 can test every connection on checkout with a round trip, which would double the cost of
 //! an append. Instead, on checkout:
-//! - the connection's socket is polled without blocking (one `recv` that finds nothing): a
-//!   server that ended the session (`pg_terminate_backend`, shutdown) sent its error and closed,
-//!   a crashed one closed, and either shows here, so the dead connection is dropped before use;
+//! - a connection idle for a moment ([`LOOK_AFTER`]) has its socket looked at: a server that
+//!   ended the session (`pg_terminate_backend`, shutdown) sent its error and closed, a crashed
+//!   one closed, and either shows here, so the dead connection is dropped before use. The look
+//!   costs up to a millisecond (the client's timer ticks in milliseconds), so a connection
+//!   reused at once — a worker appending in a loop — skips it;
 //! - each connection remembers the pool's *epoch* when it was last known good. A call that loses
 //!   its connection bumps the epoch, and from then on every older connection is tested with an
 //!   empty query before it is handed out; so is a connection idle for long (a middlebox may have
@@ -24,9 +26,12 @@ use r2d2_postgres::PostgresConnectionManager;
 
 use crate::error::{Failure, FailureKind};
 
-/// A connection older (idle) than this is tested before use: a server or a middlebox may have
-/// dropped it meanwhile.
+/// A connection idle longer than this is tested with a round trip before use: a server or a
+/// middlebox may have dropped it without a word.
 const IDLE_CHECK: Duration = Duration::from_secs(30);
+
+/// A connection idle longer than this has its socket looked at before use (no round trip).
+pub(crate) const LOOK_AFTER: Duration = Duration::from_millis(250);
 
 #[cfg(feature = "tls")]
 pub(crate) type Tls = postgres_openssl::MakeTlsConnector;
@@ -126,15 +131,17 @@ impl ManageConnection for Manager {
         use postgres::fallible_iterator::FallibleIterator;
         // Takes in whatever the server sent while the connection sat in the pool; an error (the
         // server ended the session) or the end of the stream makes it invalid. A zero timeout
-        // lets the client's event loop look at the socket once (`epoll_wait` with no wait);
-        // a plain non-blocking poll would only see what it already knew.
-        while conn
-            .client
-            .notifications()
-            .timeout_iter(Duration::ZERO)
-            .next()?
-            .is_some()
-        {}
+        // lets the client's event loop look at the socket once; a plain non-blocking poll would
+        // only see what the client already knew.
+        if conn.idle_since.elapsed() >= LOOK_AFTER {
+            while conn
+                .client
+                .notifications()
+                .timeout_iter(Duration::ZERO)
+                .next()?
+                .is_some()
+            {}
+        }
         if conn.client.is_closed() {
             return self.inner.is_valid(&mut conn.client);
         }

@@ -189,7 +189,9 @@ fn idle_connections_killed_by_the_server_are_replaced_without_an_error() {
         (left == 0).then_some(())
     })
     .unwrap();
-    // Writes too: a dead connection is noticed at checkout, before anything is sent on it.
+    // Writes too: a dead connection that sat in the pool for a moment is noticed at checkout,
+    // before anything is sent on it.
+    std::thread::sleep(Duration::from_millis(300));
     for i in 4..12 {
         store.append(session, segment, &json!(i)).unwrap();
     }
