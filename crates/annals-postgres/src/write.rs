@@ -201,15 +201,10 @@ impl PgStore {
             return Ok(tip);
         }
         // Nothing matched: the segment is missing, or its tip is not the one expected. A fresh
-        // statement sees the tip that refused it.
+        // statement reads the tip that refused it (another writer may even have brought it back
+        // to `expected` meanwhile; the append was refused all the same, and nothing written).
         let found = self.read_tip(session, segment)?;
         match expected {
-            Some(expected) if expected != found => Err(Error::ConcurrentWriter {
-                segment,
-                expected,
-                found,
-            }),
-            // The tip moved back to `expected` in between: say what was seen.
             Some(expected) => Err(Error::ConcurrentWriter {
                 segment,
                 expected,
