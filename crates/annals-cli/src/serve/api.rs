@@ -13,6 +13,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use annals_cli::lineage::Tree;
+use annals_cli::search::{time, Filter, FilterSpec, Verdict};
+
 use super::rows::Row;
 use super::stream::{Head, Reply};
 use crate::term::{epoch_ms, write_pretty, Style};
@@ -193,13 +196,35 @@ fn segment_json(store: &dyn Store, session: SessionId, info: &SegmentInfo) -> Va
     })
 }
 
-/// A session: its segments (newest first, with lineage: the fork tree) and attachments.
+/// A session's segments as its fork tree: in reading order (the CLI's `lineage`: oldest root
+/// first, each segment followed by its forks), each with its depth and parent.
+pub fn tree_json(list: &[SegmentInfo], one: impl Fn(&SegmentInfo) -> Value) -> Vec<Value> {
+    let tree = Tree::new(list.to_vec());
+    tree.nodes
+        .iter()
+        .map(|node| {
+            let mut v = one(&node.info);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("depth".into(), json!(node.depth));
+                o.insert(
+                    "parent".into(),
+                    json!(node
+                        .parent
+                        .and_then(|p| tree.nodes.get(p))
+                        .map(|p| p.info.segment.to_string())),
+                );
+                o.insert("orphan".into(), json!(node.orphan));
+                o.insert("newest".into(), json!(node.newest));
+            }
+            v
+        })
+        .collect()
+}
+
+/// A session: its segments (as its fork tree) and attachments.
 pub fn session(store: &dyn Store, session: SessionId) -> ApiResult<Value> {
     let list = store.list_segments(session)?;
-    let segments: Vec<Value> = list
-        .iter()
-        .map(|info| segment_json(store, session, info))
-        .collect();
+    let segments = tree_json(&list, |info| segment_json(store, session, info));
     let (attachments, attachments_error) = match store.list_attachments(session) {
         Ok(list) => (list, None),
         Err(e) => (Vec::new(), Some(e.to_string())),
@@ -243,7 +268,7 @@ fn report_json(report: &ScanReport, root: &Path) -> Value {
 
 /// A path as shown to the page: relative to the store's root, so that the page never learns
 /// more of the machine than the store.
-fn relative(path: &Path, root: &Path) -> String {
+pub fn relative(path: &Path, root: &Path) -> String {
     path.strip_prefix(root)
         .unwrap_or(path)
         .display()
@@ -280,21 +305,33 @@ pub struct RangeQuery {
     pub from: u64,
     /// Last sequence number (inclusive).
     pub to: Option<u64>,
+    /// Entries appended at or after this time (`10m`, `2026-12-01T10:00`, as `annals cat`).
+    pub since: Option<String>,
+    /// Entries appended at or before this time.
+    pub until: Option<String>,
     /// Most rows.
     pub limit: Option<u64>,
 }
 
 impl RangeQuery {
-    fn check(&self) -> ApiResult<u64> {
-        if let Some(to) = self.to {
-            if to < self.from {
-                return Err(ApiError::bad_request(format!(
-                    "the range ends (to={to}) before it starts (from={})",
-                    self.from
-                )));
-            }
+    /// The most rows, and the filter: the CLI's parser, so `--from 5 --to 2` and a bad time are
+    /// refused here as there.
+    fn check(&self) -> ApiResult<(u64, Filter)> {
+        fn text(t: &Option<String>) -> Option<&str> {
+            t.as_deref().filter(|t| !t.trim().is_empty())
         }
-        Ok(self.limit.unwrap_or(500).clamp(1, MAX_ROWS))
+        let filter = Filter::parse(
+            &FilterSpec {
+                fields: &[],
+                since: text(&self.since),
+                until: text(&self.until),
+                from: Some(self.from),
+                to: self.to,
+            },
+            time::now_ms(),
+        )
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        Ok((self.limit.unwrap_or(500).clamp(1, MAX_ROWS), filter))
     }
 }
 
@@ -318,7 +355,7 @@ pub fn rows(
     q: &RangeQuery,
     reply: &mut Reply,
 ) -> ApiResult<()> {
-    let limit = q.check()?;
+    let (limit, filter) = q.check()?;
     let tip = store.tip(session, segment);
     let tip = match (log, tip) {
         (_, Ok(tip)) => Some(tip),
@@ -328,6 +365,7 @@ pub fn rows(
     };
     reply.start(Head::new("application/x-ndjson"));
     let mut sent = 0u64;
+    let mut untimed = 0u64;
     let mut next = None;
     let options = ReplayOptions::tolerant().from_seq(q.from);
     let kind = match log {
@@ -339,8 +377,16 @@ pub fn rows(
             if entry.seq < q.from {
                 return Ok(ControlFlow::Continue(()));
             }
-            if q.to.is_some_and(|to| entry.seq > to) {
+            if filter.past_end(entry.seq) {
                 return Ok(ControlFlow::Break(()));
+            }
+            match filter.check_time(entry.appended_ms) {
+                Verdict::Pass => {}
+                Verdict::NoTime => {
+                    untimed += 1;
+                    return Ok(ControlFlow::Continue(()));
+                }
+                Verdict::Fail => return Ok(ControlFlow::Continue(())),
             }
             if sent == limit {
                 next = Some(entry.seq);
@@ -361,6 +407,7 @@ pub fn rows(
     let end = json!({
         "kind": "end",
         "rows": sent,
+        "untimed": untimed,
         "next": next,
         "tip": tip.map(tip_json),
         "report": report_json(&report, root),

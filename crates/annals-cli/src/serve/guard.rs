@@ -427,8 +427,14 @@ mod tests {
         cookie.cookie = Some("annals-token-7312=s3cret");
         assert_eq!(status(g.check("GET", "/api/sessions", None, &cookie)), 401);
         // A name given with --allow-host passes the Host check; the token is still needed.
-        assert_eq!(status(g.check("GET", "/", None, &seen("viewer.lan:7311"))), 401);
-        assert_eq!(status(g.check("GET", "/", None, &seen("other.lan:7311"))), 403);
+        assert_eq!(
+            status(g.check("GET", "/", None, &seen("viewer.lan:7311"))),
+            401
+        );
+        assert_eq!(
+            status(g.check("GET", "/", None, &seen("other.lan:7311"))),
+            403
+        );
     }
 
     #[test]

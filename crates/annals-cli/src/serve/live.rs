@@ -372,7 +372,7 @@ impl Watch {
                 event: "segments",
                 data: json!({
                     "newest_segment": list.first().map(|i| i.segment.to_string()),
-                    "segments": now.values().collect::<Vec<_>>(),
+                    "segments": super::api::tree_json(&list, |i| now.get(&i.segment).cloned().unwrap_or_default()),
                 }),
             });
         }

@@ -4,7 +4,8 @@
 //! - [`routes`]: the URL space and its thin handlers; [`api`]: the blocking work behind them,
 //!   over `&dyn Store` only; [`rows`]: what the page shows of one entry.
 //! - [`stream`]: answers streamed from a blocking producer through a bounded channel;
-//!   [`live`]: the watcher behind a page's server-sent events.
+//!   [`live`]: the watcher behind a page's server-sent events; [`search`]: `annals grep`'s
+//!   search, answered as JSON lines.
 //! - [`assets`]: the page itself (HTML, CSS, a script), embedded in the binary.
 //!
 //! The server runs on a small tokio runtime; every store call runs on its blocking pool, so a
@@ -16,6 +17,7 @@ mod guard;
 mod live;
 mod routes;
 mod rows;
+mod search;
 mod stream;
 
 use std::io::Write;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use annals::Store;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -27,6 +27,7 @@ use super::api::{self, segment_id, session_id, ApiError, ApiResult, Log};
 use super::assets;
 use super::guard::{self, Guard, Seen, Verdict};
 use super::live::{Position, Watch};
+use super::search::SearchQuery;
 use super::stream::{error_line, no_error_line, streamed};
 
 /// What every handler shares.
@@ -57,6 +58,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route(&format!("{seg}/entries/{{seq}}"), get(entry))
         .route(&format!("{seg}/trace"), get(trace))
         .route(&format!("{seg}/events"), get(events))
+        .route("/api/search", get(search))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(Arc::clone(&app), guard))
         .with_state(app)
@@ -357,6 +359,18 @@ async fn entry(
         );
     }
     response
+}
+
+async fn search(State(app): Shared, RawQuery(raw): RawQuery) -> Response {
+    let q = match SearchQuery::parse(raw.as_deref()) {
+        Ok(q) => q,
+        Err(e) => return e.into_response(),
+    };
+    streamed(
+        move |reply| super::search::run(app.store.as_ref(), &app.root, &q, reply),
+        error_line,
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]

@@ -49,6 +49,11 @@ impl Reply {
         }
     }
 
+    /// Whether the reader went away (a producer stops then).
+    pub fn is_gone(&self) -> bool {
+        self.gone || self.tx.is_closed()
+    }
+
     /// Appends one line (a newline is added). False once the reader is gone.
     pub fn line(&mut self, text: &str) -> bool {
         self.buf.extend_from_slice(text.as_bytes());

@@ -32,6 +32,8 @@ pub const ALL: &[(&str, Check)] = &[
         "a_fork_and_a_rewrite_are_announced_and_redrawn",
         live_fork_and_rewrite,
     ),
+    ("search_finds_a_known_word_and_links_to_its_entry", search),
+    ("the_session_list_filters_by_text", text_filter),
     ("a_request_without_the_token_is_refused", token),
     ("screenshot_of_a_session_page", screenshot),
 ];
@@ -457,6 +459,73 @@ fn live_fork_and_rewrite(world: &World) -> Result<(), String> {
     )?;
     let kept = b.exec("return window.__kept;", &[])?;
     ensure(kept == json!("not reloaded"), || "the page reloaded".into())?;
+    Ok(())
+}
+
+/// Types into a text box as a user would (WebDriver's element send keys).
+fn type_into(world: &World, css: &str, text: &str) -> Result<(), String> {
+    world.browser.click(css)?;
+    world.browser.keys(css, text)
+}
+
+fn search(world: &World) -> Result<(), String> {
+    let b = &world.browser;
+    let f = &world.forked;
+    b.goto(&world.url("/"))?;
+    type_into(world, "#search-q", "message number 102")?;
+    b.click("#search-form button[type=submit]")?;
+    let status = b.wait(
+        "the search's end",
+        "const s = document.querySelector('#search-status'); return s && !s.textContent.startsWith('Searching') ? s.textContent : null;",
+        &[],
+    )?;
+    ensure(status.as_str().unwrap().starts_with("1 hit in "), || {
+        format!("status: {status}")
+    })?;
+    let hit = b.exec(
+        "const h = document.querySelector('.hit'); return [h.dataset.session, h.dataset.seq, h.querySelector('mark').textContent, h.querySelector('a').getAttribute('href')];",
+        &[],
+    )?;
+    ensure(
+        hit[0] == json!(f.session.to_string()) && hit[2] == json!("message number 102"),
+        || format!("{hit}"),
+    )?;
+    ensure(
+        hit[3] == json!(format!("/s/{}/{}/6", f.session, f.b)),
+        || format!("link {}", hit[3]),
+    )?;
+    b.click(".hit a")?;
+    b.wait(
+        "the entry the hit links to",
+        "const r = document.querySelector('#e6.focus pre.json'); return r && r.textContent.includes('message number 102');",
+        &[],
+    )?;
+    // On a session page the box searches that session only.
+    let scoped = b.exec("const c = document.querySelector('#search-form input[name=session]'); return c && c.checked && c.value;", &[])?;
+    ensure(scoped == json!(f.session.to_string()), || {
+        format!("scope {scoped}")
+    })?;
+    Ok(())
+}
+
+fn text_filter(world: &World) -> Result<(), String> {
+    let b = &world.browser;
+    b.goto(&world.url("/"))?;
+    type_into(
+        world,
+        "#text-filter input[name=q]",
+        "appended while you watched",
+    )?;
+    b.click("#text-filter button")?;
+    let found = b.wait(
+        "the matching sessions",
+        "const s = document.querySelector('#search-status'); if (!s || s.textContent.startsWith('Searching')) return null;
+         return [...document.querySelectorAll('.session-hit a.id')].map(a => a.textContent);",
+        &[],
+    )?;
+    ensure(found == json!([world.live.0.to_string()]), || {
+        format!("sessions {found}")
+    })?;
     Ok(())
 }
 

@@ -211,6 +211,25 @@ impl Browser {
             .map(|_| ())
     }
 
+    /// Types `text` into the first element matching `css`.
+    pub fn keys(&self, css: &str, text: &str) -> Result<(), String> {
+        let found = self.session_command(
+            "POST",
+            "/element",
+            &json!({"using": "css selector", "value": css}),
+        )?;
+        let id = found[ELEMENT]
+            .as_str()
+            .ok_or_else(|| format!("no element {css}"))?
+            .to_owned();
+        self.session_command(
+            "POST",
+            &format!("/element/{id}/value"),
+            &json!({"text": text}),
+        )
+        .map(|_| ())
+    }
+
     /// The open dialog's text (alert, confirm, prompt), if one is open.
     pub fn dialog(&self) -> Option<String> {
         self.session_command("GET", "/alert/text", &json!({}))

@@ -125,10 +125,18 @@ fn entries_stream_as_json_lines_in_ranges() {
 
     let backwards = server.get(&format!("{base}?from=5&to=2"));
     assert_eq!(backwards.status, 400);
-    assert!(backwards.json()["error"]
+    let why = backwards.json()["error"].as_str().unwrap().to_owned();
+    assert!(why.contains("is after --to 2"), "{why}");
+    // Times use the CLI's parser; these entries (format version 1) have none.
+    let timed = server.get(&format!("{base}?since=10m")).lines();
+    assert!(seqs(&timed).is_empty());
+    assert_eq!(timed.last().unwrap()["untimed"], 10);
+    let bad_time = server.get(&format!("{base}?since=yesterday"));
+    assert_eq!(bad_time.status, 400);
+    assert!(bad_time.json()["error"]
         .as_str()
         .unwrap()
-        .contains("before it starts"));
+        .contains("not a time"));
     assert_eq!(server.get(&format!("{base}?from=-1")).status, 400);
     assert_eq!(
         server
@@ -386,4 +394,111 @@ fn serving_never_writes_to_the_store() {
     drop(events);
     drop(server);
     assert_eq!(fx.snapshot(), before, "the viewer changed the store");
+}
+
+#[test]
+fn search_finds_what_grep_finds_and_links_to_it() {
+    let fx = Fixture::new();
+    let f = stores::forked(&fx.store);
+    let (bs, bg) = stores::big(&fx.store);
+    let (ds, _, _) = stores::damaged(&fx.store);
+    let server = fx.serve(&[]);
+    let hits = server.get("/api/search?q=message%20number%207").lines();
+    let found: Vec<(String, u64)> = hits
+        .iter()
+        .filter(|l| l["kind"] == "hit")
+        .map(|l| {
+            (
+                l["session"].as_str().unwrap().to_owned(),
+                l["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // Once in the forked session (entries copied by a fork are found in their parent), once in
+    // the damaged one.
+    assert_eq!(found.len(), 2, "{hits:?}");
+    assert!(found.contains(&(f.session.to_string(), 7)));
+    assert!(found.contains(&(ds.to_string(), 7)));
+    let hit = hits
+        .iter()
+        .find(|l| l["session"] == f.session.to_string())
+        .unwrap();
+    assert_eq!(hit["segment"], f.root.to_string());
+    let marked: Vec<&str> = hit["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p[1] == true)
+        .map(|p| p[0].as_str().unwrap())
+        .collect();
+    assert_eq!(marked, ["message number 7"]);
+    let end = hits.last().unwrap();
+    assert_eq!(end["kind"], "end");
+    assert_eq!(end["hits"], 2);
+    assert_eq!(
+        end["damaged_count"], 1,
+        "the damaged file is searched around and reported"
+    );
+
+    // Inside blobs, case-insensitively by default (smart case), with a regex.
+    let blob = server
+        .get("/api/search?q=build%20log%20line&limit=1")
+        .lines();
+    assert_eq!(blob[0]["session"], bs.to_string());
+    assert_eq!(blob[0]["from_blob"], true);
+    assert_eq!(blob[1]["stopped"], true);
+    let upper = server
+        .get("/api/search?q=BUILD%20LOG&case=insensitive")
+        .lines();
+    assert_eq!(upper.len(), 2, "one hit and the end line");
+    let sensitive = server.get("/api/search?q=BUILD%20LOG").lines();
+    assert_eq!(
+        sensitive.len(),
+        1,
+        "smart case: a capital makes it sensitive"
+    );
+    let regex = server
+        .get(&format!(
+            "/api/search?q=message%20number%20%5B89%5D&regex=1&session={}",
+            f.session
+        ))
+        .lines();
+    assert_eq!(regex.iter().filter(|l| l["kind"] == "hit").count(), 2);
+    let fields = server
+        .get(&format!("/api/search?where=type%3Dtool_call&session={bs}"))
+        .lines();
+    assert_eq!(fields[0]["segment"], bg.to_string());
+    assert_eq!(fields[0]["seq"], 0);
+
+    // One line per session, for the session list's text filter.
+    let sessions = server
+        .get("/api/search?q=message%20number&sessions=1&limit=1")
+        .lines();
+    assert_eq!(sessions[0]["kind"], "session");
+    let first = sessions[0]["session"].as_str().unwrap().to_owned();
+    let after = sessions.last().unwrap()["next_after"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(after, first);
+    let rest = server
+        .get(&format!(
+            "/api/search?q=message%20number&sessions=1&after={after}"
+        ))
+        .lines();
+    assert!(rest.iter().all(|l| l["session"] != first.as_str()));
+    assert_eq!(rest.iter().filter(|l| l["kind"] == "session").count(), 1);
+
+    for bad in [
+        "",
+        "?q=(&regex=1",
+        "?q=x&since=yesterday",
+        "?q=x&from=5&to=2",
+        "?q=x&session=nope",
+        "?q=x&nonsense=1",
+    ] {
+        let r = server.get(&format!("/api/search{bad}"));
+        assert_eq!(r.status, 400, "{bad}");
+        assert!(r.json()["error"].is_string());
+    }
 }

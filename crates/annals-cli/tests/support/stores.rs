@@ -9,7 +9,11 @@ use annals::{AttachmentMeta, FsStore, SegmentId, SessionId, Store, StoreExt};
 use serde_json::{json, Value};
 
 pub fn message(i: u64) -> Value {
-    let role = if i.is_multiple_of(2) { "user" } else { "assistant" };
+    let role = if i.is_multiple_of(2) {
+        "user"
+    } else {
+        "assistant"
+    };
     json!({"role": role, "text": format!("message number {i}")})
 }
 

@@ -186,7 +186,7 @@ async function sessionsPage(q) {
     h('div', { class: 'toolbar' },
       h('form', { method: 'get', action: '/', class: 'toolbar' },
         h('label', {}, 'id ', filter), h('button', { type: 'submit' }, 'Filter')),
-      h('form', { method: 'get', action: '/search', class: 'toolbar' },
+      h('form', { method: 'get', action: '/search', class: 'toolbar', id: 'text-filter' },
         h('label', {}, 'text ', text), h('input', { type: 'hidden', name: 'sessions', value: '1' }),
         h('button', { type: 'submit' }, 'Find sessions'))),
   );
@@ -272,35 +272,12 @@ function verdict(v) {
 // The fork tree, drawn: one bar per segment along the entry axis, from its fork point to its
 // end, joined to the segment it forked from at the entry where it did.
 
-function treeOrder(segments) {
-  const byId = new Map(segments.map((s) => [s.segment, s]));
-  const children = new Map();
-  const roots = [];
-  for (const s of [...segments].reverse()) { // oldest first
-    const parent = s.fork && byId.get(s.fork.segment);
-    if (parent && parent !== s) {
-      if (!children.has(parent.segment)) children.set(parent.segment, []);
-      children.get(parent.segment).push(s);
-    } else {
-      roots.push(s);
-    }
-  }
-  const order = [];
-  const seen = new Set();
-  const visit = (s, depth) => {
-    if (seen.has(s.segment)) return;
-    seen.add(s.segment);
-    order.push({ s, depth });
-    for (const c of children.get(s.segment) || []) visit(c, depth + 1);
-  };
-  for (const r of roots) visit(r, 0);
-  for (const s of segments) visit(s, 0); // lineage cycles, should a store claim one
-  return order;
-}
-
+// `segments` come in the fork tree's reading order (the server's, the same as `annals tree`):
+// parents before their forks, each with its parent and depth.
 function forkTree(session, segments, current) {
-  const order = treeOrder(segments);
-  const newest = segments.length ? segments[0].segment : null;
+  const order = segments.map((s) => ({ s }));
+  const newestNode = segments.find((s) => s.newest);
+  const newest = newestNode ? newestNode.segment : null;
   const max = Math.max(1, ...segments.map((s) => s.entries));
   const W = 960; const labels = 360; const left = 14; const right = W - labels; const rowH = 26; const top = 16;
   const x = (n) => left + ((right - left) * Math.min(n, max)) / max;
@@ -318,7 +295,7 @@ function forkTree(session, segments, current) {
     if (s.fork) tip.push(`forked from ${s.fork.segment} at entry ${at}`);
     if (s.damage) tip.push(`damaged: ${s.damage}`);
     link.append(svg('title', {}, tip.join('\n')));
-    const parentY = s.fork ? y.get(s.fork.segment) : undefined;
+    const parentY = s.parent ? y.get(s.parent) : undefined;
     if (parentY !== undefined) {
       link.append(svg('path', { class: 'link', d: `M${x(at)} ${parentY} V${yy}` }));
       link.append(svg('circle', { class: 'node', cx: x(at), cy: parentY, r: 3 }));
@@ -356,6 +333,7 @@ async function sessionPage(session, segment, seq, q) {
     main.append(h('p', { class: 'error' }, `This session has no segment ${segment}.`));
     return;
   }
+  scopeSearch(session);
   const view = new SegmentView(session, info, shown, !segment, seq, q);
   view.mount(main);
 }
@@ -371,6 +349,8 @@ class SegmentView {
     const to = q.get('to');
     this.from = from !== null && from !== '' ? Math.max(0, Number(from)) : seq !== null ? Math.max(0, seq - CONTEXT) : 0;
     this.to = to !== null && to !== '' ? Number(to) : null;
+    this.since = q.get('since') || '';
+    this.until = q.get('until') || '';
     this.events = null;
   }
 
@@ -420,8 +400,12 @@ class SegmentView {
       ev.preventDefault();
       if (seqBox.value !== '') location.assign(pages.entry(this.session, this.segment, Number(seqBox.value)));
     } }, h('label', {}, 'jump to entry ', seqBox), h('button', { type: 'submit' }, 'Go'));
+    const time = (name, value, hint) => h('input', { type: 'text', name, value: value || null, placeholder: hint, size: 16, title: 'an age such as 10m or 2h, or a UTC time such as 2026-12-01T10:00, as annals cat --since/--until' });
     const range = h('form', { class: 'toolbar', id: 'range', method: 'get', action: pages.segment(this.session, this.segment) },
-      h('label', {}, 'entries ', fromBox), h('label', {}, ' to ', toBox), h('button', { type: 'submit' }, 'Show'),
+      h('label', {}, 'entries ', fromBox), h('label', {}, ' to ', toBox),
+      h('label', {}, ' appended since ', time('since', this.since, '10m, 2026-12-01T10:00')),
+      h('label', {}, ' until ', time('until', this.until, 'time')),
+      h('button', { type: 'submit' }, 'Show'),
       h('a', { href: pages.segment(this.session, this.segment) }, 'all'));
     return h('div', { class: 'toolbar' }, jump, range);
   }
@@ -487,12 +471,19 @@ class SegmentView {
     const reachedEnd = await entries;
     await trace;
     if (this.focus !== null) this.focusOn(this.focus, true);
-    if (reachedEnd && this.to === null) this.listen();
+    if (reachedEnd && this.bounded() === false) this.listen();
+  }
+
+  // Whether the range shown has an end (then nothing live can join it).
+  bounded() {
+    return this.to !== null || this.until !== '';
   }
 
   // Loads a range of entries; true if it reached the end of the segment.
   async load(from) {
-    const to = this.to !== null ? `&to=${this.to}` : '';
+    let to = this.to !== null ? `&to=${this.to}` : '';
+    if (this.since) to += `&since=${encodeURIComponent(this.since)}`;
+    if (this.until) to += `&until=${encodeURIComponent(this.until)}`;
     let end = null;
     try {
       for await (const item of jsonLines(`${this.api}/entries?from=${from}&limit=${ROWS}${to}`)) {
@@ -509,6 +500,9 @@ class SegmentView {
     const last = this.lastSeq();
     this.next = end.next !== null ? end.next : Math.max(this.tip ? this.tip.count : 0, last + 1, from);
     this.placeProblems(end.report);
+    if (end.untimed > 0) {
+      this.rows.append(h('div', { class: 'problem note' }, `${plural(end.untimed, 'entry', 'entries')} left out: a time range was given and they have no append time (format version 1 kept none).`));
+    }
     this.moreBox.replaceChildren();
     if (!this.byseq.size && !end.report.problem_count) this.rows.append(h('p', { class: 'empty', id: 'no-entries' }, 'No entries in this range.'));
     if (end.next !== null) {
@@ -521,7 +515,7 @@ class SegmentView {
 
   async more() {
     const reachedEnd = await this.load(this.next);
-    if (reachedEnd && this.to === null) this.listen();
+    if (reachedEnd && this.bounded() === false) this.listen();
   }
 
   async loadTrace() {
@@ -723,32 +717,43 @@ class SegmentView {
 
 async function searchPage(q) {
   const text = q.get('q') || '';
-  const box = document.getElementById('search-q');
-  box.value = text;
+  document.getElementById('search-q').value = text;
   document.getElementById('search-regex').checked = q.get('regex') === '1';
-  const main = show(h('h1', {}, text ? `Search: ${text}` : 'Search'));
-  if (!text) {
-    main.append(h('p', { class: 'dim' }, 'Type a word or a regular expression above: every entry of every session is searched, large ones included.'));
+  document.getElementById('search-case').checked = q.get('case') === 'sensitive';
+  const sessionsOnly = q.get('sessions') === '1';
+  const scope = q.getAll('session').filter(Boolean);
+  const title = sessionsOnly ? 'Sessions whose entries contain' : 'Search';
+  const main = show(h('h1', {}, text ? `${title}: ${text}` : title));
+  if (scope.length) main.append(h('p', { class: 'dim' }, 'In ', ...scope.map((s) => h('a', { class: 'id', href: pages.session(s) }, s)), ' only. ', h('a', { href: `/search?q=${encodeURIComponent(text)}` }, 'Search every session')));
+  if (!text && ![...q.keys()].some((k) => ['where', 'since', 'until'].includes(k))) {
+    main.append(h('p', { class: 'dim' }, 'Type a word or a regular expression above: every entry of every session is searched, those kept as blobs included, as annals grep does.'));
     return;
   }
   const results = h('div', { id: 'results' });
   const status = h('p', { class: 'dim', id: 'search-status' }, 'Searching\u2026');
   main.append(status, results);
-  const params = new URLSearchParams(q);
-  let hits = 0;
+  let shown = 0;
   try {
-    for await (const item of jsonLines(`/api/search?${params}`)) {
+    for await (const item of jsonLines(`/api/search?${new URLSearchParams(q)}`)) {
       if (item.kind === 'hit') {
-        hits += 1;
+        shown += 1;
         results.append(renderHit(item));
       } else if (item.kind === 'session') {
-        hits += 1;
-        results.append(h('div', { class: 'hit' }, h('a', { class: 'id', href: pages.session(item.session) }, item.session),
-          h('span', { class: 'dim' }, ` first match at entry ${item.seq} of segment ${short(item.segment)}`)));
+        shown += 1;
+        results.append(h('div', { class: 'hit session-hit' }, h('a', { class: 'id', href: pages.session(item.session) }, item.session),
+          h('span', { class: 'dim' }, ' first match: '), h('a', { href: pages.entry(item.session, item.segment, item.seq) }, `entry ${item.seq} of segment ${short(item.segment)}`)));
       } else if (item.kind === 'end') {
-        const more = item.stopped ? ' (stopped at the limit: narrow the search)' : '';
-        status.textContent = `${plural(hits, item.sessions_only ? 'session' : 'hit')} in ${plural(item.entries, 'entry', 'entries')} of ${plural(item.sessions, 'session')}${more}.`;
-        for (const d of item.damaged) results.append(h('div', { class: 'problem' }, `${d.path}:${d.line}:${d.offset}: ${d.reason}`));
+        const what = sessionsOnly ? plural(shown, 'session') : plural(shown, 'hit');
+        let more = item.stopped ? ' \u2014 stopped at the limit: narrow the search.' : '.';
+        if (item.untimed) more += ` ${plural(item.untimed, 'entry', 'entries')} have no append time and were left out by the time range.`;
+        status.textContent = `${what} in ${plural(item.entries, 'entry', 'entries')} of ${plural(item.sessions, 'session')}${more}`;
+        if (item.next_after) {
+          const next = new URLSearchParams(q);
+          next.set('after', item.next_after);
+          results.append(h('p', {}, h('a', { href: `/search?${next}`, id: 'next-sessions' }, 'more sessions \u2192')));
+        }
+        for (const d of item.damaged) results.append(h('div', { class: 'problem' }, `${d.path}:${d.line}:${d.offset}: ${d.reason} (searched around it)`));
+        for (const u of item.unreadable) results.append(h('div', { class: 'problem' }, `session ${u.session}: ${u.error}`));
       } else if (item.kind === 'error') {
         status.textContent = item.message;
         status.className = 'error';
@@ -762,17 +767,20 @@ async function searchPage(q) {
 
 function renderHit(hit) {
   const snippet = h('div', { class: 'snippet' });
-  let at = 0;
-  for (const [start, end] of hit.marks) {
-    snippet.append(hit.snippet.slice(at, start), h('mark', {}, hit.snippet.slice(start, end)));
-    at = end;
-  }
-  snippet.append(hit.snippet.slice(at));
-  return h('div', { class: 'hit' },
+  for (const [part, marked] of hit.parts) snippet.append(marked ? h('mark', {}, part) : document.createTextNode(part));
+  return h('div', { class: 'hit', 'data-session': hit.session, 'data-seq': hit.seq },
     h('div', { class: 'where' }, h('a', { href: pages.entry(hit.session, hit.segment, hit.seq) },
       `session ${short(hit.session)} \u00b7 segment ${short(hit.segment)} \u00b7 entry ${hit.seq}`),
-    hit.t !== null ? ` \u00b7 ${time(hit.t)}` : '', hit.from_blob ? ' \u00b7 blob' : ''),
+    hit.t !== null ? ` \u00b7 ${time(hit.t)}` : '', ` \u00b7 ${bytes(hit.len)}`, hit.from_blob ? ' \u00b7 blob' : ''),
     snippet);
+}
+
+// On a session's page the search box can search that session only.
+function scopeSearch(session) {
+  const form = document.getElementById('search-form');
+  if (form.querySelector('input[name=session]')) return;
+  form.insertBefore(h('label', { title: 'search this session only' },
+    h('input', { type: 'checkbox', name: 'session', value: session, checked: true }), ' this session'), form.querySelector('button'));
 }
 
 document.addEventListener('DOMContentLoaded', () => {
