@@ -447,12 +447,17 @@ async fn events(
                 return;
             };
             watch = back;
-            let id = watch.position.id();
-            for update in updates {
-                let event = Event::default()
+            // Only the last event of a look carries the position after it: a page cut off
+            // half-way through the look resumes before it and sees all of it again (the page
+            // takes a repeated row or rewrite as it would the first time).
+            let last = updates.len().saturating_sub(1);
+            for (i, update) in updates.into_iter().enumerate() {
+                let mut event = Event::default()
                     .event(update.event)
-                    .id(id.clone())
                     .data(update.data.to_string());
+                if i == last {
+                    event = event.id(watch.position.id());
+                }
                 if tx.send(event).await.is_err() {
                     return;
                 }
