@@ -73,8 +73,9 @@ impl Guard {
         format!("annals-token-{}", self.bound.port())
     }
 
-    /// Decides about one request. `page` says whether `path` is one of the HTML pages (the
-    /// only requests another site may start, by a link).
+    /// Decides about one request: its method, path, query string and the headers read.
+    /// Pages (see [`is_page`]) are the only requests another site may start, by a link, and
+    /// the only place a token in the query string is taken (then swapped for the cookie).
     pub fn check(&self, method: &str, path: &str, query: Option<&str>, seen: &Seen<'_>) -> Verdict {
         if method != "GET" && method != "HEAD" {
             return refuse(405, "this viewer only reads: GET and HEAD only");

@@ -172,7 +172,11 @@ async fn page_for(app: &Arc<App>, session: &str, segment: Option<&str>) -> Respo
     };
     let exists = blocking(app, move |store| match segment {
         Some(g) => Ok(store.exists(session, g)?),
-        None => Ok(store.session_modified(session).is_ok()),
+        None => match store.session_modified(session) {
+            Ok(_) => Ok(true),
+            Err(annals::Error::SessionNotFound(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        },
     })
     .await;
     match exists {
