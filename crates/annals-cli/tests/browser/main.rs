@@ -7,6 +7,16 @@
 //! under `CI=true`, where that is a failure. `ANNALS_SCREENSHOT=PATH` also writes the session
 //! page's screenshot there (the README's picture).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    missing_docs,
+    reason = "tests report a failure by panicking, at the value or index at fault"
+)]
+
 #[path = "../support/mod.rs"]
 mod support;
 

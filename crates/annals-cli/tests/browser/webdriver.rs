@@ -30,9 +30,10 @@ pub struct Browser {
     _profile: tempfile::TempDir,
 }
 
+/// `program` as `$ENV` names it, else on `PATH`; only an existing file counts.
 fn find(program: &str, env: &str) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os(env) {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
     std::env::var_os("PATH")?
         .to_str()?

@@ -2,6 +2,16 @@
 //! security rules (Host, Origin, fetch metadata, token, methods, headers); live updates as
 //! server-sent events. The real binary on real stores, on a free loopback port.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    missing_docs,
+    reason = "tests report a failure by panicking, at the value or index at fault"
+)]
+
 #[path = "../support/mod.rs"]
 mod support;
 
