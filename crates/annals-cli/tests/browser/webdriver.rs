@@ -12,8 +12,12 @@ use crate::support::http;
 
 /// The W3C key of an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-/// How long a wait lasts before the check fails.
-pub const WAIT: Duration = Duration::from_secs(20);
+/// How long a wait lasts before the check fails (a wait ends as soon as its condition holds:
+/// the bound only matters on a loaded machine or a failure).
+pub const WAIT: Duration = Duration::from_secs(60);
+/// How long one WebDriver command may take: starting Chromium (or loading a page) on two cores
+/// shared with a parallel build has been seen to take over 30 s.
+const COMMAND: Duration = Duration::from_secs(180);
 
 /// Why there is no browser.
 pub enum NoBrowser {
@@ -128,7 +132,7 @@ impl Browser {
     fn command(&self, method: &str, path: &str, body: &Value) -> Result<Value, String> {
         let bytes = serde_json::to_vec(body).unwrap();
         let body = (method == "POST").then_some(bytes.as_slice());
-        let r = http::request(self.addr, method, path, &[], body)
+        let r = http::request_waiting(self.addr, method, path, &[], body, COMMAND)
             .map_err(|e| format!("{method} {path}: {e}"))?;
         let v: Value = serde_json::from_slice(&r.body)
             .map_err(|e| format!("{method} {path}: not JSON ({e})"))?;

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// How long a test waits for one read before it fails.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const READ_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Debug)]
 pub struct Response {
@@ -51,7 +51,20 @@ pub fn request(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> io::Result<Response> {
-    let (status, head, mut reader) = send(addr, method, path, headers, body)?;
+    request_waiting(addr, method, path, headers, body, READ_TIMEOUT)
+}
+
+/// [`request`], waiting up to `timeout` for each read (starting a browser on a loaded machine
+/// takes longer than any answer of the viewer).
+pub fn request_waiting(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> io::Result<Response> {
+    let (status, head, mut reader) = send(addr, method, path, headers, body, timeout)?;
     let mut body = Vec::new();
     if method != "HEAD" && status != 204 && status != 304 {
         read_body(&head, &mut reader, &mut body)?;
@@ -75,9 +88,10 @@ fn send(
     path: &str,
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
+    timeout: Duration,
 ) -> io::Result<(u16, Head, BufReader<TcpStream>)> {
     let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(READ_TIMEOUT))?;
+    stream.set_read_timeout(Some(timeout))?;
     let mut req = format!("{method} {path} HTTP/1.1\r\n");
     if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
         req.push_str(&format!("Host: {addr}\r\n"));
@@ -212,7 +226,7 @@ impl Events {
     pub fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> io::Result<Self> {
         let mut all = vec![("Accept", "text/event-stream")];
         all.extend_from_slice(headers);
-        let (status, head, reader) = send(addr, "GET", path, &all, None)?;
+        let (status, head, reader) = send(addr, "GET", path, &all, None, READ_TIMEOUT)?;
         Ok(Self {
             status,
             headers: head,

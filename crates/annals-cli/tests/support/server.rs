@@ -46,10 +46,10 @@ impl Server {
             let _ = BufReader::new(stdout).read_line(&mut line);
             let _ = tx.send(line);
         });
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(120)) else {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("annals serve printed no URL within 30 s");
+            panic!("annals serve printed no URL within 120 s");
         };
         let url = line.trim().to_owned();
         let rest = url.strip_prefix("http://").expect("an http URL");
