@@ -74,6 +74,10 @@ pub struct Watch {
     ticks: u64,
     /// The session's segments at the last listing: tip and lineage.
     listing: Option<BTreeMap<SegmentId, Value>>,
+    /// The newest segment the page knew of when it connected: any newer one (ids are UUID v7,
+    /// ordered by creation) is a fork the page has not seen, even if it came before the first
+    /// look.
+    known_newest: Option<SegmentId>,
     /// The damage last reported, so that it is said once.
     damage: Option<String>,
     /// The segment is gone: the stream ends.
@@ -90,7 +94,12 @@ fn fingerprint(entry: &annals::Entry<'_>) -> u64 {
 }
 
 impl Watch {
-    pub fn new(session: SessionId, segment: SegmentId, position: Position) -> Self {
+    pub fn new(
+        session: SessionId,
+        segment: SegmentId,
+        position: Position,
+        known_newest: Option<SegmentId>,
+    ) -> Self {
         Self {
             session,
             segment,
@@ -100,6 +109,7 @@ impl Watch {
             started: false,
             ticks: 0,
             listing: None,
+            known_newest,
             damage: None,
             ended: false,
         }
@@ -350,8 +360,18 @@ impl Watch {
                 (i.segment, summary)
             })
             .collect();
-        if let Some(before) = &self.listing {
+        // At the first look, what the page knew: the segments up to its newest.
+        let before = self.listing.take().or_else(|| {
+            self.known_newest.map(|known| {
+                now.iter()
+                    .filter(|(id, _)| **id <= known)
+                    .map(|(id, v)| (*id, v.clone()))
+                    .collect()
+            })
+        });
+        if let Some(before) = &before {
             if *before == now {
+                self.listing = Some(now);
                 return;
             }
             // Newest first, as listed.
@@ -421,7 +441,7 @@ mod tests {
     #[test]
     fn appends_arrive_as_rows() {
         let (store, s, g) = store_with(3);
-        let mut w = Watch::new(s, g, at(3));
+        let mut w = Watch::new(s, g, at(3), None);
         assert!(w.poll(&store).is_empty());
         store
             .append(s, g, &json!({"role": "user", "text": "new"}))
@@ -440,7 +460,7 @@ mod tests {
     #[test]
     fn a_rewrite_names_the_first_entry_that_changed() {
         let (store, s, g) = store_with(6);
-        let mut w = Watch::new(s, g, at(6));
+        let mut w = Watch::new(s, g, at(6), None);
         w.poll(&store);
         store.truncate(s, g, 4).unwrap();
         store
@@ -478,6 +498,7 @@ mod tests {
                 generation: 0,
                 trace_next: 0,
             },
+            None,
         );
         let u = w.poll(&store);
         assert_eq!(events(&u), ["rewrite", "entries"]);
@@ -488,7 +509,7 @@ mod tests {
     #[test]
     fn forks_and_trace_events_are_announced() {
         let (store, s, g) = store_with(3);
-        let mut w = Watch::new(s, g, at(3));
+        let mut w = Watch::new(s, g, at(3), None);
         assert!(w.poll(&store).is_empty());
         let fork = SegmentId::new();
         store.fork(s, g, 2, fork).unwrap();
@@ -508,9 +529,24 @@ mod tests {
     }
 
     #[test]
+    fn a_fork_made_before_the_first_look_is_still_announced() {
+        let (store, s, g) = store_with(3);
+        let fork = SegmentId::new();
+        store.fork(s, g, 1, fork).unwrap();
+        // The page knew `g` as the newest segment; the fork came before the watcher looked.
+        let mut w = Watch::new(s, g, at(3), Some(g));
+        let u = w.poll(&store);
+        assert_eq!(events(&u), ["fork", "segments"]);
+        assert_eq!(u[0].data["segment"], fork.to_string());
+        // A page that already knew the fork hears nothing of it.
+        let mut w = Watch::new(s, g, at(3), Some(fork));
+        assert!(w.poll(&store).is_empty());
+    }
+
+    #[test]
     fn a_deleted_segment_ends_the_stream() {
         let (store, s, g) = store_with(1);
-        let mut w = Watch::new(s, g, at(1));
+        let mut w = Watch::new(s, g, at(1), None);
         w.poll(&store);
         store.delete_session(s).unwrap();
         assert_eq!(events(&w.poll(&store)), ["gone"]);

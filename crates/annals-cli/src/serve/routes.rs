@@ -391,6 +391,8 @@ struct EventsQuery {
     /// The next trace event the page expects.
     #[serde(default)]
     trace: u64,
+    /// The newest segment of the session the page knows: newer ones are announced as forks.
+    newest: Option<String>,
 }
 
 /// How often a live page's segment is looked at.
@@ -402,9 +404,12 @@ async fn events(
     headers: HeaderMap,
     q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Response {
-    let parsed =
-        (|| Ok::<_, ApiError>((session_id(&session)?, segment_id(&segment)?, query(q)?)))();
-    let (session, segment, q) = match parsed {
+    let parsed = (|| {
+        let q = query(q)?;
+        let newest = q.newest.as_deref().map(segment_id).transpose()?;
+        Ok::<_, ApiError>((session_id(&session)?, segment_id(&segment)?, q, newest))
+    })();
+    let (session, segment, q, newest) = match parsed {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
@@ -433,7 +438,7 @@ async fn events(
         });
     let (tx, mut rx) = mpsc::channel::<Event>(4);
     tokio::spawn(async move {
-        let mut watch = Watch::new(session, segment, position);
+        let mut watch = Watch::new(session, segment, position, newest);
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

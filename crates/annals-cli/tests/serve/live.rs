@@ -151,3 +151,23 @@ fn events_of_nothing_are_refused() {
     assert_eq!(backwards.status, 400);
     assert_eq!(fx.store.tip(s, g).unwrap().count, 1);
 }
+
+#[test]
+fn a_fork_between_loading_and_listening_is_announced() {
+    let fx = Fixture::new();
+    let (s, g) = (SessionId::new(), SegmentId::new());
+    fx.store.create(s, g, &stores::messages(0..3)).unwrap();
+    let server = fx.serve(&[]);
+    // The page loaded with `g` as the newest segment; the fork lands before it listens.
+    let fork = SegmentId::new();
+    fx.store.fork(s, g, 2, fork).unwrap();
+    let mut stream = events(
+        &server,
+        &format!("/api/sessions/{s}/segments/{g}/events?from=0&next=3&newest={g}"),
+    );
+    let e = next(&mut stream);
+    assert_eq!(e.event, "fork");
+    assert_eq!(e.json()["segment"], fork.to_string());
+    let bad = server.get(&format!("/api/sessions/{s}/segments/{g}/events?newest=nope"));
+    assert_eq!(bad.status, 400);
+}

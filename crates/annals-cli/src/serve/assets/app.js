@@ -658,7 +658,8 @@ class SegmentView {
   // Live updates: the server watches the segment and tells; the page only listens.
   listen() {
     if (this.events) this.events.close();
-    const url = `${this.api}/events?from=${this.windowStart}&next=${this.next}&generation=${this.generation}&trace=${this.traceNext}`;
+    const known = this.info.segments.find((s) => s.newest) || this.info.segments[0];
+    const url = `${this.api}/events?from=${this.windowStart}&next=${this.next}&generation=${this.generation}&trace=${this.traceNext}&newest=${known.segment}`;
     const events = new EventSource(url);
     this.events = events;
     const data = (ev) => JSON.parse(ev.data);
