@@ -168,6 +168,8 @@ fn a_fork_between_loading_and_listening_is_announced() {
     let e = next(&mut stream);
     assert_eq!(e.event, "fork");
     assert_eq!(e.json()["segment"], fork.to_string());
-    let bad = server.get(&format!("/api/sessions/{s}/segments/{g}/events?newest=nope"));
+    let bad = server.get(&format!(
+        "/api/sessions/{s}/segments/{g}/events?newest=nope"
+    ));
     assert_eq!(bad.status, 400);
 }

@@ -40,6 +40,13 @@ impl Server {
             .spawn()
             .expect("annals serve starts");
         let stdout = child.stdout.take().unwrap();
+        // From here on the process is stopped however this function ends, a panic included.
+        let mut server = Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            url: String::new(),
+            token: None,
+        };
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut line = String::new();
@@ -47,8 +54,6 @@ impl Server {
             let _ = tx.send(line);
         });
         let Ok(line) = rx.recv_timeout(Duration::from_secs(120)) else {
-            let _ = child.kill();
-            let _ = child.wait();
             panic!("annals serve printed no URL within 120 s");
         };
         let url = line.trim().to_owned();
@@ -58,13 +63,10 @@ impl Server {
             Some(port) => SocketAddr::from(([127, 0, 0, 1], port.parse().unwrap())),
             None => host.parse().expect("a socket address"),
         };
-        let token = url.split_once("?token=").map(|(_, t)| t.to_owned());
-        Self {
-            child,
-            addr,
-            url,
-            token,
-        }
+        server.token = url.split_once("?token=").map(|(_, t)| t.to_owned());
+        server.addr = addr;
+        server.url = url;
+        server
     }
 
     /// The base URL, without the token.
@@ -78,11 +80,6 @@ impl Server {
 
     pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Response {
         http::get(self.addr, path, headers)
-    }
-
-    /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
     }
 }
 
