@@ -103,6 +103,9 @@ impl Browser {
             "--disable-component-update",
             "--disable-sync",
             "--disable-dev-shm-usage",
+            // No crash handler process, which would outlive a Chromium killed mid-start.
+            "--disable-breakpad",
+            "--disable-crash-reporter",
             "--window-size=1400,1000",
             "--hide-scrollbars",
         ]
@@ -274,7 +277,31 @@ impl Drop for Browser {
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        // A Chromium that chromedriver was still starting when it was killed (a session
+        // request that timed out) outlives it: stop every process of this run's own profile,
+        // found by its unique directory, and nothing else.
+        let profile = format!("--user-data-dir={}", self._profile.path().display());
+        for pid in processes_with_arg(&profile) {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+        }
     }
+}
+
+/// The processes whose command line has `arg` as one of its arguments (from /proc).
+fn processes_with_arg(arg: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|line| line.split(|b| *b == 0).any(|a| a == arg.as_bytes()))
+        })
+        .collect()
 }
 
 fn base64(text: &str) -> Result<Vec<u8>, String> {
