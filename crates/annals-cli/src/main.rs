@@ -22,6 +22,7 @@ macro_rules! say {
 mod cmd;
 mod fail;
 mod location;
+mod serve;
 mod target;
 mod term;
 
@@ -137,6 +138,12 @@ enum Command {
     /// (checked), and the copy continues after it: after an interruption, run it again; it never
     /// duplicates. Shows progress on a terminal.
     Copy(cmd::copy::CopyArgs),
+    /// Serve a read-only web viewer of the store on a local port (the URL is printed).
+    ///
+    /// Sessions, fork trees, transcripts with their traces and verify's findings, live updates
+    /// and search, in any browser. Binds to loopback; beyond it only with --allow-remote, and
+    /// then every request needs the token printed in the URL.
+    Serve(serve::ServeArgs),
 
     /// One demo worker process (internal).
     #[command(name = "__demo-worker", hide = true)]
@@ -180,6 +187,7 @@ fn run(cli: Cli) -> fail::Outcome {
         Command::Stats(args) => cmd::stats::run(root, &args),
         Command::Gc(args) => cmd::gc::run(root, &args),
         Command::Demo(args) => cmd::demo::run(root, &args),
+        Command::Serve(args) => serve::run(root, &args),
         Command::DemoWorker(args) => cmd::demo::worker(root, &args),
     }
 }
