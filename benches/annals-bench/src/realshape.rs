@@ -36,7 +36,11 @@ pub struct Event {
     /// Event id.
     pub uuid: String,
     /// The event this one follows, if any.
-    #[serde(rename = "parentUuid", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "parentUuid",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub parent: Option<String>,
     /// The runtime's session id.
     #[serde(rename = "sessionId")]
@@ -271,7 +275,11 @@ impl SizeStats {
         let n = sizes.len();
         let at = |q: f64| sizes[((n as f64 * q) as usize).min(n - 1)];
         let bytes: u64 = sizes.iter().map(|&s| s as u64).sum();
-        let big: u64 = sizes.iter().filter(|&&s| s > 4_096).map(|&s| s as u64).sum();
+        let big: u64 = sizes
+            .iter()
+            .filter(|&&s| s > 4_096)
+            .map(|&s| s as u64)
+            .sum();
         SizeStats {
             entries: n,
             bytes,
@@ -440,7 +448,8 @@ impl SessionState {
                 }
                 match kind {
                     Shape::Answer | Shape::LongAnswer => {
-                        if target > 1_500 && (matches!(kind, Shape::LongAnswer) || rng.below(3) == 0)
+                        if target > 1_500
+                            && (matches!(kind, Shape::LongAnswer) || rng.below(3) == 0)
                         {
                             let len = (target / 5).min(80 + rng.below(600));
                             event.message.content.push(Part::Thinking {
@@ -643,20 +652,53 @@ fn code_line(rng: &mut Rng) -> String {
     let n = rng.below(4_000);
     let indent = "    ".repeat(rng.below(4));
     match rng.below(8) {
-        0 => format!("{indent}pub fn {}(&self, {}: &str) -> Result<{}, Error> {{\n", rng.pick(FILES), rng.pick(FILES), rng.pick(TYPES)),
-        1 => format!("{indent}let {} = {}.get({n}).ok_or_else(|| Error::missing(\"{}\"))?;\n", rng.pick(FILES), rng.pick(FILES), rng.pick(WORDS)),
-        2 => format!("{indent}// {} {} {}\n", rng.pick(WORDS), rng.pick(WORDS), rng.pick(WORDS)),
+        0 => format!(
+            "{indent}pub fn {}(&self, {}: &str) -> Result<{}, Error> {{\n",
+            rng.pick(FILES),
+            rng.pick(FILES),
+            rng.pick(TYPES)
+        ),
+        1 => format!(
+            "{indent}let {} = {}.get({n}).ok_or_else(|| Error::missing(\"{}\"))?;\n",
+            rng.pick(FILES),
+            rng.pick(FILES),
+            rng.pick(WORDS)
+        ),
+        2 => format!(
+            "{indent}// {} {} {}\n",
+            rng.pick(WORDS),
+            rng.pick(WORDS),
+            rng.pick(WORDS)
+        ),
         3 => format!("{indent}}}\n"),
-        4 => format!("{indent}assert_eq!({}.len(), {n}, \"{}\\n\");\n", rng.pick(FILES), rng.pick(WORDS)),
-        5 => format!("{indent}const {}: &str = r#\"{{\"k\": \"{}\"}}\"#;\n", rng.pick(TYPES).to_uppercase(), rng.pick(WORDS)),
+        4 => format!(
+            "{indent}assert_eq!({}.len(), {n}, \"{}\\n\");\n",
+            rng.pick(FILES),
+            rng.pick(WORDS)
+        ),
+        5 => format!(
+            "{indent}const {}: &str = r#\"{{\"k\": \"{}\"}}\"#;\n",
+            rng.pick(TYPES).to_uppercase(),
+            rng.pick(WORDS)
+        ),
         6 => "\n".to_string(),
-        _ => format!("{indent}match {} {{ Some(v) => v, None => return Ok(()) }}\n", rng.pick(FILES)),
+        _ => format!(
+            "{indent}match {} {{ Some(v) => v, None => return Ok(()) }}\n",
+            rng.pick(FILES)
+        ),
     }
 }
 
 fn uuid(rng: &mut Rng) -> String {
     let h = rng.hex(32);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 /// Deterministic: 2026-11-01T09:00:00Z plus 1.733 s per event (the corpus spans ~8 hours).
@@ -707,17 +749,87 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "the", "segment", "file", "returns", "an", "error", "when", "we", "append", "after", "a",
-    "torn", "tail", "I'll", "check", "the", "test", "first", "then", "update", "config", "so",
-    "that", "it", "passes", "now", "because", "replay", "should", "not", "allocate", "per",
-    "entry", "let", "me", "look", "at", "`fn main()`", "\"quoted\"", "path/to/src/lib.rs",
-    "naïve", "café", "über", "Größe", "→", "✅", "—", "日本語のテキスト", "Привет", "λ", "🙂",
-    "données", "ok", "cargo", "build", "failing", "module", "struct", "field", "docs",
+    "the",
+    "segment",
+    "file",
+    "returns",
+    "an",
+    "error",
+    "when",
+    "we",
+    "append",
+    "after",
+    "a",
+    "torn",
+    "tail",
+    "I'll",
+    "check",
+    "the",
+    "test",
+    "first",
+    "then",
+    "update",
+    "config",
+    "so",
+    "that",
+    "it",
+    "passes",
+    "now",
+    "because",
+    "replay",
+    "should",
+    "not",
+    "allocate",
+    "per",
+    "entry",
+    "let",
+    "me",
+    "look",
+    "at",
+    "`fn main()`",
+    "\"quoted\"",
+    "path/to/src/lib.rs",
+    "naïve",
+    "café",
+    "über",
+    "Größe",
+    "→",
+    "✅",
+    "—",
+    "日本語のテキスト",
+    "Привет",
+    "λ",
+    "🙂",
+    "données",
+    "ok",
+    "cargo",
+    "build",
+    "failing",
+    "module",
+    "struct",
+    "field",
+    "docs",
 ];
 
 const FILES: &[&str] = &[
-    "handle", "codec", "scan", "store", "blobs", "mmap", "read", "lease", "writer", "config",
-    "parser", "server", "client", "cache", "index", "planner", "tokenizer", "session",
+    "handle",
+    "codec",
+    "scan",
+    "store",
+    "blobs",
+    "mmap",
+    "read",
+    "lease",
+    "writer",
+    "config",
+    "parser",
+    "server",
+    "client",
+    "cache",
+    "index",
+    "planner",
+    "tokenizer",
+    "session",
 ];
 
 const TYPES: &[&str] = &["Tip", "Entry", "Segment", "Vec<u8>", "String", "Report"];

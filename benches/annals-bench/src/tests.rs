@@ -199,8 +199,18 @@ fn check_distribution(what: &str, entries: &[annals::RawEntry], slack: f64) {
     if stats.entries >= 10_000 {
         within("max", stats.max as f64, 178.0 * 1024.0, 0.15);
     }
-    within("share of entries over 4 KiB", stats.over_4k as f64 / n, 0.074, 0.05 + slack);
-    within("byte share of entries over 4 KiB", stats.over_4k_bytes, 0.58, 0.04 + slack);
+    within(
+        "share of entries over 4 KiB",
+        stats.over_4k as f64 / n,
+        0.074,
+        0.05 + slack,
+    );
+    within(
+        "byte share of entries over 4 KiB",
+        stats.over_4k_bytes,
+        0.58,
+        0.04 + slack,
+    );
     within(
         "share of entries over 64 KiB",
         stats.over_64k as f64 / n,
@@ -212,11 +222,23 @@ fn check_distribution(what: &str, entries: &[annals::RawEntry], slack: f64) {
 #[test]
 fn real_shaped_events_are_agent_like_and_round_trip() {
     let corpus = RealCorpus::get();
-    for (i, (event, raw)) in corpus.events.iter().zip(&corpus.raw).enumerate().step_by(97) {
+    for (i, (event, raw)) in corpus
+        .events
+        .iter()
+        .zip(&corpus.raw)
+        .enumerate()
+        .step_by(97)
+    {
         let again: Event = serde_json::from_str(raw.as_str()).unwrap();
         assert_eq!(&again, event, "event {i}");
     }
-    let all = |needle: &str| corpus.raw.iter().filter(|r| r.as_str().contains(needle)).count();
+    let all = |needle: &str| {
+        corpus
+            .raw
+            .iter()
+            .filter(|r| r.as_str().contains(needle))
+            .count()
+    };
     // Tool outputs with newlines and ANSI colours, non-ASCII prose, nested tool arguments.
     assert!(all("\\n") > realshape::POOL / 4);
     assert!(all("\\u001b[32m") > 100);
@@ -225,7 +247,10 @@ fn real_shaped_events_are_agent_like_and_round_trip() {
     assert!(all("\"type\":\"tool_result\"") > 1_000);
     assert!(all("\"options\":{") > 100);
     for kind in [Kind::User, Kind::Assistant, Kind::Tool, Kind::System] {
-        assert!(corpus.events.iter().filter(|e| e.kind == kind).count() > 100, "{kind:?}");
+        assert!(
+            corpus.events.iter().filter(|e| e.kind == kind).count() > 100,
+            "{kind:?}"
+        );
     }
 }
 
