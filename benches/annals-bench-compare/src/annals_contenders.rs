@@ -1,8 +1,8 @@
 //! The annals contenders. `annals` is the filesystem store with its default options; the
-//! others are ways of appending that the engine tracks are building (issue 13). Each has its
-//! opener here, returning `None` until the API it needs exists, so that the harness, the
-//! tables and the report pick a contender up as soon as its opener is filled in — no other
-//! file needs to change.
+//! others are other ways of appending (issue 13). Each has its opener here; one returns `None`
+//! until the API it needs exists (the writer lease), so that the harness, the tables and the
+//! report pick a contender up as soon as its opener is filled in — no other file needs to
+//! change.
 
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
@@ -43,12 +43,76 @@ fn open_annals_lease(_dir: &Path, _mode: Mode) -> Option<Box<dyn Contender>> {
 }
 
 /// A worker's turn: its entries appended `Buffered` one by one as they happen, then one
-/// `Store::sync(session, segment)` at the end of the turn, which makes the turn survive a power
-/// cut. In the tables it is a `Durable` contender for batches (`append_batch` = the turn) and
-/// absent from the one-entry rows. **To fill in** by the write-path track when
-/// `Store::sync` lands (only `Mode::Durable`).
-fn open_annals_turn_sync(_dir: &Path, _mode: Mode) -> Option<Box<dyn Contender>> {
-    None
+/// `Store::sync(session, segment)` at the end of the turn, which makes the whole turn survive a
+/// power cut. Durable only (its buffered mode is `annals`): `append_batch` is a turn of
+/// `entries.len()` appends and one sync; `append` is a turn of one entry (append, then sync).
+fn open_annals_turn_sync(dir: &Path, mode: Mode) -> Option<Box<dyn Contender>> {
+    (mode == Mode::Durable).then(|| {
+        Box::new(AnnalsTurnSync(AnnalsStore::open(dir, Mode::Buffered))) as Box<dyn Contender>
+    })
+}
+
+/// See [`open_annals_turn_sync`].
+pub struct AnnalsTurnSync(AnnalsStore);
+
+impl AnnalsTurnSync {
+    fn sync(&self, log: LogId) {
+        let (session, segment) = self.0.ids(log);
+        self.0.store.sync(session, segment).expect("annals sync");
+    }
+}
+
+impl Contender for AnnalsTurnSync {
+    fn name(&self) -> &'static str {
+        "annals_turn_sync"
+    }
+
+    fn guarantee(&self) -> Guarantee {
+        Guarantee::PowerCut
+    }
+
+    fn config(&self) -> String {
+        "FsStore, Durability::Buffered appends, then Store::sync at the end of the turn".into()
+    }
+
+    fn new_log(&self) -> LogId {
+        self.0.new_log()
+    }
+
+    fn append(&self, log: LogId, seq: u64, entry: &RawEntry) {
+        self.0.append(log, seq, entry);
+        self.sync(log);
+    }
+
+    fn append_next(&self, log: LogId, entry: &RawEntry) {
+        self.0.append_next(log, entry);
+        self.sync(log);
+    }
+
+    fn append_batch(&self, log: LogId, seq: u64, entries: &[RawEntry]) {
+        for (i, e) in entries.iter().enumerate() {
+            self.0.append(log, seq + i as u64, e);
+        }
+        self.sync(log);
+    }
+
+    fn replay_messages(&self, log: LogId, f: &mut dyn FnMut(Message)) -> u64 {
+        self.0.replay_messages(log, f)
+    }
+
+    fn replay_events(&self, log: LogId, f: &mut dyn FnMut(Event)) -> u64 {
+        self.0.replay_events(log, f)
+    }
+
+    fn count(&self, log: LogId) -> Option<u64> {
+        self.0.count(log)
+    }
+
+    fn settle(&self) {}
+
+    fn dir(&self) -> &Path {
+        self.0.dir()
+    }
 }
 
 /// The filesystem store with default options.

@@ -235,9 +235,9 @@ fn replay_real(c: &mut Criterion) {
         b.iter(|| {
             let mut bytes = 0usize;
             let report = store
-                .replay_raw(s, g, &ReplayOptions::strict(), &mut |_, json| {
-                    bytes += json.len();
-                    Ok(())
+                .replay_raw(s, g, &ReplayOptions::strict(), &mut |entry| {
+                    bytes += entry.json().map_or(0, str::len);
+                    Ok(std::ops::ControlFlow::Continue(()))
                 })
                 .expect("replay");
             assert_eq!(report.entries, session.len() as u64);
