@@ -21,6 +21,11 @@ fn mark(what: &str) {
 }
 
 fn main() {
+    // Criterion-style filters: only the cases whose name contains one of them.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     setup::init(env!("CARGO_TARGET_TMPDIR"));
     let session = RealCorpus::get().session();
     let session = &session[..pick(session.len(), 100)];
@@ -39,6 +44,9 @@ fn main() {
                     "batch16"
                 }
             );
+            if !filters.is_empty() && !filters.iter().any(|f| case.contains(f.as_str())) {
+                continue;
+            }
             let dir = setup::fresh_dir("fsyncs-");
             let store = FsStore::open_with(
                 dir.path(),
