@@ -133,6 +133,21 @@ fn verify(c: &mut Criterion) {
                 assert_eq!(report.entries, fx.n);
             });
         });
+        // `wc -l` on the annals file itself (issue 13: verify ≥ 0.6× wc -l): the process, as a
+        // user would run it, so its start (~1 ms) is in; compare at 100k and 1M entries.
+        group.bench_function(BenchmarkId::new("wc_l", &id), |b| {
+            let fx = Segment::shared(variant, n);
+            let path = fx.annals_path();
+            b.iter(|| {
+                let out = std::process::Command::new("wc")
+                    .arg("-l")
+                    .arg(&path)
+                    .output()
+                    .expect("run wc -l");
+                assert!(out.status.success());
+                black_box(out.stdout);
+            });
+        });
         // The naive store has no checksum: the nearest thing to verifying it is checking that
         // every line is JSON.
         group.bench_function(BenchmarkId::new("naive_json_check", &id), |b| {
