@@ -10,6 +10,15 @@
 //! `ANNALS_BENCH_QUICK=1` for a quick run (CI's smoke test). `ANNALS_COMPARE_ONLY=a,b` runs only
 //! the named contenders.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    reason = "a benchmark, not library code: a broken setup is reported by panicking"
+)]
+
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 

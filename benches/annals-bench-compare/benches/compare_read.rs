@@ -4,6 +4,15 @@
 //! log at 1k and 100k entries. Building the fixtures also measures what each contender's files
 //! take on disk (`compare_disk.json` next to criterion's results).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    reason = "a benchmark, not library code: a broken setup is reported by panicking"
+)]
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::{Mutex, OnceLock};

@@ -9,6 +9,15 @@
 //! more marker before each append call lets the script count per call (the Sync target is a
 //! maximum per call, not an average). It prints the number of append calls of each case.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    reason = "a benchmark, not library code: a broken setup is reported by panicking"
+)]
+
 use std::time::Instant;
 
 use annals::{Durability, FsOptions, FsStore, SegmentId, SessionId, Store};
