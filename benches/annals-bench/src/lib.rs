@@ -26,6 +26,7 @@ pub mod fixture;
 pub mod logs;
 pub mod naive;
 pub mod realshape;
+mod rng;
 pub mod setup;
 pub mod sqlite;
 

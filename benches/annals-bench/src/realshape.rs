@@ -26,6 +26,7 @@ use annals::RawEntry;
 use serde::{Deserialize, Serialize};
 
 use crate::entries::Usage;
+use crate::rng::Rng;
 
 /// One event of an agent's log: the typed entry real-shaped replays deserialize into.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -711,41 +712,6 @@ fn timestamp(i: usize) -> String {
         ms % 1_000,
     );
     format!("2026-11-01T{h:02}:{m:02}:{s:02}.{milli:03}Z")
-}
-
-/// splitmix64: tiny, deterministic, good enough to vary sizes and words.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
-
-    fn hex(&mut self, digits: usize) -> String {
-        let mut s = String::with_capacity(digits + 16);
-        while s.len() < digits {
-            s.push_str(&format!("{:016x}", self.next()));
-        }
-        s.truncate(digits);
-        s
-    }
 }
 
 const WORDS: &[&str] = &[
