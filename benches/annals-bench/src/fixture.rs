@@ -220,6 +220,22 @@ pub fn copy_synced(from: &Path, to: &Path) {
     sync_file(to);
 }
 
+/// Fsyncs every file under `dir` (so that write-back does not run during measurements).
+///
+/// # Panics
+/// On I/O errors.
+pub fn sync_tree(dir: &Path) {
+    for entry in fs::read_dir(dir).expect("read directory") {
+        let entry = entry.expect("read directory entry");
+        let kind = entry.file_type().expect("file type");
+        if kind.is_dir() {
+            sync_tree(&entry.path());
+        } else if kind.is_file() {
+            sync_file(&entry.path());
+        }
+    }
+}
+
 fn sync_file(path: &Path) {
     File::open(path)
         .and_then(|f| f.sync_all())
