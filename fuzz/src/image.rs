@@ -22,15 +22,10 @@ type Delivered = Vec<(u64, String)>;
 
 fn run(image: &[u8], options: &ReplayOptions) -> (annals::Result<ScanReport>, Delivered) {
     let mut got = Vec::new();
-    let result = annals::check_image(
-        Path::new("image.jsonl"),
-        image,
-        options,
-        &mut |seq, json| {
-            got.push((seq, json.to_owned()));
-            Ok(())
-        },
-    );
+    let result = annals::check_image(Path::new("image.jsonl"), image, options, &mut |entry| {
+        got.push((entry.seq, oracle::shown(&entry)));
+        Ok(std::ops::ControlFlow::Continue(()))
+    });
     (result, got)
 }
 

@@ -967,9 +967,10 @@ impl Harness {
                 s.session,
                 s.id,
                 &ReplayOptions::strict(),
-                &mut |_, json| {
+                &mut |entry| {
+                    let json = entry.json().expect("trace json");
                     entries.push(RawEntry::from_json(json).expect("trace json"));
-                    Ok(())
+                    Ok(std::ops::ControlFlow::Continue(()))
                 },
             );
             for e in entries.iter().filter(|e| e.len() > MAX_INLINE) {
@@ -1129,9 +1130,9 @@ impl Harness {
         let collect = |store: &dyn Store| {
             let mut got = Vec::new();
             store
-                .replay_trace_raw(s.session, s.id, &ReplayOptions::strict(), &mut |seq, j| {
-                    got.push((seq, j.to_owned()));
-                    Ok(())
+                .replay_trace_raw(s.session, s.id, &ReplayOptions::strict(), &mut |e| {
+                    got.push((e.seq, crate::oracle::shown(&e)));
+                    Ok(std::ops::ControlFlow::Continue(()))
                 })
                 .map(|_| got)
         };
@@ -1147,12 +1148,10 @@ impl Harness {
 
     fn replay(&self, s: Seg, options: &ReplayOptions) -> Result<(ScanReport, Vec<(u64, String)>)> {
         let mut got = Vec::new();
-        let report = self
-            .fs
-            .replay_raw(s.session, s.id, options, &mut |seq, json| {
-                got.push((seq, json.to_owned()));
-                Ok(())
-            })?;
+        let report = self.fs.replay_raw(s.session, s.id, options, &mut |e| {
+            got.push((e.seq, crate::oracle::shown(&e)));
+            Ok(std::ops::ControlFlow::Continue(()))
+        })?;
         Ok((report, got))
     }
 
@@ -1199,7 +1198,7 @@ impl Harness {
         let raw: Vec<String> = want
             .iter()
             .map(|w| match w.len() > MAX_INLINE {
-                true => BlobRef::for_entry(w.as_str()).raw_json(),
+                true => crate::oracle::blob_shown(&BlobRef::for_entry(w.as_str())),
                 false => w.as_str().to_owned(),
             })
             .collect();
@@ -1209,10 +1208,10 @@ impl Harness {
                 .replay_raw(
                     s.session,
                     s.id,
-                    &ReplayOptions::strict().raw_blobs(),
-                    &mut |_, j| {
-                        got.push(j.to_owned());
-                        Ok(())
+                    &ReplayOptions::strict().blob_refs(),
+                    &mut |e| {
+                        got.push(crate::oracle::shown(&e));
+                        Ok(std::ops::ControlFlow::Continue(()))
                     },
                 )
                 .expect("raw replay");

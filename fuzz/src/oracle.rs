@@ -85,16 +85,42 @@ pub fn parse_entry(line: &[u8]) -> Option<(u64, Body<'_>)> {
 
 /// An entry line a reader of a bare image delivers, with what it delivers: the JSON of an
 /// inline entry (which must be UTF-8), or for a blob line whose reference parses, the
-/// reference as `{"annals_blob":...}` (there is no blob store to resolve it from).
+/// reference as [`shown`] writes it (there is no blob store to resolve it from).
 #[must_use]
 pub fn parse_deliverable(line: &[u8]) -> Option<(u64, String)> {
     match parse_entry(line)? {
         (seq, Body::Inline(json)) => Some((seq, std::str::from_utf8(json).ok()?.to_owned())),
         (seq, Body::Blob(reference)) => {
             let reference: annals::BlobRef = serde_json::from_slice(reference).ok()?;
-            Some((seq, reference.raw_json()))
+            Some((seq, blob_shown(&reference)))
         }
     }
+}
+
+/// How the harnesses write down a delivered entry: its JSON text, or for an entry delivered as
+/// a blob reference only, `blob:` and the reference's JSON (which no JSON text can be mistaken
+/// for, since it does not parse as JSON).
+#[must_use]
+pub fn shown(entry: &annals::Entry<'_>) -> String {
+    match entry.body {
+        annals::Body::Inline(json)
+        | annals::Body::Blob {
+            json: Some(json), ..
+        } => json.to_owned(),
+        annals::Body::Blob {
+            reference,
+            json: None,
+        } => blob_shown(reference),
+    }
+}
+
+/// `blob:` and the reference's JSON.
+#[must_use]
+pub fn blob_shown(reference: &annals::BlobRef) -> String {
+    format!(
+        "blob:{}",
+        serde_json::to_string(reference).unwrap_or_default()
+    )
 }
 
 /// The line for `seq` and `body`, newline included, built by hand.

@@ -121,15 +121,10 @@ fn replay(c: &mut Criterion) {
         b.iter(|| {
             let mut bytes = 0usize;
             store
-                .replay_raw(
-                    session,
-                    segment,
-                    &ReplayOptions::strict(),
-                    &mut |_, json| {
-                        bytes += json.len();
-                        Ok(())
-                    },
-                )
+                .replay_raw(session, segment, &ReplayOptions::strict(), &mut |entry| {
+                    bytes += entry.json().map_or(0, str::len);
+                    Ok(std::ops::ControlFlow::Continue(()))
+                })
                 .expect("replay");
             black_box(bytes)
         });

@@ -123,9 +123,9 @@ fn verify(c: &mut Criterion) {
                         fx.session,
                         fx.segment,
                         &ReplayOptions::strict(),
-                        &mut |seq, json| {
-                            black_box((seq, json));
-                            Ok(())
+                        &mut |entry| {
+                            black_box(entry);
+                            Ok(std::ops::ControlFlow::Continue(()))
                         },
                     )
                     .expect("replay");

@@ -120,13 +120,6 @@ impl BlobRef {
             head: json.get(..cut).unwrap_or_default().to_string(),
         }
     }
-
-    /// What a replay with `raw_blobs` hands out in place of the entry:
-    /// `{"annals_blob":{"sha256":…,"len":…,"head":…}}`.
-    #[must_use]
-    pub fn raw_json(&self) -> String {
-        serde_json::json!({ "annals_blob": self }).to_string()
-    }
 }
 
 /// What an attachment is, given when it is put.

@@ -259,9 +259,64 @@ pub enum Error {
         fs: &'static str,
     },
 
-    /// A caller-supplied sink asked to stop with an error of its own.
-    #[error("{0}")]
-    Sink(String),
+    /// A replay's sink stopped it with an error of its own (made with [`Error::sink`]); the
+    /// caller's error is the source, and can be taken back with `downcast_ref`.
+    #[error("replay stopped by its sink: {0}")]
+    Sink(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+
+    /// A backend other than the filesystem (a database server, say) failed.
+    #[error("{backend}: {op}: {kind}: {message}{}", if *.outcome_unknown { " (the server may have committed it: check the segment's tip before retrying)" } else { "" })]
+    Backend {
+        /// Which backend (`"postgres"`).
+        backend: &'static str,
+        /// What annals was doing (`"append to segment …"` is too long; `"append"`, `"connect"`).
+        op: &'static str,
+        /// What kind of failure it is, for a caller deciding whether to retry.
+        kind: BackendErrorKind,
+        /// The backend's own words, with nothing secret in them (no password).
+        message: String,
+        /// True when the failure came after the request reached the server, so the change may
+        /// or may not have been made (a lost connection during a commit).
+        outcome_unknown: bool,
+    },
+}
+
+/// The kind of a [`Error::Backend`] failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BackendErrorKind {
+    /// The server could not be reached (refused, unknown host, connect timeout).
+    Connect,
+    /// The server refused the credentials.
+    Auth,
+    /// The database (or schema) named does not exist.
+    MissingDatabase,
+    /// The connection broke during the call (server crashed, restarted, or ended it).
+    ConnectionLost,
+    /// A statement took longer than the configured timeout and was cancelled.
+    Timeout,
+    /// The database refused the transaction because of a concurrent one (serialization
+    /// failure, deadlock); nothing was written.
+    Conflict,
+    /// The database holds a schema this build does not know (newer), or one that is damaged.
+    Schema,
+    /// Anything else.
+    Other,
+}
+
+impl fmt::Display for BackendErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Connect => "cannot connect",
+            Self::Auth => "authentication failed",
+            Self::MissingDatabase => "database does not exist",
+            Self::ConnectionLost => "connection lost",
+            Self::Timeout => "statement timeout",
+            Self::Conflict => "conflict with a concurrent transaction",
+            Self::Schema => "unsupported schema",
+            Self::Other => "error",
+        })
+    }
 }
 
 impl Error {
@@ -271,6 +326,12 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+
+    /// Wraps an error of the caller's own for a replay sink to return; the replay stops with
+    /// [`Error::Sink`], which holds it.
+    pub fn sink(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        Self::Sink(error.into())
     }
 
     /// True for errors that say the data on disk is damaged or unreadable by this build.

@@ -65,21 +65,22 @@ pub mod testing;
 
 pub use blob::{Attachment, AttachmentMeta, BlobId, BlobRef, GcReport};
 pub use codec::{FileKind, Header, Lineage, FORMAT_VERSION, MAX_INLINE, MAX_LINE};
-pub use error::{CorruptReason, Error, Result};
+pub use error::{BackendErrorKind, CorruptReason, Error, Result};
 pub use fs::{Durability, FsOptions, FsStore, Repair};
 #[cfg(feature = "fault-injection")]
 pub use fs::{FailNth, Fault, FaultPlan, InjectionPoint as FaultPoint, IoOp};
 pub use ids::{SegmentId, SessionId};
 pub use mem::MemStore;
 pub use store::{
-    Problem, RawEntry, ReadMode, ReplayOptions, ScanReport, SegmentInfo, SegmentWriter, Sink,
-    Store, StoreExt, Tip, TornTail, DEFAULT_MAX_ENTRY_BYTES,
+    Body, Entry, EntryMeta, Problem, RawEntry, ReadMode, ReplayOptions, ScanReport, SegmentInfo,
+    SegmentWriter, Sink, SinkResult, Store, StoreExt, Tip, TornTail, DEFAULT_MAX_ENTRY_BYTES,
 };
 
 /// Checks an in-memory image of a segment or trace file, exactly as a replay of that file
-/// would, and streams its entries into `sink` (entries kept as blobs as their references, as
-/// with [`ReplayOptions::raw_blobs`]). `name` is only used in error messages. Pure: no
-/// I/O. Useful for tools that hold a file's bytes, and for fuzzing the reader.
+/// would, and streams its entries into `sink` (entries kept as blobs as their references only,
+/// as with [`ReplayOptions::blob_refs`]: there is no blob store here). `name` is only used in
+/// error messages. Pure: no I/O. Useful for tools that hold a file's bytes, and for fuzzing the
+/// reader.
 ///
 /// # Errors
 /// [`Error::Corrupt`] in strict mode, [`Error::UnsupportedVersion`], the sink's error.
@@ -95,8 +96,19 @@ pub fn check_image(
     let shown = tail.get(..tail.len().min(MAX_LINE)).unwrap_or_default();
     // There is no blob store here: entries kept as blobs come out as their references.
     let mut deliver = |delivery: scan::Delivery<'_>| match delivery {
-        scan::Delivery::Entry { seq, json } => sink(seq, json),
-        scan::Delivery::Blob { seq, reference, .. } => sink(seq, &reference.raw_json()),
+        scan::Delivery::Entry { seq, json } => sink(Entry {
+            seq,
+            appended_ms: None,
+            body: Body::Inline(json),
+        }),
+        scan::Delivery::Blob { seq, reference, .. } => sink(Entry {
+            seq,
+            appended_ms: None,
+            body: Body::Blob {
+                reference: &reference,
+                json: None,
+            },
+        }),
     };
     fs::scan_slice(lines, shown, tail.len() as u64, checker, &mut deliver, name).map(
         |(mut report, _)| {

@@ -9,24 +9,30 @@ use crate::blob::{Attachment, AttachmentMeta, BlobId, BlobRef, GcReport};
 use crate::codec::Lineage;
 use crate::store::{check_entry_size, Prepared, DEFAULT_MAX_ENTRY_BYTES};
 use crate::{
-    Error, RawEntry, ReplayOptions, Result, ScanReport, SegmentId, SegmentInfo, SessionId, Sink,
-    Store, Tip,
+    Body, Entry, Error, RawEntry, ReplayOptions, Result, ScanReport, SegmentId, SegmentInfo,
+    SessionId, Sink, Store, Tip,
 };
 
-/// An entry as kept: in place, or (if too long for a line on disk) as a reference to a blob,
-/// exactly as the filesystem store decides, so that raw replays and blob garbage collection
-/// behave the same.
+/// An entry as kept: when it was appended, and its body in place or (if too long for a line on
+/// disk) as a reference to a blob, exactly as the filesystem store decides, so that raw replays
+/// and blob garbage collection behave the same.
 #[derive(Debug, Clone)]
-enum Stored {
+struct Stored {
+    appended_ms: u64,
+    body: Kept,
+}
+
+#[derive(Debug, Clone)]
+enum Kept {
     Inline(RawEntry),
     Blob(BlobRef),
 }
 
 impl Stored {
     fn len(&self) -> u64 {
-        match self {
-            Self::Inline(e) => e.len() as u64,
-            Self::Blob(r) => r.len,
+        match &self.body {
+            Kept::Inline(e) => e.len() as u64,
+            Kept::Blob(r) => r.len,
         }
     }
 }
@@ -75,15 +81,22 @@ impl Session {
         for e in entries {
             check_entry_size(e, max)?;
         }
+        let appended_ms = crate::now_ms();
         Ok(entries
             .iter()
             .map(|e| match Prepared::of(e) {
-                Prepared::Inline(e) => Stored::Inline(e.clone()),
+                Prepared::Inline(e) => Stored {
+                    appended_ms,
+                    body: Kept::Inline(e.clone()),
+                },
                 Prepared::Blob(r) => {
                     self.blobs
                         .entry(r.sha256)
                         .or_insert_with(|| Arc::from(e.as_str().as_bytes()));
-                    Stored::Blob(r)
+                    Stored {
+                        appended_ms,
+                        body: Kept::Blob(r),
+                    }
                 }
             })
             .collect())
@@ -147,6 +160,40 @@ impl MemStore {
         seg.modified = SystemTime::now();
         Ok(seg.tip())
     }
+
+    /// Truncate, with `expected` the detector's check, under the same write lock.
+    fn rewrite_keeping(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        keep: u64,
+        expected: Option<Tip>,
+    ) -> Result<Tip> {
+        let mut map = self.write();
+        let seg = segment_mut(&mut map, session, segment)?;
+        if let Some(expected) = expected {
+            if seg.tip() != expected {
+                return Err(Error::ConcurrentWriter {
+                    segment,
+                    expected,
+                    found: seg.tip(),
+                });
+            }
+        }
+        let count = seg.entries.len() as u64;
+        if keep > count {
+            return Err(Error::BeyondEnd {
+                segment,
+                requested: keep,
+                count,
+            });
+        }
+        seg.entries
+            .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+        seg.generation += 1;
+        seg.modified = SystemTime::now();
+        Ok(seg.tip())
+    }
 }
 
 fn segment_mut(
@@ -189,24 +236,39 @@ fn replay_vec(
     options: &ReplayOptions,
     sink: &mut Sink<'_>,
 ) -> Result<ScanReport> {
+    let mut report = ScanReport::default();
     for (seq, e) in (0u64..).zip(&entries) {
+        report.entries = seq + 1;
         if seq < options.from_seq {
             continue;
         }
-        match e {
-            Stored::Inline(e) => sink(seq, e.as_str())?,
-            Stored::Blob(r) if options.raw_blobs => sink(seq, &r.raw_json())?,
-            Stored::Blob(r) => {
+        let appended_ms = Some(e.appended_ms);
+        let body = match &e.body {
+            Kept::Inline(e) => Body::Inline(e.as_str()),
+            Kept::Blob(r) if options.blob_refs => Body::Blob {
+                reference: r,
+                json: None,
+            },
+            Kept::Blob(r) => {
                 // Blobs are only removed when nothing refers to them, so this one is there.
                 let bytes = blobs.get(&r.sha256).map_or(&[][..], |b| &b[..]);
-                sink(seq, std::str::from_utf8(bytes).unwrap_or_default())?;
+                Body::Blob {
+                    reference: r,
+                    json: Some(std::str::from_utf8(bytes).unwrap_or_default()),
+                }
             }
+        };
+        let flow = sink(Entry {
+            seq,
+            appended_ms,
+            body,
+        })?;
+        if flow.is_break() {
+            report.stopped = true;
+            return Ok(report);
         }
     }
-    Ok(ScanReport {
-        entries: entries.len() as u64,
-        ..ScanReport::default()
-    })
+    Ok(report)
 }
 
 impl Store for MemStore {
@@ -290,21 +352,22 @@ impl Store for MemStore {
     }
 
     fn truncate(&self, session: SessionId, segment: SegmentId, keep: u64) -> Result<Tip> {
-        let mut map = self.write();
-        let seg = segment_mut(&mut map, session, segment)?;
-        let count = seg.entries.len() as u64;
-        if keep > count {
-            return Err(Error::BeyondEnd {
-                segment,
-                requested: keep,
-                count,
-            });
-        }
-        seg.entries
-            .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
-        seg.generation += 1;
-        seg.modified = SystemTime::now();
-        Ok(seg.tip())
+        self.rewrite_keeping(session, segment, keep, None)
+    }
+
+    fn truncate_if(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        expected: Tip,
+        keep: u64,
+    ) -> Result<Tip> {
+        self.rewrite_keeping(session, segment, keep, Some(expected))
+    }
+
+    fn sync(&self, session: SessionId, segment: SegmentId) -> Result<()> {
+        // Nothing is ever more durable than memory here; the segment must exist all the same.
+        segment_ref(&self.read(), session, segment).map(|_| ())
     }
 
     fn fork(&self, session: SessionId, source: SegmentId, at: u64, into: SegmentId) -> Result<Tip> {
@@ -479,7 +542,7 @@ impl Store for MemStore {
         let mut referenced: BTreeSet<BlobId> = s.attachments.iter().map(|a| a.id).collect();
         for seg in s.segments.values() {
             for e in seg.entries.iter().chain(&seg.trace) {
-                if let Stored::Blob(r) = e {
+                if let Kept::Blob(r) = &e.body {
                     referenced.insert(r.sha256);
                 }
             }

@@ -226,6 +226,13 @@ impl Checker {
         }
     }
 
+    /// The sink asked to stop: the report covers what was read so far.
+    pub(crate) fn stopped(mut self, file_len: u64) -> (ScanReport, Option<Header>) {
+        self.report.stopped = true;
+        self.report.file_len = file_len;
+        (self.report, self.header)
+    }
+
     pub(crate) fn finish(mut self, file_len: u64) -> Result<(ScanReport, Option<Header>), Stop> {
         let headerless = self.line_no == 0 || self.header.is_none();
         if !self.resumed && headerless && (self.line_no == 0 || self.report.problem_count == 0) {

@@ -1,6 +1,7 @@
 //! The `Store` trait, the types it speaks, and the typed helpers on top of it.
 
 use std::fmt;
+use std::ops::{ControlFlow, Deref};
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -124,10 +125,10 @@ pub struct ReplayOptions {
     /// reading at that entry (the filesystem store finds it by binary search), so lines before it
     /// are not necessarily checked.
     pub from_seq: u64,
-    /// Hand out entries kept as blobs as their reference,
-    /// `{"annals_blob":{"sha256":…,"len":…,"head":…}}`, instead of reading the blob: for tools
-    /// that want to stay fast. Off by default: replay re-inflates every entry.
-    pub raw_blobs: bool,
+    /// Hand out entries kept as blobs as their reference only ([`Body::Blob`] with `json: None`),
+    /// without reading the blob: for tools that want to stay fast. Off by default: replay
+    /// re-inflates (and checks) every entry. Typed replays ([`StoreExt::replay`]) ignore it.
+    pub blob_refs: bool,
 }
 
 impl ReplayOptions {
@@ -153,10 +154,10 @@ impl ReplayOptions {
         self
     }
 
-    /// Deliver blob references instead of reading blobs (see [`ReplayOptions::raw_blobs`]).
+    /// Deliver blob references instead of reading blobs (see [`ReplayOptions::blob_refs`]).
     #[must_use]
-    pub fn raw_blobs(mut self) -> Self {
-        self.raw_blobs = true;
+    pub fn blob_refs(mut self) -> Self {
+        self.blob_refs = true;
         self
     }
 }
@@ -209,6 +210,10 @@ pub struct ScanReport {
     pub problems: Vec<Problem>,
     /// How many problems there were in all (more than `problems.len()` if some were not kept).
     pub problem_count: u64,
+    /// The sink asked to stop ([`ControlFlow::Break`]): the scan ended after the entry it was
+    /// given, and what follows it was not read. `entries`, `valid_up_to` and `problems` then
+    /// describe only the part that was read.
+    pub stopped: bool,
 }
 
 impl ScanReport {
@@ -245,9 +250,90 @@ pub struct SegmentInfo {
     pub damage: Option<String>,
 }
 
-/// Sink of a replay: called with each entry's sequence number and JSON text, in order.
-/// Returning an error stops the replay with that error.
-pub type Sink<'a> = dyn FnMut(u64, &str) -> Result<()> + 'a;
+/// One entry as a replay hands it out, borrowed from the reader's buffer for the duration of the
+/// call: no allocation per entry unless the sink makes one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry<'a> {
+    /// Sequence number: 0, 1, 2, … within the segment.
+    pub seq: u64,
+    /// When the store appended the entry, milliseconds since the Unix epoch. `None` where the
+    /// backend did not record it (files of on-disk format version 1 kept no time).
+    pub appended_ms: Option<u64>,
+    /// The entry itself.
+    pub body: Body<'a>,
+}
+
+impl<'a> Entry<'a> {
+    /// The entry's JSON text, exactly as appended (compact). `None` only for an entry kept as a
+    /// blob in a replay with [`ReplayOptions::blob_refs`].
+    #[must_use]
+    pub fn json(&self) -> Option<&'a str> {
+        match self.body {
+            Body::Inline(json) => Some(json),
+            Body::Blob { json, .. } => json,
+        }
+    }
+
+    /// Sequence number and append time.
+    #[must_use]
+    pub fn meta(&self) -> EntryMeta {
+        EntryMeta {
+            seq: self.seq,
+            appended_ms: self.appended_ms,
+        }
+    }
+}
+
+/// How an entry is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body<'a> {
+    /// Kept in its line: the entry's JSON text.
+    Inline(&'a str),
+    /// Kept as a blob (it was too long for a line). `json` is its text, read back and checked,
+    /// unless the replay asked for references only ([`ReplayOptions::blob_refs`]).
+    Blob {
+        /// Where the entry is kept: hash, length, first bytes.
+        reference: &'a BlobRef,
+        /// The entry's JSON text, or `None` with [`ReplayOptions::blob_refs`].
+        json: Option<&'a str>,
+    },
+}
+
+/// What typed replays ([`StoreExt::replay`]) hand out next to each value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EntryMeta {
+    /// Sequence number.
+    pub seq: u64,
+    /// Append time, milliseconds since the Unix epoch, where the backend recorded it.
+    pub appended_ms: Option<u64>,
+}
+
+/// Sink of a replay: called with each entry, in order. `Ok(ControlFlow::Break(()))` stops the
+/// replay early (it returns `Ok` with [`ScanReport::stopped`] set); an error stops it with that
+/// error (wrap an error of your own with [`Error::sink`]).
+pub type Sink<'a> = dyn FnMut(Entry<'_>) -> Result<ControlFlow<()>> + 'a;
+
+/// What a typed replay's closure may return: `Result<()>` (always go on) or
+/// `Result<ControlFlow<()>>` (stop early with `Break`).
+pub trait SinkResult {
+    /// As the flow a replay understands.
+    ///
+    /// # Errors
+    /// The closure's own error.
+    fn into_flow(self) -> Result<ControlFlow<()>>;
+}
+
+impl SinkResult for Result<()> {
+    fn into_flow(self) -> Result<ControlFlow<()>> {
+        self.map(|()| ControlFlow::Continue(()))
+    }
+}
+
+impl SinkResult for Result<ControlFlow<()>> {
+    fn into_flow(self) -> Result<ControlFlow<()>> {
+        self
+    }
+}
 
 /// A store of sessions, each holding segments of entries. Sync, object-safe, `Send + Sync`:
 /// call it from any thread, as `dyn Store` if you like. Entries are JSON text
@@ -326,8 +412,8 @@ pub trait Store: Send + Sync {
     /// # Errors
     /// [`Error::SegmentNotFound`], I/O errors. Damage is reported in the [`ScanReport`].
     fn verify(&self, session: SessionId, segment: SegmentId) -> Result<ScanReport> {
-        self.replay_raw(session, segment, &ReplayOptions::tolerant(), &mut |_, _| {
-            Ok(())
+        self.replay_raw(session, segment, &ReplayOptions::tolerant(), &mut |_| {
+            Ok(ControlFlow::Continue(()))
         })
     }
 
@@ -337,17 +423,23 @@ pub trait Store: Send + Sync {
     /// As [`Store::replay_raw`].
     fn read_raw(&self, session: SessionId, segment: SegmentId) -> Result<Vec<RawEntry>> {
         let mut out = Vec::new();
-        self.replay_raw(
-            session,
-            segment,
-            &ReplayOptions::strict(),
-            &mut |_, json| {
+        self.replay_raw(session, segment, &ReplayOptions::strict(), &mut |entry| {
+            if let Some(json) = entry.json() {
                 out.push(RawEntry::from_verified(json));
-                Ok(())
-            },
-        )?;
+            }
+            Ok(ControlFlow::Continue(()))
+        })?;
         Ok(out)
     }
+
+    /// Makes everything appended to the segment so far durable (on the filesystem store, one
+    /// `fdatasync` of the segment file; nothing to do where every append already is). The way
+    /// to make a turn of `Buffered` appends durable at its end. A failure is sticky, as for a
+    /// `Sync` append: the file is not synced again as if it could succeed.
+    ///
+    /// # Errors
+    /// [`Error::SegmentNotFound`], [`Error::Poisoned`], I/O errors.
+    fn sync(&self, session: SessionId, segment: SegmentId) -> Result<()>;
 
     /// The segment's tip: entry count and rewrite generation. O(1) amortized: its cost does not
     /// grow with the segment's size.
@@ -372,6 +464,21 @@ pub trait Store: Send + Sync {
     /// [`Error::BeyondEnd`] if `keep` exceeds the count, [`Error::Corrupt`] if the kept prefix is
     /// damaged, I/O errors.
     fn truncate(&self, session: SessionId, segment: SegmentId, keep: u64) -> Result<Tip>;
+
+    /// [`Store::truncate`] only if the segment's tip is still `expected`, checked atomically with
+    /// the rewrite: the detector for a writer that cuts its own history
+    /// ([`SegmentWriter::truncate`]).
+    ///
+    /// # Errors
+    /// [`Error::ConcurrentWriter`] with the tip found (nothing changed), and the errors of
+    /// [`Store::truncate`].
+    fn truncate_if(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        expected: Tip,
+        keep: u64,
+    ) -> Result<Tip>;
 
     /// Starts segment `into` of the same session from the first `at` entries of `source`
     /// (copied as stored, crash-atomically) and records the lineage. `source` is not touched.
@@ -542,24 +649,26 @@ pub trait StoreExt: Store {
         Ok(out)
     }
 
-    /// Streams entries as `T` into `f`, with their sequence numbers.
+    /// Streams entries as `T` into `f`, with their sequence numbers and append times. `f` may
+    /// return `Result<()>`, or `Result<ControlFlow<()>>` to stop early. Entries kept as blobs are
+    /// always read back (`blob_refs` is ignored: a reference is not a `T`).
     ///
     /// # Errors
     /// [`Error::Deserialize`] naming the entry, and the errors of [`Store::replay_raw`].
-    fn replay<T: DeserializeOwned>(
+    fn replay<T: DeserializeOwned, R: SinkResult>(
         &self,
         session: SessionId,
         segment: SegmentId,
         options: &ReplayOptions,
-        mut f: impl FnMut(u64, T) -> Result<()>,
+        mut f: impl FnMut(EntryMeta, T) -> R,
     ) -> Result<ScanReport> {
-        self.replay_raw(session, segment, options, &mut |seq, json| {
-            let value = serde_json::from_str(json).map_err(|source| Error::Deserialize {
-                segment,
-                seq,
-                source,
-            })?;
-            f(seq, value)
+        let options = ReplayOptions {
+            blob_refs: false,
+            ..*options
+        };
+        self.replay_raw(session, segment, &options, &mut |entry| {
+            let value = deserialize(segment, &entry)?;
+            f(entry.meta(), value).into_flow()
         })
     }
 
@@ -587,45 +696,71 @@ pub trait StoreExt: Store {
         segment: SegmentId,
     ) -> Result<Vec<T>> {
         let mut out = Vec::new();
-        self.replay_trace_raw(
-            session,
-            segment,
-            &ReplayOptions::strict(),
-            &mut |seq, json| {
-                out.push(
-                    serde_json::from_str(json).map_err(|source| Error::Deserialize {
-                        segment,
-                        seq,
-                        source,
-                    })?,
-                );
-                Ok(())
-            },
-        )?;
+        self.replay_trace_raw(session, segment, &ReplayOptions::strict(), &mut |entry| {
+            out.push(deserialize(segment, &entry)?);
+            Ok(ControlFlow::Continue(()))
+        })?;
         Ok(out)
     }
 }
 
 impl<S: Store + ?Sized> StoreExt for S {}
 
+/// Deserializes a delivered entry straight from the reader's buffer.
+fn deserialize<T: DeserializeOwned>(segment: SegmentId, entry: &Entry<'_>) -> Result<T> {
+    let deserialized = match entry.json() {
+        Some(json) => serde_json::from_str(json),
+        // Only a replay with `blob_refs` delivers an entry without its text, and typed replays
+        // never ask for one: a backend that does it anyway gets a clear error, not a wrong value.
+        None => Err(serde::de::Error::custom(
+            "the backend delivered a blob reference without the entry's text",
+        )),
+    };
+    deserialized.map_err(|source| Error::Deserialize {
+        segment,
+        seq: entry.seq,
+        source,
+    })
+}
+
 fn to_raw<T: Serialize>(entries: &[T]) -> Result<Vec<RawEntry>> {
     entries.iter().map(RawEntry::from_value).collect()
 }
 
-/// A writer handle on one segment that keeps its own tally and refuses to append when anyone
-/// else has changed the segment since: the concurrent-writer detector. Cheap: one
-/// [`Store::append_if`] per append, no re-read.
+/// A writer on one segment that keeps its own tally and refuses to append when anyone else has
+/// changed the segment since: the concurrent-writer detector. Cheap: one [`Store::append_if`] per
+/// append, no re-read.
+///
+/// Generic over how it holds the store — `&FsStore`, `&dyn Store`, `Arc<dyn Store>`,
+/// `Box<dyn Store>`, any pointer to a [`Store`] — so an owned writer (over an `Arc`) can live in a
+/// worker's struct and move between threads.
 ///
 /// On [`Error::ConcurrentWriter`] the usual reaction is [`SegmentWriter::fork`]: continue in a
 /// new segment that starts from this writer's own history.
-pub struct SegmentWriter<'s> {
-    store: &'s dyn Store,
+///
+/// ```
+/// use std::sync::Arc;
+/// use annals::{MemStore, SegmentId, SegmentWriter, SessionId, Store, StoreExt};
+/// # fn main() -> annals::Result<()> {
+/// let store: Arc<dyn Store> = Arc::new(MemStore::new());
+/// let (session, segment) = (SessionId::new(), SegmentId::new());
+/// store.create_segment(session, segment, &[])?;
+/// let mut writer = SegmentWriter::open(Arc::clone(&store), session, segment)?;
+/// let worker = std::thread::spawn(move || -> annals::Result<u64> {
+///     writer.append(&serde_json::json!({"role": "assistant", "text": "done"}))?;
+///     Ok(writer.tip().count)
+/// });
+/// assert_eq!(worker.join().unwrap()?, 1);
+/// # Ok(()) }
+/// ```
+pub struct SegmentWriter<S> {
+    store: S,
     session: SessionId,
     segment: SegmentId,
     tip: Tip,
 }
 
-impl fmt::Debug for SegmentWriter<'_> {
+impl<S> fmt::Debug for SegmentWriter<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SegmentWriter")
             .field("session", &self.session)
@@ -635,12 +770,16 @@ impl fmt::Debug for SegmentWriter<'_> {
     }
 }
 
-impl<'s> SegmentWriter<'s> {
+impl<S> SegmentWriter<S>
+where
+    S: Deref,
+    S::Target: Store,
+{
     /// Opens a writer on an existing segment, taking its current tip as the tally.
     ///
     /// # Errors
     /// As [`Store::tip`].
-    pub fn open(store: &'s dyn Store, session: SessionId, segment: SegmentId) -> Result<Self> {
+    pub fn open(store: S, session: SessionId, segment: SegmentId) -> Result<Self> {
         let tip = store.tip(session, segment)?;
         Ok(Self {
             store,
@@ -668,6 +807,12 @@ impl<'s> SegmentWriter<'s> {
         self.tip
     }
 
+    /// The store the writer writes to.
+    #[must_use]
+    pub fn store(&self) -> &S::Target {
+        &self.store
+    }
+
     /// Appends one typed entry if no one else changed the segment.
     ///
     /// # Errors
@@ -685,6 +830,28 @@ impl<'s> SegmentWriter<'s> {
         self.tip = self
             .store
             .append_if(self.session, self.segment, self.tip, entries)?;
+        Ok(self.tip)
+    }
+
+    /// Makes everything appended so far durable ([`Store::sync`]).
+    ///
+    /// # Errors
+    /// As [`Store::sync`].
+    pub fn sync(&self) -> Result<()> {
+        self.store.sync(self.session, self.segment)
+    }
+
+    /// Keeps the first `keep` entries ([`Store::truncate`]) and takes the new tip as the tally,
+    /// so the writer's own rewrite is not mistaken for another writer's. Refused with
+    /// [`Error::ConcurrentWriter`] (nothing changed) if someone else changed the segment since
+    /// this writer's last operation: the cut would drop entries it has not seen.
+    ///
+    /// # Errors
+    /// [`Error::ConcurrentWriter`] and the errors of [`Store::truncate`].
+    pub fn truncate(&mut self, keep: u64) -> Result<Tip> {
+        self.tip = self
+            .store
+            .truncate_if(self.session, self.segment, self.tip, keep)?;
         Ok(self.tip)
     }
 

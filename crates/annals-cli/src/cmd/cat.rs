@@ -2,9 +2,12 @@
 
 use std::collections::VecDeque;
 use std::io::{self, BufWriter, Write};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 
-use annals::{ReadMode, ReplayOptions, ScanReport, SegmentId, SessionId, Store};
+use annals::{
+    BlobRef, Body, EntryMeta, ReadMode, ReplayOptions, ScanReport, SegmentId, SessionId, Store,
+};
 use clap::Args;
 
 use super::{PrintArgs, Printer, SinkError};
@@ -129,27 +132,34 @@ fn stream(
     let options = ReplayOptions {
         mode,
         from_seq: from,
-        raw_blobs: printer.raw_blobs(),
+        blob_refs: printer.blob_refs(),
     };
     let mut sink_error = SinkError::new();
     let mut reached_end = false;
-    let result = file.replay(target, &options, &mut |seq, json| {
-        if to.is_some_and(|to| seq > to) {
+    let result = file.replay(target, &options, &mut |entry| {
+        if to.is_some_and(|to| entry.seq > to) {
             reached_end = true;
-            return Err(annals::Error::Sink("reached --to".into()));
+            return Ok(ControlFlow::Break(()));
         }
-        printer
-            .entry(out, seq, json)
-            .map_err(|e| sink_error.stop(e))
+        Ok(match printer.entry(out, &entry) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => sink_error.stop(e),
+        })
     });
     if let Some(e) = sink_error.io {
         return Err(stdout_error(&e));
     }
     match result {
+        Ok(_) if reached_end => Ok(ScanReport::default()),
         Ok(report) => Ok(report),
-        Err(annals::Error::Sink(_)) if reached_end => Ok(ScanReport::default()),
         Err(e) => Err(target.err(e)),
     }
+}
+
+/// An entry kept past its replay's callback (for `--tail` without a seekable store).
+enum Kept {
+    Inline(String),
+    Blob(BlobRef, Option<String>),
 }
 
 fn tail_by_scan(
@@ -161,25 +171,43 @@ fn tail_by_scan(
     out: &mut impl Write,
 ) -> Result<ScanReport, Failure> {
     let cap = usize::try_from(n).unwrap_or(usize::MAX);
-    let mut last: VecDeque<(u64, String)> = VecDeque::with_capacity(cap.min(4096));
+    let mut last: VecDeque<(EntryMeta, Kept)> = VecDeque::with_capacity(cap.min(4096));
     let options = ReplayOptions {
         mode,
         from_seq: 0,
-        raw_blobs: printer.raw_blobs(),
+        blob_refs: printer.blob_refs(),
     };
     let report = file
-        .replay(target, &options, &mut |seq, json| {
+        .replay(target, &options, &mut |entry| {
             if cap > 0 {
                 if last.len() == cap {
                     last.pop_front();
                 }
-                last.push_back((seq, json.to_owned()));
+                let kept = match entry.body {
+                    Body::Inline(json) => Kept::Inline(json.to_owned()),
+                    Body::Blob { reference, json } => {
+                        Kept::Blob(reference.clone(), json.map(str::to_owned))
+                    }
+                };
+                last.push_back((entry.meta(), kept));
             }
-            Ok(())
+            Ok(ControlFlow::Continue(()))
         })
         .map_err(|e| target.err(e))?;
-    for (seq, json) in &last {
-        printer.entry(out, *seq, json)?;
+    for (meta, kept) in &last {
+        let body = match kept {
+            Kept::Inline(json) => Body::Inline(json),
+            Kept::Blob(reference, json) => Body::Blob {
+                reference,
+                json: json.as_deref(),
+            },
+        };
+        let entry = annals::Entry {
+            seq: meta.seq,
+            appended_ms: meta.appended_ms,
+            body,
+        };
+        printer.entry(out, &entry)?;
     }
     Ok(report)
 }

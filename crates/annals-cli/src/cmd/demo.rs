@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
@@ -382,15 +383,10 @@ fn read_back(store: &FsStore, ours: &HashSet<SessionId>) -> annals::Result<ReadB
             let report = store.verify(session, info.segment)?;
             rb.problems += report.problem_count;
             let mut entries = 0u64;
-            match store.replay_raw(
-                session,
-                info.segment,
-                &ReplayOptions::strict(),
-                &mut |_, _| {
-                    entries += 1;
-                    Ok(())
-                },
-            ) {
+            match store.replay_raw(session, info.segment, &ReplayOptions::strict(), &mut |_| {
+                entries += 1;
+                Ok(ControlFlow::Continue(()))
+            }) {
                 Ok(_) => {}
                 Err(e) if e.is_corruption() => rb.unreadable += 1,
                 Err(e) => return Err(e),
@@ -399,7 +395,7 @@ fn read_back(store: &FsStore, ours: &HashSet<SessionId>) -> annals::Result<ReadB
                 session,
                 info.segment,
                 &ReplayOptions::tolerant(),
-                &mut |_, _| Ok(()),
+                &mut |_| Ok(ControlFlow::Continue(())),
             )?;
             if trace.path.is_some() {
                 rb.store_traces += 1;

@@ -2,6 +2,7 @@
 //! seen sequence number when it grows.
 
 use std::io::{self, Write};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -105,29 +106,29 @@ pub fn run(root: Option<PathBuf>, args: &FollowArgs) -> Outcome {
             session,
             segment,
             &ReplayOptions {
-                raw_blobs: printer.raw_blobs(),
+                blob_refs: printer.blob_refs(),
                 ..ReplayOptions::strict().from_seq(next)
             },
-            &mut |seq, json| {
+            &mut |entry| {
                 if stop.load(Ordering::SeqCst) {
-                    return Err(annals::Error::Sink("interrupted".into()));
+                    return Ok(ControlFlow::Break(()));
                 }
-                if seq < next {
-                    return Ok(());
+                if entry.seq < next {
+                    return Ok(ControlFlow::Continue(()));
                 }
-                printer
-                    .entry(&mut out, seq, json)
-                    .map_err(|e| sink_error.stop(e))?;
-                next = seq + 1;
-                Ok(())
+                if let Err(e) = printer.entry(&mut out, &entry) {
+                    return Ok(sink_error.stop(e));
+                }
+                next = entry.seq + 1;
+                Ok(ControlFlow::Continue(()))
             },
         );
         if let Some(e) = sink_error.io {
             return Err(stdout_error(&e));
         }
         match result {
+            Ok(_) if stop.load(Ordering::SeqCst) => return Ok(OK),
             Ok(_) => {}
-            Err(annals::Error::Sink(_)) if stop.load(Ordering::SeqCst) => return Ok(OK),
             Err(annals::Error::SegmentNotFound { .. }) => pause = Duration::ZERO,
             Err(e) => return Err(target.err(e)),
         }

@@ -55,7 +55,7 @@ pub struct PrintArgs {
 
 impl PrintArgs {
     /// Whether the replay should hand out blob references rather than read blobs.
-    pub fn raw_blobs(&self) -> bool {
+    pub fn blob_refs(&self) -> bool {
         self.no_blobs || self.raw
     }
 
@@ -76,7 +76,7 @@ impl PrintArgs {
 pub struct Printer {
     format: Format,
     seq: bool,
-    raw_blobs: bool,
+    blob_refs: bool,
     style: Style,
     line: Vec<u8>,
 }
@@ -87,7 +87,7 @@ impl Printer {
         Self {
             format,
             seq: args.seq,
-            raw_blobs: args.raw_blobs(),
+            blob_refs: args.blob_refs(),
             style: if format == Format::Pretty {
                 Style::stdout()
             } else {
@@ -98,11 +98,45 @@ impl Printer {
     }
 
     /// Whether replays for this printer should hand out blob references.
-    pub fn raw_blobs(&self) -> bool {
-        self.raw_blobs
+    pub fn blob_refs(&self) -> bool {
+        self.blob_refs
     }
 
-    pub fn entry(&mut self, out: &mut impl Write, seq: u64, json: &str) -> io::Result<()> {
+    /// Prints one delivered entry (a blob reference, with `--no-blobs`, as
+    /// `{"annals_blob":{"sha256","len","head"}}`).
+    pub fn entry(&mut self, out: &mut impl Write, entry: &annals::Entry<'_>) -> io::Result<()> {
+        match (entry.body, self.format) {
+            (annals::Body::Blob { reference, .. }, Format::Raw) => {
+                self.line.clear();
+                annals::codec::encode_blob(entry.seq, reference, &mut self.line).map_err(
+                    |size| {
+                        io::Error::other(format!("entry {} re-frames to {size} bytes", entry.seq))
+                    },
+                )?;
+                out.write_all(&self.line)
+            }
+            (
+                annals::Body::Blob {
+                    reference,
+                    json: None,
+                },
+                _,
+            ) => {
+                let shown = serde_json::json!({ "annals_blob": reference }).to_string();
+                self.text(out, entry.seq, &shown)
+            }
+            (
+                annals::Body::Blob {
+                    json: Some(json), ..
+                }
+                | annals::Body::Inline(json),
+                _,
+            ) => self.text(out, entry.seq, json),
+        }
+    }
+
+    /// Prints an entry's JSON text (or what stands for it).
+    pub fn text(&mut self, out: &mut impl Write, seq: u64, json: &str) -> io::Result<()> {
         if self.seq {
             let label = format!("{seq}\t");
             let label = if self.format == Format::Pretty {
@@ -123,14 +157,9 @@ impl Printer {
             }
             Format::Raw => {
                 // Re-framing a verified entry gives back its stored line byte for byte: the
-                // CRC covers exactly these bytes and the sequence number has one spelling. Raw
-                // replays hand out blob lines as their reference, which frames as a blob line.
+                // CRC covers exactly these bytes and the sequence number has one spelling.
                 self.line.clear();
-                let framed = match blob_reference(json) {
-                    Some(reference) => annals::codec::encode_blob(seq, &reference, &mut self.line),
-                    None => annals::codec::encode_entry(seq, json, &mut self.line),
-                };
-                framed.map_err(|size| {
+                annals::codec::encode_entry(seq, json, &mut self.line).map_err(|size| {
                     io::Error::other(format!("entry {seq} re-frames to {size} bytes"))
                 })?;
                 out.write_all(&self.line)
@@ -150,23 +179,9 @@ impl SinkError {
         Self { io: None }
     }
 
-    /// Records a write error and turns it into the library's "stop" signal.
-    pub fn stop(&mut self, e: io::Error) -> annals::Error {
+    /// Records a write error and asks the replay to stop there.
+    pub fn stop(&mut self, e: io::Error) -> std::ops::ControlFlow<()> {
         self.io = Some(e);
-        annals::Error::Sink("stopped by the output".into())
+        std::ops::ControlFlow::Break(())
     }
-}
-
-/// The reference in what a raw-blobs replay hands out for an entry kept as a blob.
-fn blob_reference(json: &str) -> Option<annals::BlobRef> {
-    if !json.starts_with("{\"annals_blob\":") {
-        return None;
-    }
-    #[derive(serde::Deserialize)]
-    struct Wrapped {
-        annals_blob: annals::BlobRef,
-    }
-    serde_json::from_str::<Wrapped>(json)
-        .ok()
-        .map(|w| w.annals_blob)
 }

@@ -387,8 +387,8 @@ fn check_segment<W: Write>(
     let trace =
         target
             .store
-            .replay_trace_raw(session, segment, &ReplayOptions::tolerant(), &mut |_, _| {
-                Ok(())
+            .replay_trace_raw(session, segment, &ReplayOptions::tolerant(), &mut |_| {
+                Ok(std::ops::ControlFlow::Continue(()))
             });
     match trace {
         // No trace file: nothing to report.

@@ -248,19 +248,7 @@ impl Handle {
             }
             h.write_all_once()?;
             if sync {
-                let synced = h
-                    .faults
-                    .check(FaultPoint::AppendSync, &h.path)
-                    .and_then(|()| h.file.sync_data());
-                if synced.is_ok() {
-                    h.faults.observe(&IoOp::Sync { path: &h.path });
-                }
-                if let Err(e) = synced {
-                    // Never retried: after a failed fsync the kernel may have dropped the
-                    // dirty pages, and a second fsync could report success for lost data.
-                    h.poisoned = Some(e.to_string());
-                    return Err(Error::io("fsync", &h.path, e));
-                }
+                h.sync_data()?;
             }
             h.tail.committed += h.buf.len() as u64;
             h.tail.count += entries.len() as u64;
@@ -269,6 +257,32 @@ impl Handle {
                 .map_err(|e| Error::io("append to", &h.path, e))?;
             Ok(h.tip())
         })
+    }
+
+    /// Makes everything written to the file durable: one `fdatasync`. Sticky: after a failure
+    /// the handle is poisoned and never synced again.
+    pub(crate) fn sync(&mut self) -> Result<()> {
+        self.check_poison()?;
+        self.sync_data()
+    }
+
+    fn sync_data(&mut self) -> Result<()> {
+        let synced = self
+            .faults
+            .check(FaultPoint::AppendSync, &self.path)
+            .and_then(|()| self.file.sync_data());
+        match synced {
+            Ok(()) => {
+                self.faults.observe(&IoOp::Sync { path: &self.path });
+                Ok(())
+            }
+            Err(e) => {
+                // Never retried: after a failed fsync the kernel may have dropped the dirty
+                // pages, and a second fsync could report success for lost data.
+                self.poisoned = Some(e.to_string());
+                Err(Error::io("fsync", &self.path, e))
+            }
+        }
     }
 
     /// One `write(2)` of the whole buffer. A short or failed write is rolled back (cut to the

@@ -16,6 +16,7 @@ mod read;
 use std::collections::HashMap;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::ops::ControlFlow;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,8 +28,8 @@ use crate::error::CorruptReason;
 use crate::scan::{Checker, Delivery, Identity};
 use crate::store::{check_entry_size, Prepared};
 use crate::{
-    Error, RawEntry, ReadMode, ReplayOptions, Result, ScanReport, SegmentId, SegmentInfo,
-    SessionId, Sink, Store, Tip, TornTail,
+    Body, Entry, Error, RawEntry, ReadMode, ReplayOptions, Result, ScanReport, SegmentId,
+    SegmentInfo, SessionId, Sink, Store, Tip, TornTail,
 };
 use blobs::{BlobDir, BlobFault};
 #[cfg(feature = "fault-injection")]
@@ -508,7 +509,7 @@ impl FsStore {
         };
         let checker = Checker::new(ReadMode::Strict, 0, false, Some(h.identity));
         let reader = read::ReadAt::new(&h.file);
-        let (report, _) = read::scan_stream(reader, cut, checker, &mut |_| Ok(()), &h.path)?;
+        let (report, _) = read::scan_stream(reader, cut, checker, &mut skip, &h.path)?;
         if report.entries != n {
             return Err(Error::Corrupt {
                 path: h.path.clone(),
@@ -573,17 +574,33 @@ impl FsStore {
             len,
             checker,
             &mut |delivery| match delivery {
-                Delivery::Entry { seq, json } => sink(seq, json),
-                Delivery::Blob { seq, reference, .. } if options.raw_blobs => {
-                    sink(seq, &reference.raw_json())
-                }
+                Delivery::Entry { seq, json } => sink(Entry {
+                    seq,
+                    appended_ms: None,
+                    body: Body::Inline(json),
+                }),
+                Delivery::Blob { seq, reference, .. } if options.blob_refs => sink(Entry {
+                    seq,
+                    appended_ms: None,
+                    body: Body::Blob {
+                        reference: &reference,
+                        json: None,
+                    },
+                }),
                 Delivery::Blob {
                     seq,
                     reference,
                     line,
                     offset,
                 } => match resolve(&blobs, &reference)? {
-                    Ok(json) => sink(seq, &json),
+                    Ok(json) => sink(Entry {
+                        seq,
+                        appended_ms: None,
+                        body: Body::Blob {
+                            reference: &reference,
+                            json: Some(&json),
+                        },
+                    }),
                     Err(reason) if options.mode == ReadMode::Strict => Err(Error::Corrupt {
                         path: path.clone(),
                         line,
@@ -596,7 +613,7 @@ impl FsStore {
                             offset,
                             reason,
                         });
-                        Ok(())
+                        Ok(ControlFlow::Continue(()))
                     }
                 },
             },
@@ -686,7 +703,7 @@ impl FsStore {
             read::ReadAt::new(file),
             plan.keep_bytes,
             checker,
-            &mut |_| Ok(()),
+            &mut skip,
             &path,
         )?;
         plan.kept_entries = kept.entries;
@@ -875,7 +892,7 @@ fn check_blob(
     blobs: &BlobDir<'_>,
     delivery: Delivery<'_>,
     problems: &mut Vec<crate::Problem>,
-) -> Result<()> {
+) -> Result<ControlFlow<()>> {
     if let Delivery::Blob {
         reference,
         line,
@@ -891,7 +908,13 @@ fn check_blob(
             });
         }
     }
-    Ok(())
+    Ok(ControlFlow::Continue(()))
+}
+
+/// A line sink that takes nothing: for scans that only check.
+#[allow(clippy::unnecessary_wraps, reason = "has the shape of a line sink")]
+fn skip(_: Delivery<'_>) -> Result<ControlFlow<()>> {
+    Ok(ControlFlow::Continue(()))
 }
 
 /// Adds problems found outside the line checker (blobs) to a report, in file order.
@@ -936,6 +959,69 @@ impl FsStore {
             generation: header.generation,
         };
         Ok((header, tip, meta))
+    }
+
+    /// Truncate: keeps the first `keep` entries by crash-atomic rewrite, under the segment's
+    /// exclusive lock; with `expected`, only if the tip is still that (the detector).
+    fn rewrite_keeping(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        keep: u64,
+        expected: Option<Tip>,
+    ) -> Result<Tip> {
+        let handle = self.segment_handle(session, segment)?;
+        let mut h = lock(&handle);
+        h.check_poison()?;
+        let dir = self.session_dir(session);
+        h.locked(|h| {
+            let tip = h.tip();
+            if let Some(expected) = expected {
+                if expected != tip {
+                    return Err(Error::ConcurrentWriter {
+                        segment,
+                        expected,
+                        found: tip,
+                    });
+                }
+            }
+            if keep > tip.count {
+                return Err(Error::BeyondEnd {
+                    segment,
+                    requested: keep,
+                    count: tip.count,
+                });
+            }
+            let cut = Self::cut_after(h, keep)?;
+            let Some((header, header_end)) = h.header.clone() else {
+                return Err(Error::SegmentNotFound { session, segment });
+            };
+            let header = Header {
+                generation: header.generation + 1,
+                ..header
+            };
+            let mut temp = TempFile::create(&dir, segment, &self.faults)?;
+            let mut bytes = Vec::new();
+            let new_header_end = encode_header(&header, &mut bytes)?;
+            temp.write(&bytes)?;
+            copy_range(&h.file, header_end, cut, &mut temp)?;
+            temp.sync()?;
+            let new_file = temp.replace(&h.path)?;
+            let old = std::mem::replace(&mut h.file, new_file);
+            let _ = old.unlock();
+            drop(old);
+            h.header = Some((header, new_header_end));
+            h.tail = read::TailState {
+                committed: new_header_end + (cut - header_end),
+                count: keep,
+                torn: 0,
+            };
+            if let Err(e) = sync_dir(&dir, &self.faults) {
+                h.poisoned = Some(e.to_string());
+                return Err(e);
+            }
+            Ok(h.tip())
+        })
     }
 
     fn cached(&self, key: Key) -> Option<Arc<Mutex<Handle>>> {
@@ -1070,7 +1156,7 @@ impl FsStore {
                     if let Delivery::Blob { reference, .. } = delivery {
                         referenced.insert(reference.sha256);
                     }
-                    Ok(())
+                    Ok(ControlFlow::Continue(()))
                 },
                 &path,
             )?;
@@ -1220,49 +1306,23 @@ impl Store for FsStore {
     }
 
     fn truncate(&self, session: SessionId, segment: SegmentId, keep: u64) -> Result<Tip> {
+        self.rewrite_keeping(session, segment, keep, None)
+    }
+
+    fn truncate_if(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        expected: Tip,
+        keep: u64,
+    ) -> Result<Tip> {
+        self.rewrite_keeping(session, segment, keep, Some(expected))
+    }
+
+    fn sync(&self, session: SessionId, segment: SegmentId) -> Result<()> {
         let handle = self.segment_handle(session, segment)?;
         let mut h = lock(&handle);
-        h.check_poison()?;
-        let dir = self.session_dir(session);
-        h.locked(|h| {
-            let tip = h.tip();
-            if keep > tip.count {
-                return Err(Error::BeyondEnd {
-                    segment,
-                    requested: keep,
-                    count: tip.count,
-                });
-            }
-            let cut = Self::cut_after(h, keep)?;
-            let Some((header, header_end)) = h.header.clone() else {
-                return Err(Error::SegmentNotFound { session, segment });
-            };
-            let header = Header {
-                generation: header.generation + 1,
-                ..header
-            };
-            let mut temp = TempFile::create(&dir, segment, &self.faults)?;
-            let mut bytes = Vec::new();
-            let new_header_end = encode_header(&header, &mut bytes)?;
-            temp.write(&bytes)?;
-            copy_range(&h.file, header_end, cut, &mut temp)?;
-            temp.sync()?;
-            let new_file = temp.replace(&h.path)?;
-            let old = std::mem::replace(&mut h.file, new_file);
-            let _ = old.unlock();
-            drop(old);
-            h.header = Some((header, new_header_end));
-            h.tail = read::TailState {
-                committed: new_header_end + (cut - header_end),
-                count: keep,
-                torn: 0,
-            };
-            if let Err(e) = sync_dir(&dir, &self.faults) {
-                h.poisoned = Some(e.to_string());
-                return Err(e);
-            }
-            Ok(h.tip())
-        })
+        h.sync()
     }
 
     fn fork(&self, session: SessionId, source: SegmentId, at: u64, into: SegmentId) -> Result<Tip> {
@@ -1497,7 +1557,7 @@ impl Store for FsStore {
                         })?,
                     );
                 }
-                Ok(())
+                Ok(ControlFlow::Continue(()))
             },
             &path,
         )?;

@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::Read;
+use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -11,8 +12,8 @@ use crate::error::CorruptReason;
 use crate::scan::{Checker, Delivery, Identity, Stop};
 use crate::{Error, Result, ScanReport};
 
-/// Receives what the checker delivers, in file order.
-pub(crate) type LineSink<'a> = dyn FnMut(Delivery<'_>) -> Result<()> + 'a;
+/// Receives what the checker delivers, in file order; `Break` ends the scan there.
+pub(crate) type LineSink<'a> = dyn FnMut(Delivery<'_>) -> Result<ControlFlow<()>> + 'a;
 
 /// `Read` over a file by positioned reads, so that it never moves (or depends on) the
 /// descriptor's shared offset.
@@ -63,25 +64,30 @@ pub(crate) fn stop_to_error(stop: Stop, path: &Path) -> Error {
 }
 
 /// Feeds the complete lines of `buf` (which starts at file offset `base`) to the checker and
-/// the sink. Returns how many bytes were consumed (up to and including the last newline).
+/// the sink. Returns how many bytes were consumed (up to and including the last newline), or
+/// `Break` if the sink asked to stop.
 pub(crate) fn feed(
     buf: &[u8],
     base: u64,
     checker: &mut Checker,
     sink: &mut LineSink<'_>,
     path: &Path,
-) -> Result<usize> {
+) -> Result<ControlFlow<(), usize>> {
     let mut start = 0;
     for nl in memchr::memchr_iter(b'\n', buf) {
         let line = buf.get(start..nl).unwrap_or_default();
         match checker.line(base + start as u64, line) {
-            Ok(Some(delivery)) => sink(delivery)?,
+            Ok(Some(delivery)) => {
+                if sink(delivery)?.is_break() {
+                    return Ok(ControlFlow::Break(()));
+                }
+            }
             Ok(None) => {}
             Err(stop) => return Err(stop_to_error(stop, path)),
         }
         start = nl + 1;
     }
-    Ok(start)
+    Ok(ControlFlow::Continue(start))
 }
 
 /// Scans the first `len` bytes of `reader` with bounded memory. Lines longer than the limit
@@ -150,7 +156,10 @@ pub(crate) fn scan_stream_from(
         }
         if skipping.is_none() {
             let rest = window.get(start..).unwrap_or_default();
-            start += feed(rest, base + start as u64, &mut checker, sink, path)?;
+            match feed(rest, base + start as u64, &mut checker, sink, path)? {
+                ControlFlow::Continue(consumed) => start += consumed,
+                ControlFlow::Break(()) => return Ok(checker.stopped(len)),
+            }
         }
         let left = filled - start;
         if skipping.is_none() && left >= MAX_LINE {
@@ -182,7 +191,10 @@ pub(crate) fn scan_slice(
     sink: &mut LineSink<'_>,
     path: &Path,
 ) -> Result<(ScanReport, Option<Header>)> {
-    let end = feed(bytes, 0, &mut checker, sink, path)?;
+    let end = match feed(bytes, 0, &mut checker, sink, path)? {
+        ControlFlow::Continue(end) => end,
+        ControlFlow::Break(()) => return Ok(checker.stopped(bytes.len() as u64 + tail_len)),
+    };
     let leftover = bytes.get(end..).unwrap_or_default();
     let (tail, tail_len) = if leftover.is_empty() {
         (tail, tail_len)

@@ -60,6 +60,7 @@
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,9 +69,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::{
-    AttachmentMeta, BlobId, Error, FsOptions, FsStore, Lineage, RawEntry, ReplayOptions, Result,
-    ScanReport, SegmentId, SegmentInfo, SegmentWriter, SessionId, Store, StoreExt, Tip, MAX_INLINE,
-    MAX_LINE,
+    AttachmentMeta, BlobId, Body, Error, FsOptions, FsStore, Lineage, RawEntry, ReplayOptions,
+    Result, ScanReport, SegmentId, SegmentInfo, SegmentWriter, SessionId, Store, StoreExt, Tip,
+    MAX_INLINE, MAX_LINE,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -264,6 +265,10 @@ macro_rules! __annals_scenarios {
                 trace_is_separate_from_the_log_and_survives_truncate,
                 replay_from_seq_delivers_later_entries_and_checks_all,
                 replay_stops_with_the_sink_error,
+                replay_stops_early_when_the_sink_breaks,
+                entries_carry_their_append_time_where_the_backend_records_it,
+                sync_changes_nothing_visible_and_needs_the_segment,
+                writer_truncate_keeps_its_tally_and_is_refused_when_stale,
                 tolerant_replay_and_verify_of_a_clean_segment_are_clean,
                 pretty_multi_line_json_is_stored_as_one_line_and_reads_back_equal,
                 large_segments_are_cut_and_copied_at_exactly_the_right_entry,
@@ -273,6 +278,7 @@ macro_rules! __annals_scenarios {
             shared: [
                 concurrent_appends_from_many_threads_get_unique_consecutive_sequence_numbers,
                 concurrent_detector_writers_never_both_succeed_on_one_tip,
+                an_owned_writer_moves_to_another_thread_and_keeps_detecting,
             ],
         }
     };
@@ -398,8 +404,8 @@ fn replayed(
     options: &ReplayOptions,
 ) -> (Vec<(u64, Value)>, ScanReport) {
     let mut out = Vec::new();
-    let report = ok(store.replay(session, segment, options, |seq, v: Value| {
-        out.push((seq, v));
+    let report = ok(store.replay(session, segment, options, |meta, v: Value| {
+        out.push((meta.seq, v));
         Ok(())
     }));
     (out, report)
@@ -550,13 +556,17 @@ fn assert_every_segment_operation_is_not_found(
     for options in [ReplayOptions::strict(), ReplayOptions::tolerant()] {
         assert_segment_not_found(
             "replay_raw",
-            store.replay_raw(session, segment, &options, &mut |_, _| Ok(())),
+            store.replay_raw(session, segment, &options, &mut |_| {
+                Ok(ControlFlow::Continue(()))
+            }),
             session,
             segment,
         );
         assert_segment_not_found(
             "replay_trace_raw",
-            store.replay_trace_raw(session, segment, &options, &mut |_, _| Ok(())),
+            store.replay_trace_raw(session, segment, &options, &mut |_| {
+                Ok(ControlFlow::Continue(()))
+            }),
             session,
             segment,
         );
@@ -907,15 +917,12 @@ pub fn entry_exactly_at_the_line_limit_is_accepted(store: &dyn Store) {
 /// The JSON text of every trace event of a segment, strictly.
 fn trace_texts(store: &dyn Store, session: SessionId, segment: SegmentId) -> Vec<String> {
     let mut trace = Vec::new();
-    ok(store.replay_trace_raw(
-        session,
-        segment,
-        &ReplayOptions::strict(),
-        &mut |_, json| {
-            trace.push(json.to_owned());
-            Ok(())
-        },
-    ));
+    ok(
+        store.replay_trace_raw(session, segment, &ReplayOptions::strict(), &mut |entry| {
+            trace.push(entry.json().unwrap().to_owned());
+            Ok(ControlFlow::Continue(()))
+        }),
+    );
     trace
 }
 
@@ -1105,33 +1112,49 @@ pub fn batch_with_one_entry_over_the_maximum_writes_nothing(store: &dyn Store) {
     assert!(ok(store.read_raw(session, segment))[9] == large);
 }
 
-/// With `raw_blobs`, an entry kept as a blob comes out as its reference
-/// `{"annals_blob":{"sha256","len","head"}}`; `get_blob` returns the entry's bytes for that id,
-/// and the head is a prefix of the entry. Small entries come out as they are.
+/// With `blob_refs`, an entry kept as a blob comes out as its reference only (out of band, as
+/// `Body::Blob` without text); `get_blob` returns the entry's bytes for that id, and the head is
+/// a prefix of the entry. Without it, the same entry comes out as `Body::Blob` with its text.
+/// Small entries come out as they are — also one whose JSON looks like a blob reference.
 pub fn raw_replay_hands_out_blob_references_that_get_blob_resolves(store: &dyn Store) {
     let large = json_string_of_len(MAX_INLINE + 1001);
     let small = raw(&entry(1));
+    let lookalike = raw(&json!({"blob": {"sha256": BlobId::of(b"x"), "len": 1, "head": ""}}));
     let (session, segment) = (SessionId::new(), SegmentId::new());
-    ok(store.create_segment(session, segment, &[small.clone(), large.clone()]));
-    let mut got = Vec::new();
-    ok(store.replay_raw(
+    ok(store.create_segment(
         session,
         segment,
-        &ReplayOptions::strict().raw_blobs(),
-        &mut |seq, json| {
-            got.push((seq, json.to_owned()));
-            Ok(())
-        },
+        &[small.clone(), large.clone(), lookalike.clone()],
     ));
-    assert_eq!(got.len(), 2);
-    assert_eq!(got[0], (0, small.as_str().to_owned()));
-    let reference: Value = serde_json::from_str(&got[1].1).unwrap();
-    let reference = &reference["annals_blob"];
-    let id: BlobId = reference["sha256"].as_str().unwrap().parse().unwrap();
-    assert_eq!(id, BlobId::of(large.as_str().as_bytes()));
-    assert_eq!(reference["len"], large.len());
-    let head = reference["head"].as_str().unwrap();
-    assert!(!head.is_empty() && large.as_str().starts_with(head));
+    for blob_refs in [true, false] {
+        let options = ReplayOptions {
+            blob_refs,
+            ..ReplayOptions::strict()
+        };
+        let mut got = Vec::new();
+        ok(store.replay_raw(session, segment, &options, &mut |e| {
+            let body = match e.body {
+                Body::Inline(json) => (None, Some(json.to_owned())),
+                Body::Blob { reference, json } => {
+                    (Some(reference.clone()), json.map(str::to_owned))
+                }
+            };
+            got.push((e.seq, body));
+            Ok(ControlFlow::Continue(()))
+        }));
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0], (0, (None, Some(small.as_str().to_owned()))));
+        assert_eq!(got[2], (2, (None, Some(lookalike.as_str().to_owned()))));
+        let (seq, (reference, json)) = &got[1];
+        assert_eq!(*seq, 1);
+        let reference = reference.as_ref().expect("a large entry is kept as a blob");
+        assert_eq!(reference.sha256, BlobId::of(large.as_str().as_bytes()));
+        assert_eq!(reference.len, large.len() as u64);
+        assert!(!reference.head.is_empty() && large.as_str().starts_with(&reference.head));
+        let expected_json = (!blob_refs).then(|| large.as_str().to_owned());
+        assert_eq!(json, &expected_json, "blob_refs = {blob_refs}");
+    }
+    let id = BlobId::of(large.as_str().as_bytes());
     assert_eq!(ok(store.get_blob(session, &id)), large.as_str().as_bytes());
     assert_err!(
         store.get_blob(session, &BlobId::of(b"nothing")),
@@ -1747,9 +1770,9 @@ pub fn trace_is_separate_from_the_log_and_survives_truncate(store: &dyn Store) {
     let mut delivered = 0;
     let report =
         ok(
-            store.replay_trace_raw(session, segment, &ReplayOptions::strict(), &mut |_, _| {
+            store.replay_trace_raw(session, segment, &ReplayOptions::strict(), &mut |_| {
                 delivered += 1;
-                Ok(())
+                Ok(ControlFlow::Continue(()))
             }),
         );
     assert_eq!((delivered, report.entries), (0, 0));
@@ -1772,9 +1795,12 @@ pub fn trace_is_separate_from_the_log_and_survives_truncate(store: &dyn Store) {
         session,
         segment,
         &ReplayOptions::tolerant().from_seq(2),
-        &mut |seq, json| {
-            seqs.push((seq, serde_json::from_str::<Value>(json).unwrap()));
-            Ok(())
+        &mut |e| {
+            seqs.push((
+                e.seq,
+                serde_json::from_str::<Value>(e.json().unwrap()).unwrap(),
+            ));
+            Ok(ControlFlow::Continue(()))
         },
     ));
     assert_eq!(seqs, vec![(2, events[2].clone()), (3, events[3].clone())]);
@@ -1817,9 +1843,9 @@ pub fn replay_from_seq_delivers_later_entries_and_checks_all(store: &dyn Store) 
         session,
         segment,
         &ReplayOptions::strict().from_seq(4),
-        &mut |seq, json| {
-            raw_seqs.push((seq, json.to_owned()));
-            Ok(())
+        &mut |e| {
+            raw_seqs.push((e.seq, e.json().unwrap().to_owned()));
+            Ok(ControlFlow::Continue(()))
         },
     ));
     let expected: Vec<(u64, String)> = (4..6)
@@ -1828,22 +1854,35 @@ pub fn replay_from_seq_delivers_later_entries_and_checks_all(store: &dyn Store) 
     assert_eq!(raw_seqs, expected);
 }
 
-/// A sink that returns an error stops the replay there with that very error; no later entry
-/// is delivered, and the store is usable afterwards.
+/// The caller's own error, for [`replay_stops_with_the_sink_error`].
+#[derive(Debug, PartialEq, Eq)]
+struct Enough(u64);
+
+impl fmt::Display for Enough {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "enough at {}", self.0)
+    }
+}
+
+impl std::error::Error for Enough {}
+
+/// A sink that returns an error stops the replay there with that very error (the caller's own
+/// type, taken back by downcasting); no later entry is delivered, and the store is usable
+/// afterwards.
 pub fn replay_stops_with_the_sink_error(store: &dyn Store) {
     let (session, segment) = new_segment(store, 5);
     let mut seen = Vec::new();
-    let result = store.replay_raw(session, segment, &ReplayOptions::strict(), &mut |seq, _| {
-        seen.push(seq);
-        if seq == 2 {
-            return Err(Error::Sink("enough".into()));
+    let result = store.replay_raw(session, segment, &ReplayOptions::strict(), &mut |e| {
+        seen.push(e.seq);
+        if e.seq == 2 {
+            return Err(Error::sink(Enough(e.seq)));
         }
-        Ok(())
+        Ok(ControlFlow::Continue(()))
     });
-    assert!(
-        matches!(&result, Err(Error::Sink(m)) if m == "enough"),
-        "{result:?}"
-    );
+    match &result {
+        Err(Error::Sink(cause)) => assert_eq!(cause.downcast_ref::<Enough>(), Some(&Enough(2))),
+        other => panic!("expected the sink's error, got {other:?}"),
+    }
     assert_eq!(seen, vec![0, 1, 2]);
 
     let mut typed = Vec::new();
@@ -1851,20 +1890,151 @@ pub fn replay_stops_with_the_sink_error(store: &dyn Store) {
         session,
         segment,
         &ReplayOptions::tolerant().from_seq(3),
-        |seq, v: Value| {
+        |meta, v: Value| -> Result<()> {
             typed.push(v);
-            Err(Error::Sink(format!("stop at {seq}")))
+            Err(Error::sink(Enough(meta.seq)))
         },
     );
-    assert!(
-        matches!(&result, Err(Error::Sink(m)) if m == "stop at 3"),
-        "{result:?}"
-    );
+    match &result {
+        Err(Error::Sink(cause)) => assert_eq!(cause.downcast_ref::<Enough>(), Some(&Enough(3))),
+        other => panic!("expected the sink's error, got {other:?}"),
+    }
     assert_eq!(typed, vec![entry(3)]);
 
     ok(store.append(session, segment, &entry(5)));
     assert_eq!(ok(store.truncate(session, segment, 6)), tip(6, 1));
     assert_eq!(values(store, session, segment), entries(0..6));
+}
+
+/// A sink that answers `ControlFlow::Break` ends the replay after that entry, without an error:
+/// the report says it stopped, and nothing later is delivered. Typed replays stop the same way.
+/// Stopping early is how a tool reads "the first N" or "up to seq S" of a long segment.
+pub fn replay_stops_early_when_the_sink_breaks(store: &dyn Store) {
+    let (session, segment) = new_segment(store, 6);
+    let mut seen = Vec::new();
+    let report = ok(
+        store.replay_raw(session, segment, &ReplayOptions::strict(), &mut |e| {
+            seen.push(e.seq);
+            Ok(if e.seq == 1 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        }),
+    );
+    assert_eq!(seen, vec![0, 1]);
+    assert!(report.stopped, "{report:?}");
+    let full = ok(store.verify(session, segment));
+    assert!(!full.stopped);
+    assert_eq!(full.entries, 6);
+
+    let mut typed = Vec::new();
+    let report = ok(store.replay(
+        session,
+        segment,
+        &ReplayOptions::strict().from_seq(2),
+        |meta, v: Value| {
+            typed.push((meta.seq, v));
+            Ok(if meta.seq == 3 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        },
+    ));
+    assert!(report.stopped);
+    assert_eq!(typed, vec![(2, entry(2)), (3, entry(3))]);
+    assert_eq!(values(store, session, segment), entries(0..6));
+}
+
+/// Every delivered entry carries its append time where the backend records one: within the
+/// span of the append call, the same for every entry of one batch, and never going back.
+pub fn entries_carry_their_append_time_where_the_backend_records_it(store: &dyn Store) {
+    let (session, segment) = new_segment(store, 0);
+    let before = now_ms();
+    ok(store.append(session, segment, &entry(0)));
+    ok(store.append_batch(session, segment, &entries(1..4)));
+    let after = now_ms();
+    let mut times = Vec::new();
+    ok(store.replay(
+        session,
+        segment,
+        &ReplayOptions::strict(),
+        |meta, _: Value| {
+            times.push(meta.appended_ms);
+            Ok(())
+        },
+    ));
+    assert_eq!(times.len(), 4);
+    if times.iter().all(Option::is_none) {
+        // The backend keeps no times (the filesystem store's format version 1).
+        return;
+    }
+    let times: Vec<u64> = times
+        .into_iter()
+        .map(|t| t.expect("a backend that records times records them for every entry"))
+        .collect();
+    for t in &times {
+        assert!(
+            (before..=after).contains(t),
+            "{t} not within {before}..={after}"
+        );
+    }
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    assert!(
+        times[1..].iter().all(|t| *t == times[1]),
+        "one batch, one time: {times:?}"
+    );
+}
+
+/// `sync` of an existing segment succeeds and changes nothing a reader can see; of a missing one
+/// it is `SegmentNotFound`. (What it makes durable is the power-cut suite's to show.)
+pub fn sync_changes_nothing_visible_and_needs_the_segment(store: &dyn Store) {
+    let (session, segment) = new_segment(store, 3);
+    let before = snapshot(store, session, segment);
+    ok(store.sync(session, segment));
+    ok(store.sync(session, segment));
+    assert_eq!(snapshot(store, session, segment), before);
+    ok(store.append(session, segment, &entry(3)));
+    ok(store.sync(session, segment));
+    assert_eq!(values(store, session, segment), entries(0..4));
+    let missing = SegmentId::new();
+    assert_segment_not_found("sync", store.sync(session, missing), session, missing);
+}
+
+/// A writer's own truncate keeps its tally (it is not its own concurrent writer), bumps the
+/// generation, and appending continues; a truncate by someone else makes the writer stale, and
+/// a writer's truncate is refused (nothing cut) when the segment moved since its last look.
+pub fn writer_truncate_keeps_its_tally_and_is_refused_when_stale(store: &dyn Store) {
+    let (session, segment) = new_segment(store, 5);
+    let mut writer = ok(SegmentWriter::open(store, session, segment));
+    assert_eq!(ok(writer.truncate(3)), tip(3, 1));
+    assert_eq!(writer.tip(), tip(3, 1));
+    assert_eq!(ok(writer.append(&entry(3))), tip(4, 1));
+    assert_eq!(values(store, session, segment), entries(0..4));
+
+    ok(store.append(session, segment, &entry(4)));
+    let before = snapshot(store, session, segment);
+    assert_err!(writer.truncate(1), Error::ConcurrentWriter { .. });
+    assert_eq!(
+        snapshot(store, session, segment),
+        before,
+        "a stale truncate cut"
+    );
+    assert_err!(
+        store.truncate_if(session, segment, tip(4, 1), 1),
+        Error::ConcurrentWriter { .. }
+    );
+    assert_eq!(snapshot(store, session, segment), before);
+    assert_eq!(
+        ok(store.truncate_if(session, segment, tip(5, 1), 2)).count,
+        2
+    );
+    assert_err!(
+        store.truncate_if(session, segment, tip(2, 2), 3),
+        Error::BeyondEnd { .. }
+    );
+    assert_eq!(values(store, session, segment), entries(0..2));
 }
 
 /// A segment the store wrote itself scans clean, empty or not: strict and tolerant replay and
@@ -2192,4 +2362,25 @@ pub fn concurrent_detector_writers_never_both_succeed_on_one_tip(store: Arc<dyn 
             );
         }
     }
+}
+
+/// A `SegmentWriter` over an `Arc<dyn Store>` owns what it needs: it moves into a worker thread,
+/// appends there, and still sees another writer's append as a conflict.
+pub fn an_owned_writer_moves_to_another_thread_and_keeps_detecting(store: Arc<dyn Store>) {
+    let (session, segment) = new_segment(&*store, 1);
+    let mut writer = ok(SegmentWriter::open(Arc::clone(&store), session, segment));
+    let worker = std::thread::spawn(move || {
+        assert_eq!(ok(writer.append(&entry(1))), tip(2, 0));
+        writer
+    });
+    let mut writer = join(worker);
+    ok(store.append(session, segment, &entry(2)));
+    let worker = std::thread::spawn(move || {
+        let conflict = writer.append(&entry(99));
+        (writer, conflict)
+    });
+    let (writer, conflict) = join(worker);
+    assert_err!(conflict, Error::ConcurrentWriter { .. });
+    assert_eq!(writer.tip(), tip(2, 0));
+    assert_eq!(values(&*store, session, segment), entries(0..3));
 }

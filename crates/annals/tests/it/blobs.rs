@@ -1,6 +1,7 @@
 //! Large entries kept as blobs by the filesystem store, with real files: the layout a person
 //! finds on disk, damaged and missing blobs, and garbage collection racing with appends.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -111,8 +112,8 @@ fn a_damaged_blob_is_reported_with_segment_line_and_blob_and_never_served() {
             s.session,
             s.segment,
             &ReplayOptions::tolerant(),
-            |seq, v: Value| {
-                got.push((seq, v));
+            |meta, v: Value| {
+                got.push((meta.seq, v));
                 Ok(())
             },
         )
@@ -139,8 +140,8 @@ fn a_damaged_blob_is_reported_with_segment_line_and_blob_and_never_served() {
         .replay_raw(
             s.session,
             s.segment,
-            &ReplayOptions::strict().raw_blobs(),
-            &mut |_, _| Ok(()),
+            &ReplayOptions::strict().blob_refs(),
+            &mut |_| Ok(ControlFlow::Continue(())),
         )
         .unwrap();
     assert_eq!(raw.entries, 3);

@@ -176,6 +176,20 @@ impl Store for Flawed {
         self.inner.truncate(session, segment, keep)
     }
 
+    fn truncate_if(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        expected: Tip,
+        keep: u64,
+    ) -> Result<Tip> {
+        self.inner.truncate_if(session, segment, expected, keep)
+    }
+
+    fn sync(&self, session: SessionId, segment: SegmentId) -> Result<()> {
+        self.inner.sync(session, segment)
+    }
+
     fn fork(&self, session: SessionId, source: SegmentId, at: u64, into: SegmentId) -> Result<Tip> {
         self.inner.fork(session, source, at, into)
     }

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::ops::Range;
+use std::ops::{ControlFlow, Range};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -88,8 +88,8 @@ fn replay_with(
     options: ReplayOptions,
 ) -> annals::Result<(ScanReport, Vec<(u64, Value)>)> {
     let mut seen = Vec::new();
-    let report = store.replay(session, segment, &options, |seq, v: Value| {
-        seen.push((seq, v));
+    let report = store.replay(session, segment, &options, |meta, v: Value| {
+        seen.push((meta.seq, v));
         Ok(())
     })?;
     Ok((report, seen))
@@ -199,8 +199,8 @@ fn assert_readers_leave_file_alone(f: &Fixture) {
         check("session_modified");
     }
     let bytes = fs::read(&f.path).unwrap();
-    let _ = check_image(&f.path, &bytes, &ReplayOptions::tolerant(), &mut |_, _| {
-        Ok(())
+    let _ = check_image(&f.path, &bytes, &ReplayOptions::tolerant(), &mut |_| {
+        Ok(ControlFlow::Continue(()))
     });
     check("check_image");
 }
@@ -209,15 +209,10 @@ fn assert_readers_leave_file_alone(f: &Fixture) {
 fn image_report(f: &Fixture) -> annals::Result<(ScanReport, Vec<(u64, Value)>)> {
     let bytes = fs::read(&f.path).unwrap();
     let mut seen = Vec::new();
-    let report = check_image(
-        &f.path,
-        &bytes,
-        &ReplayOptions::tolerant(),
-        &mut |seq, j| {
-            seen.push((seq, serde_json::from_str(j).unwrap()));
-            Ok(())
-        },
-    )?;
+    let report = check_image(&f.path, &bytes, &ReplayOptions::tolerant(), &mut |e| {
+        seen.push((e.seq, serde_json::from_str(e.json().unwrap()).unwrap()));
+        Ok(ControlFlow::Continue(()))
+    })?;
     Ok((report, seen))
 }
 
@@ -1754,8 +1749,8 @@ fn replay_from_a_sequence_number_seeks_to_it_and_numbers_lines_exactly() {
                 f.session,
                 f.segment,
                 &mode.from_seq(from),
-                |seq, v: Value| {
-                    got.push((seq, v));
+                |meta, v: Value| {
+                    got.push((meta.seq, v));
                     Ok(())
                 },
             )

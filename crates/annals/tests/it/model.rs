@@ -599,8 +599,8 @@ impl Harness {
                         key.0,
                         key.1,
                         &ReplayOptions::strict().from_seq(from),
-                        |seq, v: Value| {
-                            got.push((seq, v));
+                        |meta, v: Value| {
+                            got.push((meta.seq, v));
                             Ok(())
                         },
                     )

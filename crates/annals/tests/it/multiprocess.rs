@@ -164,8 +164,12 @@ fn read_tagged(store: &FsStore, session: SessionId, segment: SegmentId) -> Vec<T
             session,
             segment,
             &ReplayOptions::strict(),
-            |seq, t: Tagged| {
-                assert_eq!(seq, out.len() as u64, "sequence numbers run 0, 1, 2, ...");
+            |meta, t: Tagged| {
+                assert_eq!(
+                    meta.seq,
+                    out.len() as u64,
+                    "sequence numbers run 0, 1, 2, ..."
+                );
                 out.push(t);
                 Ok(())
             },
