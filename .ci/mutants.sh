@@ -119,9 +119,9 @@ fi
 
 # In CI the clone is scratch: mutate it in place to reuse the test step's build, and restore it
 # below whatever happens. Elsewhere cargo-mutants works on a copy and the tree is never touched.
-place_args=()
+place_args=(-j "$jobs")
 if [ "${CI:-}" = true ]; then
-    place_args=(--in-place)
+    place_args=(--in-place) # one build directory, so no -j
     trap 'git checkout --quiet -- "${core_paths[@]}"' EXIT
 fi
 
@@ -129,7 +129,7 @@ status=0
 # The budget is also a hard stop (plus a margin for the last mutant): a slow machine tests
 # fewer mutants, it does not stretch CI.
 timeout --signal=INT --kill-after=60 "$((budget + 120))" \
-    nice -n 19 cargo mutants -p annals -j "$jobs" -o "$out" --in-diff "$diff" "${shard_args[@]}" \
+    nice -n 19 cargo mutants -p annals -o "$out" --in-diff "$diff" "${shard_args[@]}" \
     "${place_args[@]}" --baseline skip --timeout 180 --no-shuffle || status=$?
 case $status in
     0 | 2 | 3) ;;
