@@ -58,11 +58,12 @@ keys() { sed -E 's/^([^:]+):[0-9]+:[0-9]+: /\1: /' "$@" | sort -u; }
 # Every survivor (missed) and every hang (timeout) of the run in $out, as keys.
 findings() { cat "$out/mutants.out/missed.txt" "$out/mutants.out/timeout.txt" 2>/dev/null | keys; }
 
+# How many mutants the run in $out put in each outcome file (0 for a file not written yet).
+count() { cat "$out/mutants.out/$1.txt" 2>/dev/null | wc -l; }
+
 summary() {
-    local d="$out/mutants.out"
     printf 'caught %s, survived %s, timeouts %s, unviable %s\n' \
-        "$(wc -l <"$d/caught.txt")" "$(wc -l <"$d/missed.txt")" \
-        "$(wc -l <"$d/timeout.txt")" "$(wc -l <"$d/unviable.txt")"
+        "$(count caught)" "$(count missed)" "$(count timeout)" "$(count unviable)"
 }
 
 mkdir -p "$out"
