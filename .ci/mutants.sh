@@ -76,12 +76,12 @@ if $full; then
     case $status in 0 | 2 | 3) ;; *) echo "cargo mutants failed ($status)" >&2; exit "$status" ;; esac
     summary
     {
-        echo "# Survivors (missed) and hangs (timeout) of the last full run, one key a line:"
+        echo "# Survivors (missed) and hangs (timeout) known at .cargo/mutants-base, one key a line:"
         echo "# file: mutant in function. Each wants a test; the in-diff check tolerates only these."
         findings
     } >"$known"
     {
-        echo "# The last commit whose full mutation run is recorded ($known,"
+        echo "# The commit the recorded mutation results describe ($known,"
         echo "# docs/RELIABILITY.md). .ci/mutants.sh tests the core lines changed since it."
         git rev-parse HEAD
     } >.cargo/mutants-base
