@@ -924,3 +924,6 @@ impl<'a> Prepared<'a> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
