@@ -339,7 +339,7 @@ impl Handle {
 mod tests {
     use std::io::Write;
 
-    use crate::codec::encode_entry;
+    use crate::codec::{encode_entry, Frame};
     use crate::{Error, FsStore, SegmentId, SessionId, Store, StoreExt, Tip};
 
     /// Found by the `store_ops` fuzz target: a writer that had seen a torn tail trusted its
@@ -360,9 +360,9 @@ mod tests {
             .unwrap();
 
         let mut line = Vec::new();
-        encode_entry(1, r#"{"n":2}"#, &mut line).unwrap();
+        encode_entry(&Frame::v1(1), r#"{"n":2}"#, &mut line).unwrap();
         let mut crashed = Vec::new();
-        encode_entry(1, r#"{"torn":true}"#, &mut crashed).unwrap();
+        encode_entry(&Frame::v1(1), r#"{"torn":true}"#, &mut crashed).unwrap();
         std::fs::OpenOptions::new()
             .append(true)
             .open(a.segment_path(session, segment))
