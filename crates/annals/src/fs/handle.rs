@@ -13,7 +13,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 
-use crate::codec::Header;
+use crate::codec::{Header, Version};
 use crate::fs::fault::{FaultPoint, Faults, IoOp, WriteLen};
 use crate::fs::read::{probe_tail, read_header, TailState};
 use crate::scan::Identity;
@@ -228,6 +228,16 @@ impl Handle {
             }
             if entries.is_empty() {
                 return Ok(tip);
+            }
+            // This writer frames version-1 lines only; a file of another version gets none.
+            if let Some((header, _)) = &h.header {
+                if header.version() != Some(Version::NEW_FILES) {
+                    return Err(Error::UnsupportedVersion {
+                        path: h.path.clone(),
+                        found: header.annals,
+                        supported: 1,
+                    });
+                }
             }
             h.buf.clear();
             for (seq, entry) in (tip.count..).zip(entries) {

@@ -723,7 +723,11 @@ impl FsStore {
         out.sync_all().map_err(|e| Error::io("fsync", &backup, e))?;
         let dir = self.session_dir(h.identity.session);
         sync_dir(&dir, &self.faults)?;
-        if plan.first_problem.is_none() {
+        if plan.first_problem.is_none()
+            && plan
+                .torn_tail
+                .is_some_and(|t| t.kind == crate::TailKind::TornLine)
+        {
             // Only a torn tail: it lies after the last newline, so cutting in place is safe
             // for mapped readers (see fs/mmap.rs). Through the descriptor we hold locked, not
             // the path, which is the same file but says so less plainly.
@@ -1305,15 +1309,19 @@ impl Store for FsStore {
             }
             let cut = Self::cut_after(h, at)?;
             let header_end = h.header.as_ref().map_or(0, |(_, end)| *end);
-            let header = Self::new_header(
-                session,
-                into,
-                FileKind::Segment,
-                Some(Lineage {
-                    segment: source,
-                    at,
-                }),
-            );
+            let header = Header {
+                // A fork takes its source's format version: it copies its lines.
+                annals: h.header.as_ref().map_or(0, |(hd, _)| hd.annals),
+                ..Self::new_header(
+                    session,
+                    into,
+                    FileKind::Segment,
+                    Some(Lineage {
+                        segment: source,
+                        at,
+                    }),
+                )
+            };
             // The copied lines keep their sequence numbers 0..at, which is what the fork's
             // own sequence must be.
             if !self.create_file(&header, &[], Some((&h.file, header_end, cut)))? {

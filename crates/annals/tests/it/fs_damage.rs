@@ -965,6 +965,65 @@ fn a_line_over_4096_bytes_with_a_correct_crc_is_too_long_and_leaves_a_gap() {
 // ---------------------------------------------------------------------------------------------
 // Headers that are not ours to read
 
+/// A segment file of format 2, as a writer that emits version-2 lines makes it: the header of
+/// `f`'s segment with `"annals":2`, then `n` single-entry writes, the first one durable.
+fn rewrite_as_version_2(f: &Fixture, n: u64) -> Vec<u8> {
+    let before = f.bytes();
+    let end = before.iter().position(|&b| b == b'\n').unwrap();
+    let mut header = decode_header(&before[..end]).unwrap();
+    header.annals = 2;
+    let mut bytes = Vec::new();
+    codec::encode_header(&header, &mut bytes).unwrap();
+    for seq in 0..n {
+        let marks = codec::Marks {
+            appended_ms: 1_700_000_000_000 + seq,
+            unsynced: seq.saturating_sub(1),
+            more: 0,
+        };
+        let json = entry(seq).to_string();
+        codec::encode_entry(&Frame::v2(seq, marks), &json, &mut bytes).unwrap();
+    }
+    fs::write(&f.path, &bytes).unwrap();
+    bytes
+}
+
+#[test]
+fn a_version_2_segment_is_read_with_its_times_and_forked_as_version_2_but_not_appended_to() {
+    let f = fixture(0);
+    let bytes = rewrite_as_version_2(&f, 3);
+    let store = f.fresh();
+    let mut times = Vec::new();
+    store
+        .replay_raw(f.session, f.segment, &ReplayOptions::strict(), &mut |e| {
+            times.push((e.seq, e.appended_ms));
+            Ok(std::ops::ControlFlow::Continue(()))
+        })
+        .unwrap();
+    assert_eq!(
+        times,
+        vec![
+            (0, Some(1_700_000_000_000)),
+            (1, Some(1_700_000_000_001)),
+            (2, Some(1_700_000_000_002))
+        ]
+    );
+    assert!(store.verify(f.session, f.segment).unwrap().is_clean());
+    assert_eq!(store.tip(f.session, f.segment).unwrap().count, 3);
+    // This build's writer frames version-1 lines only: it must not put one in this file.
+    match store.append(f.session, f.segment, &entry(3)) {
+        Err(Error::UnsupportedVersion { found: 2, .. }) => {}
+        other => panic!("expected UnsupportedVersion, got {other:?}"),
+    }
+    assert_eq!(f.bytes(), bytes);
+    // A fork copies the lines, so it keeps their version.
+    let fork = SegmentId::new();
+    store.fork(f.session, f.segment, 2, fork).unwrap();
+    let forked = fs::read(store.segment_path(f.session, fork)).unwrap();
+    let end = forked.iter().position(|&b| b == b'\n').unwrap();
+    assert_eq!(decode_header(&forked[..end]).unwrap().annals, 2);
+    assert_eq!(store.read::<Value>(f.session, fork).unwrap().len(), 2);
+}
+
 #[test]
 fn a_header_of_a_future_format_version_is_unsupported_everywhere_and_left_alone() {
     let f = fixture(0);
