@@ -100,7 +100,9 @@ fn expect(image: &[u8]) -> Expected {
                 delivered_at.push(offset as u64);
             }
             None => {
+                // A line shaped like a header is one out of place, readable or not.
                 let reason = match unstable::decode_line(line, Version::V1) {
+                    _ if oracle::is_header_shaped(line) => CorruptReason::UnexpectedHeader,
                     Err(reason) => reason,
                     Ok(Line::Header(_)) => CorruptReason::UnexpectedHeader,
                     Ok(Line::Entry { .. } | Line::Blob { .. }) => {

@@ -383,7 +383,8 @@ impl Checker {
             }
             return Ok(ControlFlow::Continue(()));
         }
-        let checked = self.check(line).and_then(|e| {
+        let framed = self.check(line);
+        let checked = framed.clone().and_then(|e| {
             let body = line.get(e.body.clone()).unwrap_or_default();
             let body = if e.is_blob {
                 Body::Blob(decode::parse_reference(body)?)
@@ -398,6 +399,18 @@ impl Checker {
                 let zeros = memchr::memchr(0, line).is_some();
                 self.damage_at(self.line_no, offset, reason, zeros)
                     .map_err(Fed::Stop)?;
+                // A line whose frame checks out claims what its marks say, whatever its body:
+                // the same lines count as a strict scan's.
+                if let Some(m) = framed.ok().and_then(|e| e.marks.map(|m| (e.seq, m))) {
+                    let (seq, marks) = m;
+                    if self
+                        .claim(marks.durable_watermark(seq))
+                        .map_err(Fed::Stop)?
+                        && self.deliver
+                    {
+                        return self.release(sink);
+                    }
+                }
                 Ok(ControlFlow::Continue(()))
             }
         }
@@ -448,7 +461,8 @@ impl Checker {
         sink: &mut LineSink<'_>,
     ) -> std::result::Result<ControlFlow<()>, Fed> {
         let line_no = self.line_no;
-        if e.seq != self.next_seq {
+        let in_sequence = e.seq == self.next_seq;
+        if !in_sequence {
             let reason = CorruptReason::SeqMismatch {
                 expected: self.next_seq,
                 found: e.seq,
@@ -461,13 +475,16 @@ impl Checker {
         let more = e.marks.map_or(0, |m| m.more);
         if let Some(w) = self.write {
             if more + 1 != w.of - w.lines {
-                let reason = CorruptReason::BrokenWrite {
-                    lines: w.lines,
-                    of: w.of,
-                    more,
-                };
-                self.damage_at(line_no, offset, reason, false)
-                    .map_err(Fed::Stop)?;
+                // One problem per line: a line out of sequence is that, first.
+                if in_sequence {
+                    let reason = CorruptReason::BrokenWrite {
+                        lines: w.lines,
+                        of: w.of,
+                        more,
+                    };
+                    self.damage_at(line_no, offset, reason, false)
+                        .map_err(Fed::Stop)?;
+                }
                 // This line begins a write of its own; the broken one is never handed out.
                 self.write = None;
                 self.drop_open_write();
