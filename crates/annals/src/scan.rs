@@ -725,10 +725,9 @@ impl Checker {
             };
             self.damage_at(self.line_no + 1, self.line_end, reason, false)?;
         }
-        let headerless = self.line_no == 0 || self.header.is_none();
-        if !self.resumed && headerless && (self.line_no == 0 || self.damage.is_none()) {
+        // No complete line at all (a damaged header line is its own problem, not a second one).
+        if !self.resumed && self.header.is_none() && self.damage.is_none() {
             self.line_no = self.line_no.max(1);
-            self.damage = None;
             self.damage_at(1, 0, CorruptReason::MissingHeader, false)?;
         }
         self.report.file_len = file_len;
