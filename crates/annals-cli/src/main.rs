@@ -21,6 +21,7 @@ macro_rules! say {
 
 mod cmd;
 mod fail;
+mod serve;
 mod target;
 mod term;
 
@@ -122,6 +123,13 @@ enum Command {
     /// the same root.
     Demo(cmd::demo::DemoArgs),
 
+    /// Serve a read-only web viewer of the store on a local port (the URL is printed).
+    ///
+    /// Sessions, fork trees, transcripts with their traces and verify's findings, live updates
+    /// and search, in any browser. Binds to loopback; beyond it only with --allow-remote, and
+    /// then every request needs the token printed in the URL.
+    Serve(serve::ServeArgs),
+
     /// One demo worker process (internal).
     #[command(name = "__demo-worker", hide = true)]
     DemoWorker(cmd::demo::WorkerArgs),
@@ -145,6 +153,7 @@ fn run(cli: Cli) -> fail::Outcome {
         Command::Stats(args) => cmd::stats::run(root, &args),
         Command::Gc(args) => cmd::gc::run(root, &args),
         Command::Demo(args) => cmd::demo::run(root, &args),
+        Command::Serve(args) => serve::run(root, &args),
         Command::DemoWorker(args) => cmd::demo::worker(root, &args),
     }
 }
