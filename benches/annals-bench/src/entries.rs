@@ -175,7 +175,7 @@ impl Corpus {
             .enumerate()
             .map(|(i, r)| {
                 let mut line = Vec::new();
-                codec::encode_entry(i as u64, r.as_str(), &mut line)
+                codec::encode_entry(&codec::Frame::v1(i as u64), r.as_str(), &mut line)
                     .expect("generated entries fit in one line");
                 line
             })

@@ -13,6 +13,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Why a line (or a file) is not what annals wrote. Used both in [`Error::Corrupt`] and in the
 /// [`Problem`](crate::Problem)s of a tolerant scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CorruptReason {
     /// The line does not start with the fixed `{"crc":"xxxxxxxx",` prefix.
     BadPrefix,
@@ -39,7 +40,7 @@ pub enum CorruptReason {
         found: u64,
     },
     /// The first line of the file is not a valid header.
-    BadHeader(String),
+    BadHeader(HeaderProblem),
     /// A header line where only entries may stand.
     UnexpectedHeader,
     /// The header names another session or segment than the file's place in the store.
@@ -62,8 +63,49 @@ pub enum CorruptReason {
         /// The blob the line names.
         id: crate::BlobId,
         /// What is wrong with it.
-        problem: String,
+        problem: BlobFault,
     },
+    /// Format 2: this line does not continue the write whose first lines precede it (its `more`
+    /// is not one less than the line before said), so that write lost its last lines.
+    BrokenWrite {
+        /// Lines of the write that came before this one.
+        lines: u64,
+        /// Lines the write said it has.
+        of: u64,
+        /// The `more` this line carries (0 when it has none).
+        more: u64,
+    },
+    /// An interrupted last write that [`RecoveryMode::AbsoluteConsistency`](crate::RecoveryMode)
+    /// does not cut (every other mode does): not damage to readers.
+    InterruptedWrite(crate::TailKind),
+    /// Format 2: the file ends inside a write: its first lines are there, its last are not.
+    UnfinishedWrite {
+        /// Lines of the write that are there.
+        lines: u64,
+        /// Lines the write said it has.
+        of: u64,
+    },
+}
+
+impl CorruptReason {
+    /// Could a write that a crash or power cut interrupted have left this? True for what
+    /// partly persisted pages leave behind (bytes that fail the frame or CRC check, over-long
+    /// runs where zeros swallowed newlines, unterminated bytes, a write whose last lines are
+    /// missing, a blob that never reached the disk); false for what only a writer or a person
+    /// can make (a CRC-valid line of the wrong shape, a sequence number out of order, a line
+    /// whose `more` does not continue its write, a header problem). Only the first kind can begin an interrupted tail (docs/FORMAT.md, *Recovery*).
+    #[must_use]
+    pub fn may_be_interrupted_write(&self) -> bool {
+        matches!(
+            self,
+            Self::BadPrefix
+                | Self::CrcMismatch { .. }
+                | Self::TooLong { .. }
+                | Self::BadTail { .. }
+                | Self::Blob { .. }
+                | Self::UnfinishedWrite { .. }
+        )
+    }
 }
 
 impl fmt::Display for CorruptReason {
@@ -77,7 +119,10 @@ impl fmt::Display for CorruptReason {
                 "CRC mismatch: line says {stored:08x}, its bytes hash to {computed:08x}"
             ),
             Self::Malformed(what) => write!(f, "malformed line: {what}"),
-            Self::TooLong { len } => write!(f, "line of {len} bytes exceeds the 4096-byte limit"),
+            Self::TooLong { len } => write!(
+                f,
+                "line of {len} bytes exceeds the limit of 4096 bytes with its newline"
+            ),
             Self::SeqMismatch { expected, found } => {
                 if found < expected {
                     write!(f, "sequence number {found} repeats or goes back (expected {expected}): two writers appended without seeing each other")
@@ -98,6 +143,103 @@ impl fmt::Display for CorruptReason {
             ),
             Self::MissingHeader => f.write_str("file has no complete header line"),
             Self::Blob { id, problem } => write!(f, "blob {id}: {problem}"),
+            Self::BrokenWrite { lines, of, more } => write!(
+                f,
+                "a write of {of} lines breaks off after {lines}: this line says {more} more \
+                 follow, the write needs {}",
+                of.saturating_sub(*lines).saturating_sub(1)
+            ),
+            Self::InterruptedWrite(kind) => write!(
+                f,
+                "the last write was interrupted ({kind}); this recovery mode cuts only torn lines"
+            ),
+            Self::UnfinishedWrite { lines, of } => write!(
+                f,
+                "the file ends inside a write: {lines} of its {of} lines are there"
+            ),
+        }
+    }
+}
+
+/// What is wrong with a header line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeaderProblem {
+    /// The first line is an entry line, or another line that does not begin with `"annals":`.
+    NotAHeader,
+    /// `"annals":` is not followed by a version number.
+    NoVersion,
+    /// The line is not a JSON object (serde's words, and the column where it stopped).
+    Syntax {
+        /// 1-based column in the line.
+        column: u64,
+        /// What the JSON parser says.
+        message: String,
+    },
+    /// A field every header has is not there.
+    MissingField(&'static str),
+    /// A field holds a value of the wrong kind.
+    BadField {
+        /// The field.
+        field: &'static str,
+        /// What it must hold.
+        expected: &'static str,
+        /// What it holds (at most 80 bytes of it).
+        found: String,
+    },
+}
+
+impl fmt::Display for HeaderProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotAHeader => f.write_str(
+                "the first line is not a header (it does not begin with \"annals\": after the CRC)",
+            ),
+            Self::NoVersion => f.write_str("\"annals\" is not followed by a version number"),
+            Self::Syntax { column, message } => {
+                write!(f, "not a JSON object at column {column}: {message}")
+            }
+            Self::MissingField(field) => write!(f, "field \"{field}\" is missing"),
+            Self::BadField {
+                field,
+                expected,
+                found,
+            } => write!(f, "field \"{field}\" is {found}, expected {expected}"),
+        }
+    }
+}
+
+/// Why a blob could not be served: what a reader found instead of the entry a line refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BlobFault {
+    /// There is no blob of that name.
+    Missing,
+    /// The blob's length is not the one its reference gives.
+    Length {
+        /// Length the reference gives.
+        expected: u64,
+        /// Length of the blob.
+        found: u64,
+    },
+    /// The blob's bytes hash to another name than their own (they changed on disk).
+    Hash {
+        /// What they hash to.
+        found: crate::BlobId,
+    },
+    /// The blob is not UTF-8 text, so it cannot be an entry's JSON.
+    NotText,
+}
+
+impl fmt::Display for BlobFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing => f.write_str("blob file is missing"),
+            Self::Length { expected, found } => {
+                write!(f, "blob has {found} bytes, its reference says {expected}")
+            }
+            Self::Hash { found } => write!(f, "blob content hashes to {found}, not to its name"),
+            Self::NotText => f.write_str("blob is not UTF-8 text, so it is not an entry's JSON"),
         }
     }
 }

@@ -38,19 +38,21 @@ mod error;
 mod fs;
 mod ids;
 mod mem;
+mod recovery;
 mod scan;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use blob::{Attachment, AttachmentMeta, BlobId, BlobRef, GcReport};
-pub use codec::{FileKind, Header, Lineage, FORMAT_VERSION, MAX_INLINE, MAX_LINE};
-pub use error::{BackendErrorKind, CorruptReason, Error, Result};
+pub use codec::{FileKind, Header, Lineage, Version, FORMAT_VERSION, MAX_INLINE, MAX_LINE};
+pub use error::{BackendErrorKind, BlobFault, CorruptReason, Error, HeaderProblem, Result};
 pub use fs::{Durability, FsOptions, FsStore, Repair};
 #[cfg(feature = "fault-injection")]
 pub use fs::{FailNth, Fault, FaultPlan, InjectionPoint as FaultPoint, IoOp};
 pub use ids::{SegmentId, SessionId};
 pub use mem::MemStore;
+pub use recovery::{plan as recovery_plan, CutReason, RecoveryMode, RecoveryPlan, TailKind};
 pub use store::{
     Body, Entry, EntryMeta, Problem, RawEntry, ReadMode, ReplayOptions, ScanReport, SegmentInfo,
     SegmentWriter, Sink, SinkResult, Store, StoreExt, Tip, TornTail, DEFAULT_MAX_ENTRY_BYTES,
@@ -76,14 +78,23 @@ pub fn check_image(
     let shown = tail.get(..tail.len().min(MAX_LINE)).unwrap_or_default();
     // There is no blob store here: entries kept as blobs come out as their references.
     let mut deliver = |delivery: scan::Delivery<'_>| match delivery {
-        scan::Delivery::Entry { seq, json } => sink(Entry {
+        scan::Delivery::Entry {
             seq,
-            appended_ms: None,
+            appended_ms,
+            json,
+        } => sink(Entry {
+            seq,
+            appended_ms,
             body: Body::Inline(json),
         }),
-        scan::Delivery::Blob { seq, reference, .. } => sink(Entry {
+        scan::Delivery::Blob {
             seq,
-            appended_ms: None,
+            appended_ms,
+            reference,
+            ..
+        } => sink(Entry {
+            seq,
+            appended_ms,
             body: Body::Blob {
                 reference: &reference,
                 json: None,
@@ -96,6 +107,16 @@ pub fn check_image(
             report
         },
     )
+}
+
+/// Not part of the API: the line checks behind the readers, for annals' own fuzz targets and
+/// tests. Anything here may change in any release.
+#[doc(hidden)]
+pub mod unstable {
+    pub use crate::codec::decode::{
+        check_crc, check_entry, check_entry_line, check_line_as, decode_header, decode_line,
+        is_plausible_torn_tail, EntryLine, Line, PREFIX_LEN,
+    };
 }
 
 /// The README's code compiles (it is part of the doc tests).

@@ -177,7 +177,10 @@ fn check_sizes(entries: &[(u64, RawEntry)], first_seq: u64) -> Result<(), Failur
     let mut bad = 0usize;
     for ((n, entry), seq) in entries.iter().zip(first_seq..) {
         scratch.clear();
-        if let Err(size) = annals::codec::encode_entry(seq, entry.as_str(), &mut scratch) {
+        let frame = annals::codec::Frame::v1(seq);
+        if let Err(annals::codec::EncodeError::TooLong { size }) =
+            annals::codec::encode_entry(&frame, entry.as_str(), &mut scratch)
+        {
             bad += 1;
             if bad <= MAX_REPORTED {
                 say!(

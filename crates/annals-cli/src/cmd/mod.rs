@@ -109,11 +109,8 @@ impl Printer {
         match (entry.body, self.format) {
             (annals::Body::Blob { reference, .. }, Format::Raw) => {
                 self.line.clear();
-                annals::codec::encode_blob(entry.seq, reference, &mut self.line).map_err(
-                    |size| {
-                        io::Error::other(format!("entry {} re-frames to {size} bytes", entry.seq))
-                    },
-                )?;
+                annals::codec::encode_blob(&raw_frame(entry.seq), reference, &mut self.line)
+                    .map_err(|e| io::Error::other(format!("entry {}: {e}", entry.seq)))?;
                 out.write_all(&self.line)
             }
             (
@@ -160,13 +157,18 @@ impl Printer {
                 // Re-framing a verified entry gives back its stored line byte for byte: the
                 // CRC covers exactly these bytes and the sequence number has one spelling.
                 self.line.clear();
-                annals::codec::encode_entry(seq, json, &mut self.line).map_err(|size| {
-                    io::Error::other(format!("entry {seq} re-frames to {size} bytes"))
-                })?;
+                annals::codec::encode_entry(&raw_frame(seq), json, &mut self.line)
+                    .map_err(|e| io::Error::other(format!("entry {seq}: {e}")))?;
                 out.write_all(&self.line)
             }
         }
     }
+}
+
+/// How a stored line is framed. The store writes version-1 lines today; a version-2 line also
+/// holds its write marks, which a replayed entry does not carry.
+fn raw_frame(seq: u64) -> annals::codec::Frame {
+    annals::codec::Frame::v1(seq)
 }
 
 /// Runs a replay whose sink writes to stdout, keeping the write error apart from the store's

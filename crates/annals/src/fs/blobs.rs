@@ -11,25 +11,7 @@ use super::{create_dir, is_regular_file, sync_dir, TempFile};
 use crate::blob::BlobId;
 use crate::{Error, Result};
 
-/// Why a blob could not be served.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum BlobFault {
-    Missing,
-    Length { expected: u64, found: u64 },
-    Hash { found: BlobId },
-}
-
-impl std::fmt::Display for BlobFault {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Missing => f.write_str("blob file is missing"),
-            Self::Length { expected, found } => {
-                write!(f, "blob has {found} bytes, its reference says {expected}")
-            }
-            Self::Hash { found } => write!(f, "blob content hashes to {found}, not to its name"),
-        }
-    }
-}
+pub(crate) use crate::error::BlobFault;
 
 pub(crate) struct BlobDir<'a> {
     session_dir: &'a Path,

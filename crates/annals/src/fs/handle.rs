@@ -13,7 +13,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 
-use crate::codec::Header;
+use crate::codec::{Header, Version};
 use crate::fs::fault::{FaultPoint, Faults, IoOp, WriteLen};
 use crate::fs::read::{probe_tail, read_header, TailState};
 use crate::scan::Identity;
@@ -229,6 +229,16 @@ impl Handle {
             if entries.is_empty() {
                 return Ok(tip);
             }
+            // This writer frames version-1 lines only; a file of another version gets none.
+            if let Some((header, _)) = &h.header {
+                if header.version() != Some(Version::NEW_FILES) {
+                    return Err(Error::UnsupportedVersion {
+                        path: h.path.clone(),
+                        found: header.annals,
+                        supported: 1,
+                    });
+                }
+            }
             h.buf.clear();
             for (seq, entry) in (tip.count..).zip(entries) {
                 entry.encode(seq, &mut h.buf)?;
@@ -339,7 +349,7 @@ impl Handle {
 mod tests {
     use std::io::Write;
 
-    use crate::codec::encode_entry;
+    use crate::codec::{encode_entry, Frame};
     use crate::{Error, FsStore, SegmentId, SessionId, Store, StoreExt, Tip};
 
     /// Found by the `store_ops` fuzz target: a writer that had seen a torn tail trusted its
@@ -360,9 +370,9 @@ mod tests {
             .unwrap();
 
         let mut line = Vec::new();
-        encode_entry(1, r#"{"n":2}"#, &mut line).unwrap();
+        encode_entry(&Frame::v1(1), r#"{"n":2}"#, &mut line).unwrap();
         let mut crashed = Vec::new();
-        encode_entry(1, r#"{"torn":true}"#, &mut crashed).unwrap();
+        encode_entry(&Frame::v1(1), r#"{"torn":true}"#, &mut crashed).unwrap();
         std::fs::OpenOptions::new()
             .append(true)
             .open(a.segment_path(session, segment))

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use crate::blob::{Attachment, AttachmentMeta, BlobId, BlobRef, GcReport};
-use crate::codec::{self, FileKind, Header, Lineage, FORMAT_VERSION};
+use crate::codec::{self, FileKind, Header, Lineage};
 use crate::error::CorruptReason;
 use crate::scan::{Checker, Delivery, Identity};
 use crate::store::{check_entry_size, Prepared};
@@ -265,10 +265,7 @@ impl Drop for TempFile {
 fn encode_header(header: &Header, out: &mut Vec<u8>) -> Result<u64> {
     codec::encode_header(header, out)
         .map(|n| n as u64)
-        .map_err(|size| Error::EntryTooLarge {
-            size,
-            limit: codec::MAX_LINE,
-        })
+        .map_err(codec::EncodeError::into_error)
 }
 
 fn encode_entries(first: u64, entries: &[Prepared<'_>], out: &mut Vec<u8>) -> Result<()> {
@@ -433,7 +430,7 @@ impl FsStore {
         fork: Option<Lineage>,
     ) -> Header {
         Header {
-            annals: u64::from(FORMAT_VERSION),
+            annals: codec::Version::NEW_FILES.number(),
             kind,
             session,
             segment,
@@ -556,10 +553,10 @@ impl FsStore {
                     session,
                     segment,
                 };
-                let (_, header_end) = read::read_header(&file, &path, identity)?;
+                let (header, header_end) = read::read_header(&file, &path, identity)?;
                 match read::seek_seq(&file, &path, header_end, len, target)? {
                     Some((offset, seq)) if offset > header_end => {
-                        (offset, checker.resumed(seq, offset))
+                        (offset, checker.resumed(&header, seq, offset))
                     }
                     _ => (0, checker),
                 }
@@ -567,21 +564,29 @@ impl FsStore {
         };
         let session_dir = self.session_dir(session);
         let blobs = BlobDir::new(&session_dir, &self.faults);
-        let mut blob_problems = Vec::new();
         let (mut report, _) = read::scan_stream_from(
             read::ReadAt::at(&file, start),
             start,
             len,
             checker,
             &mut |delivery| match delivery {
-                Delivery::Entry { seq, json } => sink(Entry {
+                Delivery::Entry {
                     seq,
-                    appended_ms: None,
+                    appended_ms,
+                    json,
+                } => sink(Entry {
+                    seq,
+                    appended_ms,
                     body: Body::Inline(json),
                 }),
-                Delivery::Blob { seq, reference, .. } if options.blob_refs => sink(Entry {
+                Delivery::Blob {
                     seq,
-                    appended_ms: None,
+                    appended_ms,
+                    reference,
+                    ..
+                } if options.blob_refs => sink(Entry {
+                    seq,
+                    appended_ms,
                     body: Body::Blob {
                         reference: &reference,
                         json: None,
@@ -589,37 +594,28 @@ impl FsStore {
                 }),
                 Delivery::Blob {
                     seq,
+                    appended_ms,
                     reference,
-                    line,
-                    offset,
+                    verdict,
+                    ..
                 } => match resolve(&blobs, &reference)? {
                     Ok(json) => sink(Entry {
                         seq,
-                        appended_ms: None,
+                        appended_ms,
                         body: Body::Blob {
                             reference: &reference,
                             json: Some(&json),
                         },
                     }),
-                    Err(reason) if options.mode == ReadMode::Strict => Err(Error::Corrupt {
-                        path: path.clone(),
-                        line,
-                        offset,
-                        reason,
-                    }),
+                    // The checker decides: damage, or part of an interrupted tail.
                     Err(reason) => {
-                        blob_problems.push(crate::Problem {
-                            line,
-                            offset,
-                            reason,
-                        });
+                        verdict.report(reason);
                         Ok(ControlFlow::Continue(()))
                     }
                 },
             },
             &path,
         )?;
-        add_problems(&mut report, blob_problems);
         report.path = Some(path);
         Ok(report)
     }
@@ -660,15 +656,13 @@ impl FsStore {
         let blobs = BlobDir::new(&session_dir, &self.faults);
         // A line whose blob is missing or damaged is damage at that line, as verify says:
         // repair cuts there too.
-        let mut blob_problems = Vec::new();
-        let (mut report, header) = read::scan_stream(
+        let (report, header) = read::scan_stream(
             read::ReadAt::new(file),
             size,
             checker,
-            &mut |delivery| check_blob(&blobs, delivery, &mut blob_problems),
+            &mut |delivery| check_blob(&blobs, delivery),
             &path,
         )?;
-        add_problems(&mut report, blob_problems);
         let mut plan = Repair {
             path: path.clone(),
             keep_bytes: report.valid_up_to,
@@ -729,7 +723,11 @@ impl FsStore {
         out.sync_all().map_err(|e| Error::io("fsync", &backup, e))?;
         let dir = self.session_dir(h.identity.session);
         sync_dir(&dir, &self.faults)?;
-        if plan.first_problem.is_none() {
+        if plan.first_problem.is_none()
+            && plan
+                .torn_tail
+                .is_some_and(|t| t.kind == crate::TailKind::TornLine)
+        {
             // Only a torn tail: it lies after the last newline, so cutting in place is safe
             // for mapped readers (see fs/mmap.rs). Through the descriptor we hold locked, not
             // the path, which is the same file but says so less plainly.
@@ -876,9 +874,9 @@ fn resolve(
     let fault = match blobs.read(&reference.sha256, Some(reference.len))? {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(json) => return Ok(Ok(json)),
-            Err(_) => "blob is not UTF-8 text".to_string(),
+            Err(_) => BlobFault::NotText,
         },
-        Err(fault) => fault.to_string(),
+        Err(fault) => fault,
     };
     Ok(Err(CorruptReason::Blob {
         id: reference.sha256,
@@ -888,24 +886,13 @@ fn resolve(
 
 /// For a blob line, checks its blob and notes a problem if it is missing or does not match:
 /// what verify and repair do with every blob line (replay reads the blob instead).
-fn check_blob(
-    blobs: &BlobDir<'_>,
-    delivery: Delivery<'_>,
-    problems: &mut Vec<crate::Problem>,
-) -> Result<ControlFlow<()>> {
+fn check_blob(blobs: &BlobDir<'_>, delivery: Delivery<'_>) -> Result<ControlFlow<()>> {
     if let Delivery::Blob {
-        reference,
-        line,
-        offset,
-        ..
+        reference, verdict, ..
     } = delivery
     {
         if let Err(reason) = resolve(blobs, &reference)? {
-            problems.push(crate::Problem {
-                line,
-                offset,
-                reason,
-            });
+            verdict.report(reason);
         }
     }
     Ok(ControlFlow::Continue(()))
@@ -915,21 +902,6 @@ fn check_blob(
 #[allow(clippy::unnecessary_wraps, reason = "has the shape of a line sink")]
 fn skip(_: Delivery<'_>) -> Result<ControlFlow<()>> {
     Ok(ControlFlow::Continue(()))
-}
-
-/// Adds problems found outside the line checker (blobs) to a report, in file order.
-fn add_problems(report: &mut ScanReport, problems: Vec<crate::Problem>) {
-    if problems.is_empty() {
-        return;
-    }
-    for p in problems {
-        report.valid_up_to = report.valid_up_to.min(p.offset);
-        report.problem_count += 1;
-        if report.problems.len() < ScanReport::MAX_PROBLEMS {
-            report.problems.push(p);
-        }
-    }
-    report.problems.sort_by_key(|p| p.offset);
 }
 
 fn is_regular_file(path: &Path) -> bool {
@@ -1283,16 +1255,14 @@ impl Store for FsStore {
         );
         let session_dir = self.session_dir(session);
         let blobs = BlobDir::new(&session_dir, &self.faults);
-        let mut blob_problems = Vec::new();
         if let Some(map) = &map {
             mmap::for_each_chunk(map, |base, chunk| {
-                let mut check = |d: Delivery<'_>| check_blob(&blobs, d, &mut blob_problems);
+                let mut check = |d: Delivery<'_>| check_blob(&blobs, d);
                 read::feed(chunk, base, &mut checker, &mut check, &path).map(|_| ())
             })?;
         }
         let (mut report, _) =
             read::finish_scan(checker, committed, &tail, size - committed, &path)?;
-        add_problems(&mut report, blob_problems);
         report.path = Some(path);
         Ok(report)
     }
@@ -1339,15 +1309,19 @@ impl Store for FsStore {
             }
             let cut = Self::cut_after(h, at)?;
             let header_end = h.header.as_ref().map_or(0, |(_, end)| *end);
-            let header = Self::new_header(
-                session,
-                into,
-                FileKind::Segment,
-                Some(Lineage {
-                    segment: source,
-                    at,
-                }),
-            );
+            let header = Header {
+                // A fork takes its source's format version: it copies its lines.
+                annals: h.header.as_ref().map_or(0, |(hd, _)| hd.annals),
+                ..Self::new_header(
+                    session,
+                    into,
+                    FileKind::Segment,
+                    Some(Lineage {
+                        segment: source,
+                        at,
+                    }),
+                )
+            };
             // The copied lines keep their sequence numbers 0..at, which is what the fork's
             // own sequence must be.
             if !self.create_file(&header, &[], Some((&h.file, header_end, cut)))? {
@@ -1548,7 +1522,7 @@ impl Store for FsStore {
             len,
             checker,
             &mut |delivery| {
-                if let Delivery::Entry { seq, json } = delivery {
+                if let Delivery::Entry { seq, json, .. } = delivery {
                     out.push(
                         serde_json::from_str(json).map_err(|source| Error::Deserialize {
                             segment: ATTACHMENTS,
@@ -1576,7 +1550,7 @@ impl Store for FsStore {
                 offset: 0,
                 reason: CorruptReason::Blob {
                     id: *id,
-                    problem: fault.to_string(),
+                    problem: fault,
                 },
             }),
         }

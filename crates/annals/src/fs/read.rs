@@ -73,21 +73,10 @@ pub(crate) fn feed(
     sink: &mut LineSink<'_>,
     path: &Path,
 ) -> Result<ControlFlow<(), usize>> {
-    let mut start = 0;
-    for nl in memchr::memchr_iter(b'\n', buf) {
-        let line = buf.get(start..nl).unwrap_or_default();
-        match checker.line(base + start as u64, line) {
-            Ok(Some(delivery)) => {
-                if sink(delivery)?.is_break() {
-                    return Ok(ControlFlow::Break(()));
-                }
-            }
-            Ok(None) => {}
-            Err(stop) => return Err(stop_to_error(stop, path)),
-        }
-        start = nl + 1;
-    }
-    Ok(ControlFlow::Continue(start))
+    checker.feed(buf, base, sink).map_err(|fed| match fed {
+        crate::scan::Fed::Stop(stop) => stop_to_error(stop, path),
+        crate::scan::Fed::Sink(e) => e,
+    })
 }
 
 /// Scans the first `len` bytes of `reader` with bounded memory. Lines longer than the limit
@@ -298,7 +287,7 @@ pub(crate) fn read_header(file: &File, path: &Path, identity: Identity) -> Resul
     };
     let nl = memchr::memchr(b'\n', bytes).ok_or_else(|| corrupt(CorruptReason::MissingHeader))?;
     let header = codec::decode_header(bytes.get(..nl).unwrap_or_default()).map_err(corrupt)?;
-    if header.annals != u64::from(FORMAT_VERSION) {
+    if header.version().is_none() {
         return Err(Error::UnsupportedVersion {
             path: path.to_path_buf(),
             found: header.annals,
