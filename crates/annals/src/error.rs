@@ -229,6 +229,16 @@ pub enum BlobFault {
     },
     /// The blob is not UTF-8 text, so it cannot be an entry's JSON.
     NotText,
+    /// The checksum stored with the blob does not match its bytes (a cheaper check than the hash,
+    /// which backends and readers that store one make on every read).
+    Crc {
+        /// Checksum stored with the blob.
+        stored: u32,
+        /// Checksum of its bytes.
+        computed: u32,
+    },
+    /// The blob's bytes do not start with the head its reference keeps: it is another entry's.
+    HeadMismatch,
 }
 
 impl fmt::Display for BlobFault {
@@ -240,6 +250,13 @@ impl fmt::Display for BlobFault {
             }
             Self::Hash { found } => write!(f, "blob content hashes to {found}, not to its name"),
             Self::NotText => f.write_str("blob is not UTF-8 text, so it is not an entry's JSON"),
+            Self::Crc { stored, computed } => write!(
+                f,
+                "blob checksum mismatch: stored {stored:08x}, its bytes hash to {computed:08x}"
+            ),
+            Self::HeadMismatch => {
+                f.write_str("blob does not start with the head its reference keeps")
+            }
         }
     }
 }
