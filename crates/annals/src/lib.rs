@@ -110,7 +110,7 @@ pub fn check_image(
             },
         }),
     };
-    fs::scan_slice(lines, shown, tail.len() as u64, checker, &mut deliver, name).map(
+    scan::scan_slice(lines, shown, tail.len() as u64, checker, &mut deliver, name).map(
         |(mut report, _)| {
             report.path = Some(name.to_path_buf());
             report

@@ -1,11 +1,16 @@
 //! The line checker shared by every reader: given the lines of a file in order, it checks the
 //! header, every CRC and the sequence numbers, decides what to deliver, and builds the
-//! [`ScanReport`]. Pure: the readers in `fs/` split files into lines and feed it.
+//! [`ScanReport`]. Pure: the readers in `fs/` read files into buffers, [`feed`] splits a buffer
+//! into lines for the checker, and [`check_header`] and [`is_torn_tail`] are the one verdict on
+//! a header line and on unterminated bytes that every reader (and the writer's tail probe) uses.
+
+use std::ops::ControlFlow;
+use std::path::Path;
 
 use crate::blob::BlobRef;
 use crate::codec::{self, FileKind, Header, FORMAT_VERSION};
 use crate::error::CorruptReason;
-use crate::{ReadMode, ScanReport, SegmentId, SessionId, TornTail};
+use crate::{Error, ReadMode, Result, ScanReport, SegmentId, SessionId, TornTail};
 
 /// Why a scan must stop.
 #[derive(Debug)]
@@ -132,23 +137,13 @@ impl Checker {
         self.line_no += 1;
         let end = offset + line.len() as u64 + 1;
         if self.line_no == 1 && !self.resumed {
-            match codec::decode_header(line) {
-                Ok(h) if h.annals != u64::from(FORMAT_VERSION) => {
-                    return Err(Stop::Version(h.annals))
+            match check_header(line, self.identity) {
+                Ok(h) => self.header = Some(h),
+                Err(HeaderFault::Version(found)) => return Err(Stop::Version(found)),
+                Err(HeaderFault::Corrupt { header, reason }) => {
+                    self.problem(offset, reason)?;
+                    self.header = header.map(|h| *h);
                 }
-                Ok(h) => {
-                    if let Some(id) = self.identity {
-                        if (h.kind, h.session, h.segment) != (id.kind, id.session, id.segment) {
-                            let reason = CorruptReason::WrongIdentity {
-                                expected: format!("{:?} {}/{}", id.kind, id.session, id.segment),
-                                found: format!("{:?} {}/{}", h.kind, h.session, h.segment),
-                            };
-                            self.problem(offset, reason)?;
-                        }
-                    }
-                    self.header = Some(h);
-                }
-                Err(reason) => self.problem(offset, reason)?,
             }
             self.advance_valid(end);
             return Ok(None);
@@ -217,7 +212,7 @@ impl Checker {
         if len == 0 {
             return Ok(());
         }
-        if codec::is_plausible_torn_tail(tail) && len == tail.len() as u64 {
+        if is_torn_tail(tail, len) {
             self.report.torn_tail = Some(TornTail { offset, len });
             Ok(())
         } else {
@@ -242,6 +237,144 @@ impl Checker {
         self.report.file_len = file_len;
         Ok((self.report, self.header))
     }
+}
+
+/// Why a header line is not the header of the file a reader expects.
+#[derive(Debug)]
+pub(crate) enum HeaderFault {
+    /// A well-formed header of a format version this build cannot read.
+    Version(u64),
+    /// Not a header, or the header of another file (then `header` is what it says).
+    Corrupt {
+        header: Option<Box<Header>>,
+        reason: CorruptReason,
+    },
+}
+
+/// The one verdict on a header line (without its newline): well-formed, of a version this build
+/// reads, and (with `identity`) naming the file it stands in. Every reader and the writer's
+/// header probe use it.
+pub(crate) fn check_header(line: &[u8], identity: Option<Identity>) -> Result<Header, HeaderFault> {
+    let header = codec::decode_header(line).map_err(|reason| HeaderFault::Corrupt {
+        header: None,
+        reason,
+    })?;
+    if header.annals != u64::from(FORMAT_VERSION) {
+        return Err(HeaderFault::Version(header.annals));
+    }
+    if let Some(id) = identity {
+        if (header.kind, header.session, header.segment) != (id.kind, id.session, id.segment) {
+            let reason = CorruptReason::WrongIdentity {
+                expected: format!("{:?} {}/{}", id.kind, id.session, id.segment),
+                found: format!("{:?} {}/{}", header.kind, header.session, header.segment),
+            };
+            return Err(HeaderFault::Corrupt {
+                header: Some(Box::new(header)),
+                reason,
+            });
+        }
+    }
+    Ok(header)
+}
+
+/// The one verdict on the unterminated bytes at the end of a file: `head` is what a reader
+/// holds of them, `len` how many there are. They are a torn tail (an interrupted append,
+/// never committed) only if the reader holds them all and they can be the start of an annals
+/// line; anything else is damage.
+pub(crate) fn is_torn_tail(head: &[u8], len: u64) -> bool {
+    len == head.len() as u64 && codec::is_plausible_torn_tail(head)
+}
+
+/// Receives what the checker delivers, in file order; `Break` ends the scan there.
+pub(crate) type LineSink<'a> = dyn FnMut(Delivery<'_>) -> Result<ControlFlow<()>> + 'a;
+
+/// The error a reader returns for a checker's [`Stop`] in the file at `path`.
+pub(crate) fn stop_to_error(stop: Stop, path: &Path) -> Error {
+    match stop {
+        Stop::Corrupt {
+            line,
+            offset,
+            reason,
+        } => Error::Corrupt {
+            path: path.to_path_buf(),
+            line,
+            offset,
+            reason,
+        },
+        Stop::Version(found) => Error::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found,
+            supported: FORMAT_VERSION,
+        },
+    }
+}
+
+/// Feeds the complete lines of `buf` (which starts at file offset `base`) to the checker and
+/// the sink. Returns how many bytes were consumed (up to and including the last newline), or
+/// `Break` if the sink asked to stop.
+pub(crate) fn feed(
+    buf: &[u8],
+    base: u64,
+    checker: &mut Checker,
+    sink: &mut LineSink<'_>,
+    path: &Path,
+) -> Result<ControlFlow<(), usize>> {
+    let mut start = 0;
+    for nl in memchr::memchr_iter(b'\n', buf) {
+        let line = buf.get(start..nl).unwrap_or_default();
+        match checker.line(base + start as u64, line) {
+            Ok(Some(delivery)) => {
+                if sink(delivery)?.is_break() {
+                    return Ok(ControlFlow::Break(()));
+                }
+            }
+            Ok(None) => {}
+            Err(stop) => return Err(stop_to_error(stop, path)),
+        }
+        start = nl + 1;
+    }
+    Ok(ControlFlow::Continue(start))
+}
+
+/// Scans an in-memory image of the committed part of a file (the mapped fast path, or a whole
+/// image held by the caller), then the unterminated `tail` (its first bytes; `tail_len` in
+/// all) that follows it.
+pub(crate) fn scan_slice(
+    bytes: &[u8],
+    tail: &[u8],
+    tail_len: u64,
+    mut checker: Checker,
+    sink: &mut LineSink<'_>,
+    path: &Path,
+) -> Result<(ScanReport, Option<Header>)> {
+    let end = match feed(bytes, 0, &mut checker, sink, path)? {
+        ControlFlow::Continue(end) => end,
+        ControlFlow::Break(()) => return Ok(checker.stopped(bytes.len() as u64 + tail_len)),
+    };
+    let leftover = bytes.get(end..).unwrap_or_default();
+    let (tail, tail_len) = if leftover.is_empty() {
+        (tail, tail_len)
+    } else {
+        (leftover, leftover.len() as u64 + tail_len)
+    };
+    finish_scan(checker, end as u64, tail, tail_len, path)
+}
+
+/// Ends a scan whose complete lines (up to `end`) were fed: the unterminated tail, then the
+/// report.
+pub(crate) fn finish_scan(
+    mut checker: Checker,
+    end: u64,
+    tail: &[u8],
+    tail_len: u64,
+    path: &Path,
+) -> Result<(ScanReport, Option<Header>)> {
+    checker
+        .tail(end, tail, tail_len)
+        .map_err(|s| stop_to_error(s, path))?;
+    checker
+        .finish(end + tail_len)
+        .map_err(|s| stop_to_error(s, path))
 }
 
 #[cfg(test)]

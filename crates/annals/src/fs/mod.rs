@@ -39,7 +39,6 @@ pub use fault::IoOp;
 pub use fault::{FailNth, Fault, FaultPlan};
 use fault::{FaultPoint, Faults};
 use handle::Handle;
-pub(crate) use read::scan_slice;
 
 /// What an append promises once it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -1287,11 +1286,11 @@ impl Store for FsStore {
         if let Some(map) = &map {
             mmap::for_each_chunk(map, |base, chunk| {
                 let mut check = |d: Delivery<'_>| check_blob(&blobs, d, &mut blob_problems);
-                read::feed(chunk, base, &mut checker, &mut check, &path).map(|_| ())
+                crate::scan::feed(chunk, base, &mut checker, &mut check, &path).map(|_| ())
             })?;
         }
         let (mut report, _) =
-            read::finish_scan(checker, committed, &tail, size - committed, &path)?;
+            crate::scan::finish_scan(checker, committed, &tail, size - committed, &path)?;
         add_problems(&mut report, blob_problems);
         report.path = Some(path);
         Ok(report)

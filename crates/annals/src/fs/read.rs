@@ -1,5 +1,5 @@
-//! Reading files: the streaming line splitter that feeds the [`Checker`], header and tail
-//! probes, and the mapping between checker outcomes and errors. Never writes.
+//! Reading files: the streaming reader that feeds the [`Checker`] bounded buffers, and the
+//! header and tail probes. Never writes; every verdict on what the bytes mean is `scan.rs`'s.
 
 use std::fs::File;
 use std::io::Read;
@@ -7,13 +7,10 @@ use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::codec::{self, Header, FORMAT_VERSION, MAX_LINE};
+use crate::codec::{self, Header, MAX_LINE};
 use crate::error::CorruptReason;
-use crate::scan::{Checker, Delivery, Identity, Stop};
+use crate::scan::{self, feed, stop_to_error, Checker, HeaderFault, Identity, LineSink};
 use crate::{Error, Result, ScanReport};
-
-/// Receives what the checker delivers, in file order; `Break` ends the scan there.
-pub(crate) type LineSink<'a> = dyn FnMut(Delivery<'_>) -> Result<ControlFlow<()>> + 'a;
 
 /// `Read` over a file by positioned reads, so that it never moves (or depends on) the
 /// descriptor's shared offset.
@@ -42,53 +39,6 @@ impl Read for ReadAt<'_> {
 
 /// Read buffer of the streaming reader: replay memory stays at about this much per scan.
 const BUF: usize = 256 * 1024;
-
-pub(crate) fn stop_to_error(stop: Stop, path: &Path) -> Error {
-    match stop {
-        Stop::Corrupt {
-            line,
-            offset,
-            reason,
-        } => Error::Corrupt {
-            path: path.to_path_buf(),
-            line,
-            offset,
-            reason,
-        },
-        Stop::Version(found) => Error::UnsupportedVersion {
-            path: path.to_path_buf(),
-            found,
-            supported: FORMAT_VERSION,
-        },
-    }
-}
-
-/// Feeds the complete lines of `buf` (which starts at file offset `base`) to the checker and
-/// the sink. Returns how many bytes were consumed (up to and including the last newline), or
-/// `Break` if the sink asked to stop.
-pub(crate) fn feed(
-    buf: &[u8],
-    base: u64,
-    checker: &mut Checker,
-    sink: &mut LineSink<'_>,
-    path: &Path,
-) -> Result<ControlFlow<(), usize>> {
-    let mut start = 0;
-    for nl in memchr::memchr_iter(b'\n', buf) {
-        let line = buf.get(start..nl).unwrap_or_default();
-        match checker.line(base + start as u64, line) {
-            Ok(Some(delivery)) => {
-                if sink(delivery)?.is_break() {
-                    return Ok(ControlFlow::Break(()));
-                }
-            }
-            Ok(None) => {}
-            Err(stop) => return Err(stop_to_error(stop, path)),
-        }
-        start = nl + 1;
-    }
-    Ok(ControlFlow::Continue(start))
-}
 
 /// Scans the first `len` bytes of `reader` with bounded memory. Lines longer than the limit
 /// are skipped (and reported) without being buffered.
@@ -181,46 +131,6 @@ pub(crate) fn scan_stream_from(
     }
 }
 
-/// Scans an in-memory image of the committed part of a file (the mapped fast path), then the
-/// unterminated `tail` (its first bytes; `tail_len` in all) that follows it.
-pub(crate) fn scan_slice(
-    bytes: &[u8],
-    tail: &[u8],
-    tail_len: u64,
-    mut checker: Checker,
-    sink: &mut LineSink<'_>,
-    path: &Path,
-) -> Result<(ScanReport, Option<Header>)> {
-    let end = match feed(bytes, 0, &mut checker, sink, path)? {
-        ControlFlow::Continue(end) => end,
-        ControlFlow::Break(()) => return Ok(checker.stopped(bytes.len() as u64 + tail_len)),
-    };
-    let leftover = bytes.get(end..).unwrap_or_default();
-    let (tail, tail_len) = if leftover.is_empty() {
-        (tail, tail_len)
-    } else {
-        (leftover, leftover.len() as u64 + tail_len)
-    };
-    finish_scan(checker, end as u64, tail, tail_len, path)
-}
-
-/// Ends a scan whose complete lines (up to `end`) were fed: the unterminated tail, then the
-/// report.
-pub(crate) fn finish_scan(
-    mut checker: Checker,
-    end: u64,
-    tail: &[u8],
-    tail_len: u64,
-    path: &Path,
-) -> Result<(ScanReport, Option<Header>)> {
-    checker
-        .tail(end, tail, tail_len)
-        .map_err(|s| stop_to_error(s, path))?;
-    checker
-        .finish(end + tail_len)
-        .map_err(|s| stop_to_error(s, path))
-}
-
 /// Finds where to start reading for the entries from sequence number `target` on, by binary
 /// search over line boundaries between `start` (the end of the header) and `len`: O(log n)
 /// positioned reads of at most two lines each. Returns a line start whose entry has a sequence
@@ -297,26 +207,11 @@ pub(crate) fn read_header(file: &File, path: &Path, identity: Identity) -> Resul
         reason,
     };
     let nl = memchr::memchr(b'\n', bytes).ok_or_else(|| corrupt(CorruptReason::MissingHeader))?;
-    let header = codec::decode_header(bytes.get(..nl).unwrap_or_default()).map_err(corrupt)?;
-    if header.annals != u64::from(FORMAT_VERSION) {
-        return Err(Error::UnsupportedVersion {
-            path: path.to_path_buf(),
-            found: header.annals,
-            supported: FORMAT_VERSION,
-        });
+    match scan::check_header(bytes.get(..nl).unwrap_or_default(), Some(identity)) {
+        Ok(header) => Ok((header, nl as u64 + 1)),
+        Err(HeaderFault::Version(found)) => Err(stop_to_error(scan::Stop::Version(found), path)),
+        Err(HeaderFault::Corrupt { reason, .. }) => Err(corrupt(reason)),
     }
-    if (header.kind, header.session, header.segment)
-        != (identity.kind, identity.session, identity.segment)
-    {
-        return Err(corrupt(CorruptReason::WrongIdentity {
-            expected: format!(
-                "{:?} {}/{}",
-                identity.kind, identity.session, identity.segment
-            ),
-            found: format!("{:?} {}/{}", header.kind, header.session, header.segment),
-        }));
-    }
-    Ok((header, nl as u64 + 1))
 }
 
 pub(crate) fn read_at_most(file: &File, buf: &mut [u8], offset: u64, path: &Path) -> Result<usize> {
@@ -370,7 +265,7 @@ pub(crate) fn probe_tail(
     };
     let committed = start + last_nl as u64 + 1;
     let torn = size - committed;
-    if torn > 0 && !codec::is_plausible_torn_tail(buf.get(last_nl + 1..).unwrap_or_default()) {
+    if torn > 0 && !scan::is_torn_tail(buf.get(last_nl + 1..).unwrap_or_default(), torn) {
         return Err(Error::Corrupt {
             path: path.to_path_buf(),
             line: line_number_at(file, path, committed)?,
@@ -436,7 +331,7 @@ fn tail_only(
     path: &Path,
 ) -> Result<TailState> {
     let (known_end, known_count) = known;
-    if from_known && known_end > 0 && codec::is_plausible_torn_tail(buf) {
+    if from_known && known_end > 0 && scan::is_torn_tail(buf, size - known_end) {
         return Ok(TailState {
             committed: known_end,
             count: known_count,
