@@ -11,7 +11,9 @@ mod fault;
 mod fstype;
 mod handle;
 mod mmap;
+mod os;
 mod read;
+mod seam;
 
 use std::collections::HashMap;
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -39,6 +41,8 @@ pub use fault::IoOp;
 pub use fault::{FailNth, Fault, FaultPlan};
 use fault::{FaultPoint, Faults};
 use handle::Handle;
+pub use os::{OsDir, OsFile, OsFs};
+pub use seam::{Access, DirEntry, EntryKind, FileSystem, LockKind, Lookup, Stat};
 
 /// What an append promises once it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -329,7 +333,11 @@ impl FsStore {
                 .map_err(|e| Error::io("create store root", &root, e))?;
         }
         if !options.allow_unsafe_fs {
-            fstype::check(&root)?;
+            let dir =
+                std::fs::File::open(&root).map_err(|e| Error::io("open store root", &root, e))?;
+            if let Some(fs) = fstype::of_root(&dir) {
+                return Err(Error::UnsafeFileSystem { path: root, fs });
+            }
         }
         Ok(Self {
             root,
@@ -1265,7 +1273,7 @@ impl Store for FsStore {
         let Some((file, (size, committed))) = snapshot else {
             return Err(Error::SegmentNotFound { session, segment });
         };
-        let map = mmap::map_committed(&file, committed, &path)?;
+        let map = mmap::map_committed(&file, committed).map_err(|e| Error::io("map", &path, e))?;
         let mut tail =
             vec![0u8; usize::try_from((size - committed).min(codec::MAX_LINE as u64)).unwrap_or(0)];
         let n = read::read_at_most(&file, &mut tail, committed, &path)?;
