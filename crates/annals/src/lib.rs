@@ -71,6 +71,8 @@ pub use fs::{
     OsDir, OsFile, OsFs, Repair, Stat,
 };
 #[cfg(feature = "fault-injection")]
+pub use fs::{Crash, SimDir, SimFile, SimFs};
+#[cfg(feature = "fault-injection")]
 pub use fs::{FailNth, Fault, FaultPlan, InjectionPoint as FaultPoint, IoOp};
 pub use ids::{SegmentId, SessionId};
 pub use mem::MemStore;

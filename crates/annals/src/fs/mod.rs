@@ -14,6 +14,8 @@ mod mmap;
 mod os;
 mod read;
 mod seam;
+#[cfg(feature = "fault-injection")]
+mod sim;
 
 use std::collections::HashMap;
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -43,6 +45,8 @@ use fault::{FaultPoint, Faults};
 use handle::Handle;
 pub use os::{OsDir, OsFile, OsFs};
 pub use seam::{Access, DirEntry, EntryKind, FileSystem, LockKind, Lookup, Stat};
+#[cfg(feature = "fault-injection")]
+pub use sim::{Crash, SimDir, SimFile, SimFs};
 
 /// What an append promises once it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
