@@ -4,8 +4,9 @@
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use crate::{SegmentId, SessionId};
+use crate::{EntryKind, SegmentId, SessionId};
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -206,14 +207,33 @@ pub enum Error {
         count: u64,
     },
 
-    /// An fsync of this file failed earlier. Its state on disk is unknown, so every later write to
-    /// it fails with this error until the store is reopened. Never retried.
-    #[error("{}: an earlier fsync failed ({cause}); the file's durable state is unknown, reopen the store and verify it", path.display())]
+    /// An fsync of this file failed earlier (or the rollback of a failed append did). Its state
+    /// on disk is unknown, so every later write to it fails with this error until the store is
+    /// reopened. Never retried.
+    #[error("{}: an earlier {op} failed ({source}); the file's durable state is unknown, reopen the store and verify it", path.display())]
     Poisoned {
         /// The file.
         path: PathBuf,
-        /// The error of the failed fsync.
-        cause: String,
+        /// What failed: `"fsync"`, `"fsync directory"`, `"roll back a failed append to"`.
+        op: &'static str,
+        /// The error of that call, as the system reported it (its `kind()` and
+        /// `raw_os_error()` say whether it was `EIO`, `ENOSPC`, ...).
+        #[source]
+        source: Arc<io::Error>,
+    },
+
+    /// Something that is not the store's is where the store keeps a file or directory of its
+    /// own: a symbolic link, a FIFO, a socket, a device, a directory where a file belongs or a
+    /// file where a directory belongs. annals does not follow it, open it, write through it or
+    /// remove it.
+    #[error("{}: {found} is in the way where annals keeps {expected}; annals does not follow links or open special files inside its store, and leaves it as it is: move it away", path.display())]
+    NotOurs {
+        /// The name.
+        path: PathBuf,
+        /// What is there.
+        found: EntryKind,
+        /// What annals keeps there.
+        expected: EntryKind,
     },
 
     /// The caller handed in text that is not one JSON value.

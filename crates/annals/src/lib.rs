@@ -14,8 +14,9 @@
 //!   ([`BlobRef`]) and re-inflated on replay; attachments share the blob store
 //!   ([`Store::put_attachment`], [`Store::gc_blobs`]).
 //!
-//! Features: `testing` (the conformance suite, `annals::testing`), `fault-injection` (named failure
-//! points in the filesystem store, for tests of failure handling).
+//! Features: `testing` (the conformance suite, `annals::testing`), `fault-injection` (the
+//! filesystem store over [`FaultFs`], which fails any call through its I/O seam on a plan, or
+//! over [`SimFs`], a simulated file system that can lose power, for tests of failure handling).
 //!
 //! ```
 //! use annals::{FsStore, SessionId, SegmentId, Store, StoreExt};
@@ -71,9 +72,10 @@ pub use fs::{
     OsDir, OsFile, OsFs, Repair, Stat,
 };
 #[cfg(feature = "fault-injection")]
-pub use fs::{Crash, SimDir, SimFile, SimFs};
-#[cfg(feature = "fault-injection")]
-pub use fs::{FailNth, Fault, FaultPlan, InjectionPoint as FaultPoint, IoOp};
+pub use fs::{
+    Call, CountCalls, Crash, FailNth, Fault, FaultDir, FaultFile, FaultFs, FaultPlan, Op, SimDir,
+    SimFile, SimFs,
+};
 pub use ids::{SegmentId, SessionId};
 pub use mem::MemStore;
 pub use store::{

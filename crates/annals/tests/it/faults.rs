@@ -1,15 +1,16 @@
-//! Fault injection: every named point of the filesystem store, made to fail with EIO or ENOSPC,
-//! to write short, or to crash the process. For each, what the caller saw is a clear error, no
-//! acknowledged append is lost, no unacknowledged one appears half-written, the store reopens and
-//! replays, and the next append works (on a new store where the old one is poisoned).
+//! Fault injection: calls through the filesystem store's I/O seam (`FaultFs`), made to fail
+//! with EIO or ENOSPC, to write short, or to crash the process before or after them. For each,
+//! what the caller saw is a clear error, no acknowledged append is lost, no unacknowledged one
+//! appears half-written, the store reopens and replays, and the next append works (on a new
+//! store where the old one is poisoned).
 
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
 use annals::{
-    Durability, Error, FailNth, Fault, FaultPoint, FsOptions, FsStore, SegmentId, SessionId, Store,
-    StoreExt,
+    Call, CountCalls, Durability, Error, FailNth, Fault, FaultFs, FaultPlan, FsOptions, FsStore,
+    Op, OsFs, SegmentId, SessionId, Store, StoreExt,
 };
 use serde_json::{json, Value};
 
@@ -20,9 +21,29 @@ fn options(durability: Durability) -> FsOptions {
     }
 }
 
-fn faulty(root: &Path, durability: Durability, point: FaultPoint, fault: Fault) -> FsStore {
-    let plan = Arc::new(FailNth::new(point, 0, fault));
-    FsStore::open_with_faults(root, options(durability), plan).unwrap()
+/// A temporary file of a crash-atomic create or rewrite (`.{stem}.{uuid}.tmp`).
+fn is_temp(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "tmp")
+}
+
+/// A segment's log (not a temporary file, a trace or a blob).
+fn is_log(path: &Path) -> bool {
+    let name = path.file_name().unwrap().to_string_lossy();
+    name.ends_with(".jsonl") && !name.ends_with(".trace.jsonl") && !name.starts_with('.')
+}
+
+/// The `nth` call of kind `op` on a segment's log.
+fn on_log(op: Op, nth: u64, fault: Fault) -> FailNth {
+    FailNth::new(op, nth, fault).only(is_log)
+}
+
+/// The `nth` call of kind `op` on a temporary file.
+fn on_temp(op: Op, nth: u64, fault: Fault) -> FailNth {
+    FailNth::new(op, nth, fault).only(is_temp)
+}
+
+fn faulty(root: &Path, durability: Durability, plan: impl FaultPlan + 'static) -> FsStore<FaultFs> {
+    FsStore::open_with_faults(root, options(durability), Arc::new(plan)).unwrap()
 }
 
 fn entry(n: u64) -> Value {
@@ -84,8 +105,7 @@ fn a_failed_or_short_append_write_is_rolled_back_and_the_next_append_works() {
         let store = faulty(
             dir.path(),
             Durability::Buffered,
-            FaultPoint::AppendWrite,
-            fault,
+            on_log(Op::Append, 0, fault),
         );
         let err = store.append(session, segment, &entry(3)).unwrap_err();
         io_error_names(&err, "append to", &segment.to_string());
@@ -114,7 +134,7 @@ fn a_failed_fsync_poisons_the_file_until_the_store_is_reopened() {
     for fault in [Fault::Eio, Fault::Enospc] {
         let dir = tempfile::tempdir().unwrap();
         let (session, segment) = seeded(dir.path());
-        let store = faulty(dir.path(), Durability::Sync, FaultPoint::AppendSync, fault);
+        let store = faulty(dir.path(), Durability::Sync, on_log(Op::SyncData, 0, fault));
         let err = store.append(session, segment, &entry(3)).unwrap_err();
         io_error_names(&err, "fsync", &segment.to_string());
 
@@ -153,11 +173,11 @@ fn a_failed_rollback_poisons_and_leaves_only_an_ignorable_torn_tail() {
     // The write is short, then cutting it fails too.
     #[derive(Debug)]
     struct ShortThenNoRollback;
-    impl annals::FaultPlan for ShortThenNoRollback {
-        fn at(&self, point: FaultPoint, _: &Path) -> Option<Fault> {
-            match point {
-                FaultPoint::AppendWrite => Some(Fault::ShortWrite(11)),
-                FaultPoint::Rollback => Some(Fault::Eio),
+    impl FaultPlan for ShortThenNoRollback {
+        fn at(&self, call: &Call<'_>) -> Option<Fault> {
+            match call.op {
+                Op::Append => Some(Fault::ShortWrite(11)),
+                Op::SetLen => Some(Fault::Eio),
                 _ => None,
             }
         }
@@ -199,8 +219,7 @@ fn a_torn_tail_that_cannot_be_cut_fails_the_append_and_writes_nothing() {
     let store = faulty(
         dir.path(),
         Durability::Buffered,
-        FaultPoint::TornTailCut,
-        Fault::Eio,
+        on_log(Op::SetLen, 0, Fault::Eio),
     );
     let err = store.append(session, segment, &entry(3)).unwrap_err();
     io_error_names(&err, "remove torn tail of", &segment.to_string());
@@ -213,15 +232,15 @@ fn a_torn_tail_that_cannot_be_cut_fails_the_append_and_writes_nothing() {
 
 #[test]
 fn a_create_that_fails_before_the_link_leaves_no_segment_and_no_temp_file() {
-    for point in [
-        FaultPoint::TempWrite,
-        FaultPoint::TempSync,
-        FaultPoint::Link,
-    ] {
+    for point in [Op::Append, Op::SyncData, Op::Link] {
         for fault in ERRORS {
             let dir = tempfile::tempdir().unwrap();
             let (session, segment) = (SessionId::new(), SegmentId::new());
-            let store = faulty(dir.path(), Durability::Buffered, point, fault);
+            let plan = match point {
+                Op::Link => FailNth::new(point, 0, fault),
+                _ => on_temp(point, 0, fault),
+            };
+            let store = faulty(dir.path(), Durability::Buffered, plan);
             let err = store.create(session, segment, &[entry(0)]).unwrap_err();
             assert!(
                 matches!(err, Error::Io { .. }),
@@ -240,11 +259,7 @@ fn a_create_that_fails_before_the_link_leaves_no_segment_and_no_temp_file() {
 
 #[test]
 fn a_truncate_that_fails_before_the_rename_changes_nothing() {
-    for point in [
-        FaultPoint::TempWrite,
-        FaultPoint::TempSync,
-        FaultPoint::Rename,
-    ] {
+    for point in [Op::Append, Op::SyncData, Op::Rename] {
         for fault in ERRORS {
             let dir = tempfile::tempdir().unwrap();
             let (session, segment) = seeded(dir.path());
@@ -252,7 +267,11 @@ fn a_truncate_that_fails_before_the_rename_changes_nothing() {
                 .unwrap()
                 .segment_path(session, segment);
             let before = std::fs::read(&path).unwrap();
-            let store = faulty(dir.path(), Durability::Buffered, point, fault);
+            let plan = match point {
+                Op::Rename => FailNth::new(point, 0, fault),
+                _ => on_temp(point, 0, fault),
+            };
+            let store = faulty(dir.path(), Durability::Buffered, plan);
             let err = store.truncate(session, segment, 1).unwrap_err();
             assert!(
                 matches!(err, Error::Io { .. }),
@@ -273,8 +292,7 @@ fn a_failed_directory_sync_after_a_rewrite_poisons_the_segment() {
     let store = faulty(
         dir.path(),
         Durability::Buffered,
-        FaultPoint::DirSync,
-        Fault::Eio,
+        FailNth::new(Op::SyncDir, 0, Fault::Eio),
     );
     let err = store.truncate(session, segment, 1).unwrap_err();
     io_error_names(&err, "fsync directory", &session.to_string());
@@ -295,8 +313,11 @@ fn a_failed_directory_sync_after_a_create_reports_the_error_and_leaves_a_whole_s
     let dir = tempfile::tempdir().unwrap();
     let (session, segment) = (SessionId::new(), SegmentId::new());
     // Fail the second directory sync (the first one is the new session directory's).
-    let plan = Arc::new(FailNth::new(FaultPoint::DirSync, 1, Fault::Eio));
-    let store = FsStore::open_with_faults(dir.path(), FsOptions::default(), plan).unwrap();
+    let store = faulty(
+        dir.path(),
+        Durability::Buffered,
+        FailNth::new(Op::SyncDir, 1, Fault::Eio),
+    );
     let err = store.create(session, segment, &[entry(0)]).unwrap_err();
     io_error_names(&err, "fsync directory", &session.to_string());
     assert_eq!(replay_fresh(dir.path(), session, segment), vec![entry(0)]);
@@ -307,31 +328,15 @@ fn a_failed_directory_sync_after_a_create_reports_the_error_and_leaves_a_whole_s
 
 const CHILD_ENV: &str = "ANNALS_FAULT_CRASH_CHILD";
 
-/// The child's workload. It prints `begin OP` before and `ack OP` after every operation, so the
-/// parent knows what was acknowledged and what was in flight when the crash came.
-#[test]
-fn crash_child() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else {
-        return;
-    };
-    let mut parts = spec.split(',');
-    let root = parts.next().unwrap().to_string();
-    let point = point_by_name(parts.next().unwrap());
-    let nth: u64 = parts.next().unwrap().parse().unwrap();
-    let durability = match parts.next().unwrap() {
-        "sync" => Durability::Sync,
-        _ => Durability::Buffered,
-    };
-    let session: SessionId = parts.next().unwrap().parse().unwrap();
-    let segment: SegmentId = parts.next().unwrap().parse().unwrap();
-    let plan = Arc::new(FailNth::new(point, nth, Fault::Crash));
-    let store = FsStore::open_with_faults(&root, options(durability), plan).unwrap();
-    let say = |line: String| {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{line}").unwrap();
-        out.flush().unwrap();
-    };
+/// The crash workload, run by the child (and once in the parent, to count its calls). It says
+/// `begin OP` before and `ack OP` after every operation, so the parent knows what was
+/// acknowledged and what was in flight when the crash came.
+fn workload(
+    store: &FsStore<FaultFs>,
+    session: SessionId,
+    segment: SegmentId,
+    say: &dyn Fn(String),
+) {
     say("begin create 2".into());
     store
         .create(session, segment, &[entry(0), entry(1)])
@@ -358,8 +363,45 @@ fn crash_child() {
     say("done".into());
 }
 
-fn point_by_name(name: &str) -> FaultPoint {
-    FaultPoint::ALL
+fn durability_name(durability: Durability) -> &'static str {
+    if durability == Durability::Sync {
+        "sync"
+    } else {
+        "buffered"
+    }
+}
+
+#[test]
+fn crash_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let mut parts = spec.split(',');
+    let root = parts.next().unwrap().to_string();
+    let op = op_by_name(parts.next().unwrap());
+    let nth: u64 = parts.next().unwrap().parse().unwrap();
+    let fault = match parts.next().unwrap() {
+        "before" => Fault::Crash,
+        _ => Fault::CrashAfter,
+    };
+    let durability = match parts.next().unwrap() {
+        "sync" => Durability::Sync,
+        _ => Durability::Buffered,
+    };
+    let session: SessionId = parts.next().unwrap().parse().unwrap();
+    let segment: SegmentId = parts.next().unwrap().parse().unwrap();
+    let store = faulty(Path::new(&root), durability, FailNth::new(op, nth, fault));
+    let say = |line: String| {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}").unwrap();
+        out.flush().unwrap();
+    };
+    workload(&store, session, segment, &say);
+}
+
+fn op_by_name(name: &str) -> Op {
+    Op::ALL
         .into_iter()
         .find(|p| format!("{p:?}") == name)
         .unwrap()
@@ -380,17 +422,18 @@ fn apply(model: &mut Vec<Value>, op: &str) {
     }
 }
 
-fn crash_at(point: FaultPoint, nth: u64, durability: Durability) {
+fn crash_at(op: Op, nth: u64, fault: Fault, durability: Durability) {
     let dir = tempfile::tempdir().unwrap();
     let (session, segment) = (SessionId::new(), SegmentId::new());
+    let when = if fault == Fault::Crash {
+        "before"
+    } else {
+        "after"
+    };
     let spec = format!(
-        "{},{point:?},{nth},{},{session},{segment}",
+        "{},{op:?},{nth},{when},{},{session},{segment}",
         dir.path().display(),
-        if durability == Durability::Sync {
-            "sync"
-        } else {
-            "buffered"
-        }
+        durability_name(durability),
     );
     let output = Command::new(std::env::current_exe().unwrap())
         .args([
@@ -404,11 +447,11 @@ fn crash_at(point: FaultPoint, nth: u64, durability: Durability) {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
+    let context = format!("crash {when} {op:?}#{nth} ({durability:?})");
     let finished = stdout.lines().any(|l| l == "done");
-    assert_eq!(
-        output.status.success(),
-        finished,
-        "{point:?}#{nth}: the child either crashed at the point or finished\n{stdout}"
+    assert!(
+        !output.status.success() && !finished,
+        "{context}: the child was to crash at that call, but it finished\n{stdout}"
     );
 
     let mut acked: Vec<Value> = Vec::new();
@@ -427,7 +470,8 @@ fn crash_at(point: FaultPoint, nth: u64, durability: Durability) {
         if store.exists(session, segment).unwrap() {
             assert_eq!(
                 store.read::<Value>(session, segment).unwrap(),
-                vec![entry(0), entry(1)]
+                vec![entry(0), entry(1)],
+                "{context}"
             );
         }
         return;
@@ -439,11 +483,11 @@ fn crash_at(point: FaultPoint, nth: u64, durability: Durability) {
 
     let store = FsStore::open(dir.path()).unwrap();
     let report = store.verify(session, segment).unwrap();
-    assert!(report.is_clean(), "{point:?}#{nth}: {report:?}");
+    assert!(report.is_clean(), "{context}: {report:?}");
     let found: Vec<Value> = store.read(session, segment).unwrap();
     assert!(
         found == acked || found == with_in_flight,
-        "{point:?}#{nth}: found {found:?}\nacked {acked:?}\nin flight {in_flight:?}"
+        "{context}: found {found:?}\nacked {acked:?}\nin flight {in_flight:?}"
     );
     let tip = store
         .append(session, segment, &json!("after the crash"))
@@ -453,23 +497,45 @@ fn crash_at(point: FaultPoint, nth: u64, durability: Durability) {
     assert_eq!(again.last(), Some(&json!("after the crash")));
 }
 
+/// How many calls of each kind that changes the medium the workload makes, counted by running
+/// it once without faults.
+fn census(durability: Durability) -> Vec<(Op, u64)> {
+    let dir = tempfile::tempdir().unwrap();
+    let counts = Arc::new(CountCalls::default());
+    let store = FsStore::open_on(
+        FaultFs::new(OsFs, counts.clone()),
+        dir.path(),
+        options(durability),
+    )
+    .unwrap();
+    workload(&store, SessionId::new(), SegmentId::new(), &|_| {});
+    Op::ALL
+        .into_iter()
+        .filter(|op| op.changes_media())
+        .map(|op| (op, counts.count(op)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
 #[test]
-fn a_crash_at_any_point_loses_no_acknowledged_entry_and_leaves_a_readable_log() {
-    // (point, how many times the workload reaches it, durability)
-    let cases = [
-        (FaultPoint::AppendWrite, 6, Durability::Buffered),
-        (FaultPoint::AppendDone, 6, Durability::Buffered),
-        (FaultPoint::AppendSync, 6, Durability::Sync),
-        (FaultPoint::TornTailCut, 1, Durability::Buffered),
-        (FaultPoint::TempWrite, 2, Durability::Buffered),
-        (FaultPoint::TempSync, 2, Durability::Buffered),
-        (FaultPoint::Link, 1, Durability::Buffered),
-        (FaultPoint::Rename, 1, Durability::Buffered),
-        (FaultPoint::DirSync, 3, Durability::Buffered),
-    ];
-    for (point, reached, durability) in cases {
-        for nth in 0..reached {
-            crash_at(point, nth, durability);
+fn a_crash_before_or_after_any_call_loses_no_acknowledged_entry_and_leaves_a_readable_log() {
+    let mut crashes = 0;
+    for durability in [Durability::Buffered, Durability::Sync] {
+        let calls = census(durability);
+        for (op, expected) in [(Op::Append, 8), (Op::SyncDir, 3), (Op::Rename, 1)] {
+            assert!(
+                calls.iter().any(|&(o, n)| o == op && n >= expected),
+                "the workload makes {expected} {op:?} calls or more: {calls:?}"
+            );
+        }
+        for (op, count) in calls {
+            for nth in 0..count {
+                for fault in [Fault::Crash, Fault::CrashAfter] {
+                    crash_at(op, nth, fault, durability);
+                    crashes += 1;
+                }
+            }
         }
     }
+    println!("{crashes} crashes, before and after every call that changes the medium");
 }

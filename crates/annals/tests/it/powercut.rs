@@ -1,196 +1,91 @@
-//! Simulated power cuts. A workload runs against a real `FsStore` whose fault plan records every
-//! file-system operation it completes (`IoOp`). The recording is replayed into a model file
-//! system that keeps, for every file, what is durable (as of its last fsync) and what is only in
-//! the page cache, and, for every directory, which names are durable (as of its last fsync).
-//! After every operation, the crash states those rules allow are written to a fresh directory
-//! and opened as a store:
+//! Simulated power cuts. A workload runs against an `FsStore` on `SimFs`, the simulated file
+//! system that keeps, for every file, what is durable (as of its last fdatasync) and what is
+//! only in the page cache, and, for every directory, which names are durable (as of its last
+//! fsync). Before every call that changes the medium (and once at the end), the workload's
+//! fault plan takes the crash images `SimFs::after` gives:
 //!
-//! - *durable*: durable names, durable contents (the strict reading of POSIX);
-//! - *torn*: durable names, durable contents plus part of what was appended after the last fsync
-//!   (pages written back in the meantime, the last one cut mid-line);
+//! - *power cut*: durable names, durable contents (the strict reading of POSIX);
+//! - *torn write-back*: durable names, durable contents plus part of what was appended after
+//!   the last fsync (pages written back in the meantime, the last one cut mid-line);
 //! - *names first*: every name as the page cache had it, contents only as durable (a journal
 //!   that commits renames before data);
 //! - *process crash*: everything in the page cache (what a `kill -9` leaves).
 //!
-//! In each: the store opens, every segment replays strictly (a torn tail is fine; a line whose
-//! blob a crash lost is not) and is a state the segment really had; in `Sync` mode no acknowledged entry is missing; a segment whose
-//! creation was acknowledged exists; the next append works.
+//! Each image is opened as a store, in memory: it opens, every segment replays strictly (a torn
+//! tail is fine; a line whose blob a crash lost is not) and is a state the segment really had;
+//! in `Sync` mode no acknowledged entry is missing; a segment whose creation was acknowledged
+//! exists; the next append works.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use annals::{
-    Durability, Fault, FaultPlan, FaultPoint, FsOptions, FsStore, IoOp, SegmentId, SessionId,
-    Store, StoreExt,
+    Call, Crash, Durability, Fault, FaultFs, FaultPlan, FsOptions, FsStore, SegmentId, SessionId,
+    SimFs, Store, StoreExt,
 };
 use serde_json::{json, Value};
 
-#[derive(Debug, Clone)]
-enum Event {
-    Op(OwnedOp),
-    /// The workload's own note: an operation on `segment` was acknowledged and the segment is
-    /// now in state `index` of its history.
-    Acked {
-        segment: SegmentId,
-        index: usize,
-    },
+/// The medium at one moment of the workload, as each kind of crash would leave it.
+struct Image {
+    /// What the workload had acknowledged: for each segment, the index of its state.
+    acked: BTreeMap<SegmentId, usize>,
+    /// The call about to be made when the image was taken (`None`: the end).
+    next: Option<String>,
+    media: Vec<(Crash, SimFs)>,
 }
 
-#[derive(Debug, Clone)]
-enum OwnedOp {
-    CreateDir(PathBuf),
-    CreateFile(PathBuf),
-    Append(PathBuf, Vec<u8>),
-    SetLen(PathBuf, u64),
-    Sync(PathBuf),
-    SyncDir(PathBuf),
-    Link(PathBuf, PathBuf),
-    Rename(PathBuf, PathBuf),
-    Remove(PathBuf),
-}
-
-#[derive(Debug, Default)]
+/// A fault plan that faults nothing and takes the crash images before every call that changes
+/// the medium.
+#[derive(Debug)]
 struct Recorder {
-    events: Mutex<Vec<Event>>,
+    sim: SimFs,
+    acked: Mutex<BTreeMap<SegmentId, usize>>,
+    images: Mutex<Vec<ImageParts>>,
 }
+
+type ImageParts = (
+    BTreeMap<SegmentId, usize>,
+    Option<String>,
+    Vec<(Crash, SimFs)>,
+);
 
 impl Recorder {
+    fn new(sim: SimFs) -> Self {
+        Self {
+            sim,
+            acked: Mutex::default(),
+            images: Mutex::default(),
+        }
+    }
+
     fn ack(&self, segment: SegmentId, index: usize) {
-        self.events
-            .lock()
-            .unwrap()
-            .push(Event::Acked { segment, index });
+        self.acked.lock().unwrap().insert(segment, index);
+    }
+
+    fn take(&self, next: Option<String>) {
+        let media = Crash::ALL
+            .into_iter()
+            .map(|crash| (crash, self.sim.after(crash)))
+            .collect();
+        let acked = self.acked.lock().unwrap().clone();
+        self.images.lock().unwrap().push((acked, next, media));
+    }
+
+    fn images(&self) -> Vec<Image> {
+        std::mem::take(&mut *self.images.lock().unwrap())
+            .into_iter()
+            .map(|(acked, next, media)| Image { acked, next, media })
+            .collect()
     }
 }
 
 impl FaultPlan for Recorder {
-    fn at(&self, _: FaultPoint, _: &Path) -> Option<Fault> {
+    fn at(&self, call: &Call<'_>) -> Option<Fault> {
+        if call.op.changes_media() {
+            self.take(Some(format!("{:?} {}", call.op, call.path.display())));
+        }
         None
     }
-
-    fn observe(&self, op: &IoOp<'_>) {
-        let owned = match *op {
-            IoOp::CreateDir { path } => OwnedOp::CreateDir(path.into()),
-            IoOp::CreateFile { path } => OwnedOp::CreateFile(path.into()),
-            IoOp::Append { path, data } => OwnedOp::Append(path.into(), data.to_vec()),
-            IoOp::SetLen { path, len } => OwnedOp::SetLen(path.into(), len),
-            IoOp::Sync { path } => OwnedOp::Sync(path.into()),
-            IoOp::SyncDir { path } => OwnedOp::SyncDir(path.into()),
-            IoOp::Link { from, to } => OwnedOp::Link(from.into(), to.into()),
-            IoOp::Rename { from, to } => OwnedOp::Rename(from.into(), to.into()),
-            IoOp::Remove { path } => OwnedOp::Remove(path.into()),
-            _ => panic!("the model does not know {op:?}"),
-        };
-        self.events.lock().unwrap().push(Event::Op(owned));
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-struct Inode {
-    cache: Vec<u8>,
-    durable: Vec<u8>,
-}
-
-/// Names are paths; a directory's names are those whose parent is that directory.
-#[derive(Debug, Clone, Default)]
-struct Model {
-    inodes: Vec<Inode>,
-    cache_names: BTreeMap<PathBuf, usize>,
-    durable_names: BTreeMap<PathBuf, usize>,
-    cache_dirs: BTreeSet<PathBuf>,
-    durable_dirs: BTreeSet<PathBuf>,
-}
-
-impl Model {
-    fn inode(&mut self, path: &Path) -> &mut Inode {
-        let id = self.cache_names[path];
-        &mut self.inodes[id]
-    }
-
-    fn apply(&mut self, op: &OwnedOp) {
-        match op {
-            OwnedOp::CreateDir(p) => {
-                self.cache_dirs.insert(p.clone());
-            }
-            OwnedOp::CreateFile(p) => {
-                self.inodes.push(Inode::default());
-                self.cache_names.insert(p.clone(), self.inodes.len() - 1);
-            }
-            OwnedOp::Append(p, data) => self.inode(p).cache.extend_from_slice(data),
-            OwnedOp::SetLen(p, len) => self.inode(p).cache.truncate(usize::try_from(*len).unwrap()),
-            OwnedOp::Sync(p) => {
-                let inode = self.inode(p);
-                inode.durable = inode.cache.clone();
-            }
-            OwnedOp::SyncDir(dir) => {
-                let parent_of = |p: &Path| p.parent() == Some(dir.as_path());
-                self.durable_names.retain(|p, _| !parent_of(p));
-                for (p, id) in &self.cache_names {
-                    if parent_of(p) {
-                        self.durable_names.insert(p.clone(), *id);
-                    }
-                }
-                self.durable_dirs.retain(|p| !parent_of(p));
-                for p in &self.cache_dirs {
-                    if parent_of(p) {
-                        self.durable_dirs.insert(p.clone());
-                    }
-                }
-            }
-            OwnedOp::Link(from, to) => {
-                let id = self.cache_names[from];
-                self.cache_names.insert(to.clone(), id);
-            }
-            OwnedOp::Rename(from, to) => {
-                let id = self.cache_names.remove(from).unwrap();
-                self.cache_names.insert(to.clone(), id);
-            }
-            OwnedOp::Remove(p) => {
-                self.cache_names.remove(p);
-            }
-        }
-    }
-
-    /// Writes one crash state under `out`, mapping paths below `root`.
-    fn materialize(&self, root: &Path, out: &Path, state: State) {
-        let (names, dirs) = match state {
-            State::Durable | State::Torn => (&self.durable_names, &self.durable_dirs),
-            State::NamesFirst | State::ProcessCrash => (&self.cache_names, &self.cache_dirs),
-        };
-        for (path, id) in names {
-            let rel = path.strip_prefix(root).unwrap();
-            let parent = path.parent().unwrap();
-            if parent != root && !dirs.contains(parent) {
-                continue; // its directory did not survive
-            }
-            let inode = &self.inodes[*id];
-            let bytes = match state {
-                State::Durable | State::NamesFirst => inode.durable.clone(),
-                State::ProcessCrash => inode.cache.clone(),
-                State::Torn => {
-                    let mut bytes = inode.durable.clone();
-                    if inode.cache.starts_with(&inode.durable) {
-                        let extra = &inode.cache[inode.durable.len()..];
-                        // Most of the unsynced bytes, cut inside a line.
-                        bytes.extend_from_slice(&extra[..extra.len() * 2 / 3]);
-                    }
-                    bytes
-                }
-            };
-            let target = out.join(rel);
-            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-            std::fs::write(target, bytes).unwrap();
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Durable,
-    Torn,
-    NamesFirst,
-    ProcessCrash,
 }
 
 /// Every fifth entry (3, 8, 13, ...) is too long for a line and is kept as a blob.
@@ -204,24 +99,24 @@ fn entry(n: u64) -> Value {
 }
 
 struct Run {
-    root: PathBuf,
     session: SessionId,
-    events: Vec<Event>,
+    images: Vec<Image>,
     /// Every state each segment has had, in order.
     history: BTreeMap<SegmentId, Vec<Vec<Value>>>,
 }
 
+const ROOT: &str = "/store";
+
 /// The workload: create with entries, appends, a batch, a truncate, appends, a fork, and a
 /// second segment with a trace. Every acknowledged operation is noted in the recording.
-fn record(durability: Durability) -> (tempfile::TempDir, Run) {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("store");
-    let recorder = Arc::new(Recorder::default());
+fn record(durability: Durability) -> Run {
+    let sim = SimFs::new();
+    let recorder = Arc::new(Recorder::new(sim.clone()));
     let options = FsOptions {
         durability,
         ..FsOptions::default()
     };
-    let store = FsStore::open_with_faults(&root, options, recorder.clone()).unwrap();
+    let store = FsStore::open_on(FaultFs::new(sim, recorder.clone()), ROOT, options).unwrap();
     let session = SessionId::new();
     let (a, b) = (SegmentId::new(), SegmentId::new());
     let mut history: BTreeMap<SegmentId, Vec<Vec<Value>>> = BTreeMap::new();
@@ -264,42 +159,25 @@ fn record(durability: Durability) -> (tempfile::TempDir, Run) {
     model.push(entry(11));
     note(a, &model, &recorder);
 
-    let events = recorder.events.lock().unwrap().clone();
-    (
-        dir,
-        Run {
-            root,
-            session,
-            events,
-            history,
-        },
-    )
+    recorder.take(None);
+    Run {
+        session,
+        images: recorder.images(),
+        history,
+    }
 }
 
 fn check_every_crash_state(durability: Durability) -> usize {
-    let (_dir, run) = record(durability);
-    let mut model = Model::default();
-    let mut acked: BTreeMap<SegmentId, usize> = BTreeMap::new();
+    let run = record(durability);
     let mut checked = 0;
-    for (i, event) in run.events.iter().enumerate() {
-        match event {
-            Event::Op(op) => model.apply(op),
-            Event::Acked { segment, index } => {
-                acked.insert(*segment, *index);
-                continue;
-            }
-        }
-        for state in [
-            State::Durable,
-            State::Torn,
-            State::NamesFirst,
-            State::ProcessCrash,
-        ] {
-            let out = tempfile::tempdir().unwrap();
-            let root = out.path().join("store");
-            std::fs::create_dir_all(&root).unwrap();
-            model.materialize(&run.root, &root, state);
-            check_state(&run, &root, &acked, durability, state, i);
+    for (i, image) in run.images.iter().enumerate() {
+        for (crash, medium) in &image.media {
+            let context = format!(
+                "{crash:?} before call {i} ({})",
+                image.next.as_deref().unwrap_or("the end")
+            );
+            let store = FsStore::open_on(medium.clone(), ROOT, FsOptions::default()).unwrap();
+            check_state(&run, &store, &image.acked, durability, *crash, &context);
             checked += 1;
         }
     }
@@ -308,14 +186,12 @@ fn check_every_crash_state(durability: Durability) -> usize {
 
 fn check_state(
     run: &Run,
-    root: &Path,
+    store: &FsStore<SimFs>,
     acked: &BTreeMap<SegmentId, usize>,
     durability: Durability,
-    state: State,
-    at: usize,
+    crash: Crash,
+    context: &str,
 ) {
-    let context = format!("{state:?} after event {at}");
-    let store = FsStore::open(root).unwrap();
     for (segment, states) in &run.history {
         let segment = *segment;
         let exists = store.exists(run.session, segment).unwrap();
@@ -333,7 +209,7 @@ fn check_state(
                 "{context}: {segment} holds {} entries that are no state it ever had",
                 found.len()
             );
-            if durability == Durability::Sync || state == State::ProcessCrash {
+            if durability == Durability::Sync || crash == Crash::Process {
                 // Nothing acknowledged may be missing: the segment holds the acknowledged state
                 // or the one the operation in flight was making.
                 // A batch is one write(2) but not crash-atomic: a prefix of an unacknowledged
