@@ -17,15 +17,22 @@ use crate::{Error, RawEntry, Result, SegmentId, SessionId, Tip};
 pub(crate) struct WriteMeta {
     /// Sequence number of the first line.
     pub first_seq: u64,
-    /// When the store appended it, milliseconds since the epoch (the same for every line).
+    /// When the store appended it, milliseconds since the epoch (the same for every line):
+    /// taken only for a file whose format records it ([`write_time`]), so that a v1 append
+    /// costs no clock read.
     #[allow(dead_code, reason = "line format v2 writes it; v1 lines keep no time")]
-    pub appended_ms: u64,
+    pub appended_ms: Option<u64>,
     /// Entries below this sequence number were known durable when the write was made.
     #[allow(
         dead_code,
         reason = "line format v2 writes it; v1 lines keep no watermark"
     )]
     pub durable_below: u64,
+}
+
+/// The append time a write of a file of format `version` records: none for version 1.
+pub(crate) fn write_time(version: u64) -> Option<u64> {
+    (version >= 2).then(crate::now_ms)
 }
 
 /// Encodes the lines of one write. The one place a write's lines are made, so that a line
@@ -64,7 +71,7 @@ impl<F: FileSystem> FsStore<F> {
         let mut body = Vec::new();
         let write = WriteMeta {
             first_seq: 0,
-            appended_ms: crate::now_ms(),
+            appended_ms: write_time(u64::from(crate::codec::FORMAT_VERSION)),
             durable_below: 0,
         };
         encode_write(&write, &prepared, &mut body)?;

@@ -12,7 +12,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::append::{encode_write, WriteMeta};
+use super::append::{encode_write, write_time, WriteMeta};
 use super::read::{Reader, TailState};
 use super::seam::{Access, FileSystem, LockKind};
 use super::tree::Tree;
@@ -208,9 +208,10 @@ impl<F: FileSystem> Handle<F> {
                 return Ok(tip);
             }
             h.buf.clear();
+            let version = h.header.as_ref().map_or(0, |(header, _)| header.annals);
             let write = WriteMeta {
                 first_seq: tip.count,
-                appended_ms: crate::now_ms(),
+                appended_ms: write_time(version),
                 durable_below: h.durable,
             };
             encode_write(&write, entries, &mut h.buf)?;
