@@ -148,10 +148,12 @@ impl<F: FileSystem> Drop for TempFile<'_, F> {
     }
 }
 
-/// Writes bytes `from..to` of `src` to a new file `name` in `dir` (never over an existing
-/// one), durably: file and name are fsynced before it returns, so whatever is cut from `src`
-/// afterwards is kept. Repair's backup of the bytes it drops; the writer's recovery of an
-/// interrupted tail (line format v2) moves a tail the same way.
+/// Writes bytes `from..to` of `src` to a new file in `dir` named `name` (or `name.1`,
+/// `name.2`, ... if that exists: nothing is ever overwritten), durably: file and name are
+/// fsynced before it returns, so whatever is cut from `src` afterwards is kept. A file it
+/// could not finish is removed again. Repair's backup of the bytes it drops; the writer's
+/// recovery of an interrupted tail (line format v2) moves a tail the same way. Returns the
+/// path of the new file.
 pub(crate) fn keep_aside<F: FileSystem>(
     tree: &Tree<F>,
     dir: &Dir<F>,
@@ -160,11 +162,42 @@ pub(crate) fn keep_aside<F: FileSystem>(
     from: u64,
     to: u64,
 ) -> Result<PathBuf> {
-    let path = dir.path_of(name);
-    let file = tree
-        .fs
-        .create_new(&dir.handle, name)
-        .map_err(|e| Error::io("create backup", &path, e))?;
+    let fs = &tree.fs;
+    let mut attempt = 0u32;
+    let (name, file) = loop {
+        let candidate = match attempt {
+            0 => name.to_string(),
+            n => format!("{name}.{n}"),
+        };
+        match fs.create_new(&dir.handle, &candidate) {
+            Ok(file) => break (candidate, file),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
+            Err(e) => return Err(Error::io("create backup", dir.path_of(&candidate), e)),
+        }
+    };
+    let path = dir.path_of(&name);
+    let written = copy_into(fs, &file, &path, src, from, to)
+        .and_then(|()| {
+            fs.sync_data(&file)
+                .map_err(|e| Error::io("fsync", &path, e))
+        })
+        .and_then(|()| tree.sync_dir(dir));
+    if let Err(e) = written {
+        drop(file);
+        let _ = fs.remove_file(&dir.handle, &name);
+        return Err(e);
+    }
+    Ok(path)
+}
+
+fn copy_into<F: FileSystem>(
+    fs: &F,
+    file: &F::File,
+    path: &std::path::Path,
+    src: Reader<'_, F>,
+    from: u64,
+    to: u64,
+) -> Result<()> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut pos = from;
     while pos < to {
@@ -176,24 +209,19 @@ pub(crate) fn keep_aside<F: FileSystem>(
         if n == 0 {
             break;
         }
-        let written = tree
-            .fs
-            .append(&file, slot.get(..n).unwrap_or_default())
-            .map_err(|e| Error::io("write backup", &path, e))?;
+        let written = fs
+            .append(file, slot.get(..n).unwrap_or_default())
+            .map_err(|e| Error::io("write backup", path, e))?;
         if written < n {
             let short = io::Error::new(
                 io::ErrorKind::WriteZero,
                 format!("short write: {written} of {n} bytes"),
             );
-            return Err(Error::io("write backup", &path, short));
+            return Err(Error::io("write backup", path, short));
         }
         pos += n as u64;
     }
-    tree.fs
-        .sync_data(&file)
-        .map_err(|e| Error::io("fsync", &path, e))?;
-    tree.sync_dir(dir)?;
-    Ok(path)
+    Ok(())
 }
 
 pub(crate) fn encode_header(header: &Header, out: &mut Vec<u8>) -> Result<u64> {
