@@ -103,6 +103,74 @@ impl fmt::Display for CorruptReason {
     }
 }
 
+/// Why a listed segment's header or last line could not be read, as
+/// [`SegmentInfo::damage`](crate::SegmentInfo::damage) reports it. A listing never fails
+/// because one segment is damaged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Damage {
+    /// The header or the last line is not what annals wrote.
+    Corrupt(crate::Problem),
+    /// The header names a format version this build does not read.
+    UnsupportedVersion {
+        /// The version found.
+        found: u64,
+    },
+    /// Something other than a regular file stands where the segment's file should.
+    NotOurs {
+        /// What is there.
+        found: EntryKind,
+    },
+    /// The file could not be read.
+    Unreadable {
+        /// The kind of the I/O error.
+        kind: io::ErrorKind,
+        /// The error, as the system worded it.
+        message: String,
+    },
+}
+
+impl Damage {
+    /// What a listing reports for a segment whose probe failed with `e`.
+    pub(crate) fn of(e: &Error) -> Self {
+        match e {
+            Error::Corrupt {
+                line,
+                offset,
+                reason,
+                ..
+            } => Self::Corrupt(crate::Problem {
+                line: *line,
+                offset: *offset,
+                reason: reason.clone(),
+            }),
+            Error::UnsupportedVersion { found, .. } => Self::UnsupportedVersion { found: *found },
+            Error::NotOurs { found, .. } => Self::NotOurs { found: *found },
+            Error::Io { source, .. } => Self::Unreadable {
+                kind: source.kind(),
+                message: e.to_string(),
+            },
+            other => Self::Unreadable {
+                kind: io::ErrorKind::Other,
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Corrupt(problem) => problem.fmt(f),
+            Self::UnsupportedVersion { found } => {
+                write!(f, "format version {found} is not supported by this build")
+            }
+            Self::NotOurs { found } => write!(f, "{found} stands where the segment file should"),
+            Self::Unreadable { message, .. } => f.write_str(message),
+        }
+    }
+}
+
 /// Every error annals returns.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

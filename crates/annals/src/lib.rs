@@ -66,7 +66,7 @@ pub mod testing;
 
 pub use blob::{Attachment, AttachmentMeta, BlobId, BlobRef, GcReport};
 pub use codec::{FileKind, Header, Lineage, FORMAT_VERSION, MAX_INLINE, MAX_LINE};
-pub use error::{BackendErrorKind, CorruptReason, Error, Result};
+pub use error::{BackendErrorKind, CorruptReason, Damage, Error, Result};
 pub use fs::{
     Access, DirEntry, Durability, EntryKind, FileSystem, FsOptions, FsStore, LockKind, Lookup,
     OsDir, OsFile, OsFs, Repair, Stat,

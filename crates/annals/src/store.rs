@@ -247,7 +247,7 @@ pub struct SegmentInfo {
     pub fork: Option<Lineage>,
     /// Set when the segment's header or last line cannot be read; `tip`, `created_ms` and
     /// `fork` are then unknown (zero). A listing never fails because one segment is damaged.
-    pub damage: Option<String>,
+    pub damage: Option<crate::Damage>,
 }
 
 /// One entry as a replay hands it out, borrowed from the reader's buffer for the duration of the

@@ -92,7 +92,7 @@ impl<F: FileSystem> FsStore<F> {
                         modified: stat.map_or(SystemTime::UNIX_EPOCH, |s| s.modified),
                         created_ms: 0,
                         fork: None,
-                        damage: Some(e.to_string()),
+                        damage: Some(crate::Damage::of(&e)),
                     });
                 }
             }
