@@ -115,6 +115,8 @@ pub struct Call<'a> {
     pub path: &'a Path,
     /// The existing name of a link or rename.
     pub from: Option<&'a Path>,
+    /// How an [`Op::OpenFile`] opens the file (a read-only medium refuses [`Access::Append`]).
+    pub access: Option<Access>,
 }
 
 /// What happens to a call.
@@ -284,7 +286,17 @@ const ENOSPC: i32 = 28;
 
 impl<F: FileSystem> FaultFs<F> {
     fn ask(&self, op: Op, path: &Path, from: Option<&Path>) -> io::Result<Go> {
-        match self.plan.at(&Call { op, path, from }) {
+        self.ask_call(&Call {
+            op,
+            path,
+            from,
+            access: None,
+        })
+    }
+
+    fn ask_call(&self, call: &Call<'_>) -> io::Result<Go> {
+        let op = call.op;
+        match self.plan.at(call) {
             None => Ok(Go::Now),
             Some(Fault::Eio) => Err(errno(EIO)),
             Some(Fault::Enospc) => Err(errno(ENOSPC)),
@@ -355,9 +367,19 @@ impl<F: FileSystem> FileSystem for FaultFs<F> {
         access: Access,
     ) -> io::Result<Lookup<Self::File>> {
         let path = dir.path.join(name);
-        let found = self.call(Op::OpenFile, &path, None, || {
-            self.inner.open_file(&dir.inner, name, access)
-        })?;
+        let call = Call {
+            op: Op::OpenFile,
+            path: &path,
+            from: None,
+            access: Some(access),
+        };
+        let found = match self.ask_call(&call)? {
+            Go::Now | Go::Short(_) => self.inner.open_file(&dir.inner, name, access)?,
+            Go::ThenCrash => {
+                let _ = self.inner.open_file(&dir.inner, name, access);
+                std::process::abort()
+            }
+        };
         Ok(found.map(|inner| FaultFile { inner, path }))
     }
 

@@ -52,17 +52,24 @@ impl FaultPlan for Calls {
 fn a_buffered_append_is_one_lock_one_stat_one_write_and_one_unlock() {
     let dir = tempfile::tempdir().unwrap();
     let calls = Arc::new(Calls::default());
-    let store =
-        FsStore::open_on(FaultFs::new(OsFs, calls.clone()), dir.path(), FsOptions::default())
-            .unwrap();
+    let store = FsStore::open_on(
+        FaultFs::new(OsFs, calls.clone()),
+        dir.path(),
+        FsOptions::default(),
+    )
+    .unwrap();
     let (session, segment) = (SessionId::new(), SegmentId::new());
     store
         .create::<serde_json::Value>(session, segment, &[])
         .unwrap();
-    store.append(session, segment, &serde_json::json!(0)).unwrap();
+    store
+        .append(session, segment, &serde_json::json!(0))
+        .unwrap();
     calls.take();
     for n in 1..4 {
-        store.append(session, segment, &serde_json::json!(n)).unwrap();
+        store
+            .append(session, segment, &serde_json::json!(n))
+            .unwrap();
         assert_eq!(
             calls.take(),
             [Op::Lock, Op::SizeAndLinks, Op::Append, Op::Unlock],
