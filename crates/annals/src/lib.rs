@@ -15,8 +15,8 @@
 //!   ([`Store::put_attachment`], [`Store::gc_blobs`]).
 //!
 //! Features: `testing` (the conformance suite, `annals::testing`), `fault-injection` (the
-//! filesystem store over [`FaultFs`], which fails any call through its I/O seam on a plan, or
-//! over [`SimFs`], a simulated file system that can lose power, for tests of failure handling).
+//! filesystem store over `FaultFs`, which fails any call through its I/O seam on a plan, or
+//! over `SimFs`, a simulated file system that can lose power, for tests of failure handling).
 //!
 //! ```
 //! use annals::{FsStore, SessionId, SegmentId, Store, StoreExt};

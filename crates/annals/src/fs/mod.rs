@@ -9,7 +9,7 @@
 //! directory) where ours should be is [`Error::NotOurs`](crate::Error::NotOurs).
 //!
 //! Every file-system call goes through the [`FileSystem`] seam (`seam.rs`), relative to
-//! directory handles: [`OsFs`] is the real one, [`FaultFs`] injects faults and [`SimFs`]
+//! directory handles: [`OsFs`] is the real one, `FaultFs` injects faults and `SimFs`
 //! simulates power cuts. The rooms, by job:
 //!
 //! | room | job |
@@ -60,6 +60,8 @@ use std::time::SystemTime;
 
 use crate::blob::{Attachment, AttachmentMeta, BlobId, GcReport};
 use crate::codec::FileKind;
+#[cfg(doc)]
+use crate::Error;
 use crate::{
     RawEntry, ReplayOptions, Result, ScanReport, SegmentId, SegmentInfo, SessionId, Sink, Store,
     Tip,
@@ -126,8 +128,8 @@ impl FsStore {
 
 impl<F: FileSystem> FsStore<F> {
     /// Opens a store rooted at `root` on the file system `fs` (creating the root if needed):
-    /// [`OsFs`] for the real one; under the `fault-injection` feature, a [`FaultFs`] or a
-    /// [`SimFs`] (or a crash image of one, [`SimFs::after`]).
+    /// [`OsFs`] for the real one; under the `fault-injection` feature, a `FaultFs` or a
+    /// `SimFs` (or a crash image of one, `SimFs::after`).
     ///
     /// # Errors
     /// As [`FsStore::open_with`].

@@ -12,7 +12,7 @@ pub enum Durability {
     Sync,
 }
 
-/// Options of [`FsStore::open_with`].
+/// Options of [`FsStore::open_with`](super::FsStore::open_with).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FsOptions {
     /// What an append promises.

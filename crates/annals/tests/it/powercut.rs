@@ -88,7 +88,10 @@ impl Recorder {
             .map(|crash| (crash, self.sim.after(crash)))
             .collect();
         let acks = self.acks.lock().unwrap().clone();
-        self.images.lock().unwrap().push(Image { acks, next, media });
+        self.images
+            .lock()
+            .unwrap()
+            .push(Image { acks, next, media });
     }
 
     fn images(&self) -> Vec<Image> {
