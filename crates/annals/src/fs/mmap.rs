@@ -1,7 +1,10 @@
 //! The mapped fast path for verification, used by [`OsFs`](super::OsFs) only. The only module
 //! with `unsafe`.
 
-#![allow(unsafe_code)]
+#![allow(
+    unsafe_code,
+    reason = "the one module with `unsafe`: a read-only map of committed bytes, each block with its SAFETY note"
+)]
 
 use std::fs::File;
 use std::io;
