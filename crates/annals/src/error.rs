@@ -282,7 +282,7 @@ pub enum Error {
     Poisoned {
         /// The file.
         path: PathBuf,
-        /// What failed: `"fsync"`, `"fsync directory"`, `"roll back a failed append to"`.
+        /// What failed: `"fsync"`, `"fsync directory"`, `"rollback of a failed append"`.
         op: &'static str,
         /// The error of that call, as the system reported it (its `kind()` and
         /// `raw_os_error()` say whether it was `EIO`, `ENOSPC`, ...).

@@ -95,7 +95,9 @@ impl fmt::Display for RawEntry {
 pub struct Tip {
     /// Number of entries; also the sequence number the next entry gets.
     pub count: u64,
-    /// Rewrite generation: 0 at creation, incremented by every truncate.
+    /// Rewrite generation: 0 at creation, incremented by every rewrite of the file: a truncate,
+    /// and a repair that cuts a damaged line (cutting only a torn tail rewrites nothing and
+    /// keeps it).
     pub generation: u64,
 }
 
