@@ -117,9 +117,9 @@ pub fn store_error(e: Error, root: &Path) -> Failure {
             path.display(),
             "check that it exists and that you may access it",
         ),
-        Error::Poisoned { path, cause } => Failure::new(
+        Error::Poisoned { path, op, source } => Failure::new(
             CANNOT_RUN,
-            format!("an fsync failed earlier ({cause}); the file's durable state is unknown"),
+            format!("an earlier {op} failed ({source}); the file's durable state is unknown"),
             path.display(),
             "run `annals verify` on it",
         ),

@@ -25,7 +25,7 @@ use crate::{SegmentId, SessionId};
 
 pub(crate) mod decode;
 
-pub(crate) use decode::{check_entry, check_entry_line, decode_header, is_plausible_torn_tail};
+pub(crate) use decode::{check_entry, check_entry_line};
 
 /// Largest line annals writes or accepts, newline included: `PIPE_BUF` on Linux.
 pub const MAX_LINE: usize = 4096;

@@ -4,8 +4,9 @@
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use crate::{SegmentId, SessionId};
+use crate::{EntryKind, SegmentId, SessionId};
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -239,6 +240,14 @@ pub enum BlobFault {
     },
     /// The blob's bytes do not start with the head its reference keeps: it is another entry's.
     HeadMismatch,
+    /// The blob is larger than the store's largest entry, so no reference annals wrote can name
+    /// it: it was not read (a reader's memory never depends on what a file claims).
+    TooLarge {
+        /// Its size.
+        found: u64,
+        /// The store's largest entry.
+        limit: u64,
+    },
 }
 
 impl fmt::Display for BlobFault {
@@ -257,6 +266,78 @@ impl fmt::Display for BlobFault {
             Self::HeadMismatch => {
                 f.write_str("blob does not start with the head its reference keeps")
             }
+            Self::TooLarge { found, limit } => write!(
+                f,
+                "blob has {found} bytes, more than the store's largest entry ({limit}): not read"
+            ),
+        }
+    }
+}
+
+/// Why a listed segment's header or last line could not be read, as
+/// [`SegmentInfo::damage`](crate::SegmentInfo::damage) reports it. A listing never fails
+/// because one segment is damaged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Damage {
+    /// The header or the last line is not what annals wrote.
+    Corrupt(crate::Problem),
+    /// The header names a format version this build does not read.
+    UnsupportedVersion {
+        /// The version found.
+        found: u64,
+    },
+    /// Something other than a regular file stands where the segment's file should.
+    NotOurs {
+        /// What is there.
+        found: EntryKind,
+    },
+    /// The file could not be read.
+    Unreadable {
+        /// The kind of the I/O error.
+        kind: io::ErrorKind,
+        /// The error, as the system worded it.
+        message: String,
+    },
+}
+
+impl Damage {
+    /// What a listing reports for a segment whose probe failed with `e`.
+    pub(crate) fn of(e: &Error) -> Self {
+        match e {
+            Error::Corrupt {
+                line,
+                offset,
+                reason,
+                ..
+            } => Self::Corrupt(crate::Problem {
+                line: *line,
+                offset: *offset,
+                reason: reason.clone(),
+            }),
+            Error::UnsupportedVersion { found, .. } => Self::UnsupportedVersion { found: *found },
+            Error::NotOurs { found, .. } => Self::NotOurs { found: *found },
+            Error::Io { source, .. } => Self::Unreadable {
+                kind: source.kind(),
+                message: e.to_string(),
+            },
+            other => Self::Unreadable {
+                kind: io::ErrorKind::Other,
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Corrupt(problem) => problem.fmt(f),
+            Self::UnsupportedVersion { found } => {
+                write!(f, "format version {found} is not supported by this build")
+            }
+            Self::NotOurs { found } => write!(f, "{found} stands where the segment file should"),
+            Self::Unreadable { message, .. } => f.write_str(message),
         }
     }
 }
@@ -365,14 +446,33 @@ pub enum Error {
         count: u64,
     },
 
-    /// An fsync of this file failed earlier. Its state on disk is unknown, so every later write to
-    /// it fails with this error until the store is reopened. Never retried.
-    #[error("{}: an earlier fsync failed ({cause}); the file's durable state is unknown, reopen the store and verify it", path.display())]
+    /// An fsync of this file failed earlier (or the rollback of a failed append did). Its state
+    /// on disk is unknown, so every later write to it fails with this error until the store is
+    /// reopened. Never retried.
+    #[error("{}: an earlier {op} failed ({source}); the file's durable state is unknown, reopen the store and verify it", path.display())]
     Poisoned {
         /// The file.
         path: PathBuf,
-        /// The error of the failed fsync.
-        cause: String,
+        /// What failed: `"fsync"`, `"fsync directory"`, `"rollback of a failed append"`.
+        op: &'static str,
+        /// The error of that call, as the system reported it (its `kind()` and
+        /// `raw_os_error()` say whether it was `EIO`, `ENOSPC`, ...).
+        #[source]
+        source: Arc<io::Error>,
+    },
+
+    /// Something that is not the store's is where the store keeps a file or directory of its
+    /// own: a symbolic link, a FIFO, a socket, a device, a directory where a file belongs or a
+    /// file where a directory belongs. annals does not follow it, open it, write through it or
+    /// remove it.
+    #[error("{}: {found} is in the way where annals keeps {expected}; annals does not follow links or open special files inside its store, and leaves it as it is: move it away", path.display())]
+    NotOurs {
+        /// The name.
+        path: PathBuf,
+        /// What is there.
+        found: EntryKind,
+        /// What annals keeps there.
+        expected: EntryKind,
     },
 
     /// The caller handed in text that is not one JSON value.

@@ -14,8 +14,9 @@
 //!   ([`BlobRef`]) and re-inflated on replay; attachments share the blob store
 //!   ([`Store::put_attachment`], [`Store::gc_blobs`]).
 //!
-//! Features: `testing` (the conformance suite, `annals::testing`), `fault-injection` (named failure
-//! points in the filesystem store, for tests of failure handling).
+//! Features: `testing` (the conformance suite, `annals::testing`), `fault-injection` (the
+//! filesystem store over `FaultFs`, which fails any call through its I/O seam on a plan, or
+//! over `SimFs`, a simulated file system that can lose power, for tests of failure handling).
 //!
 //! ```
 //! use annals::{FsStore, SessionId, SegmentId, Store, StoreExt};
@@ -46,10 +47,16 @@ pub mod testing;
 
 pub use blob::{Attachment, AttachmentMeta, BlobId, BlobRef, GcReport};
 pub use codec::{FileKind, Header, Lineage, Version, FORMAT_VERSION, MAX_INLINE, MAX_LINE};
-pub use error::{BackendErrorKind, BlobFault, CorruptReason, Error, HeaderProblem, Result};
-pub use fs::{Durability, FsOptions, FsStore, Repair};
+pub use error::{BackendErrorKind, BlobFault, CorruptReason, Damage, Error, HeaderProblem, Result};
+pub use fs::{
+    Access, DirEntry, Durability, EntryKind, FileSystem, FsOptions, FsStore, LockKind, Lookup,
+    OsDir, OsFile, OsFs, Repair, Stat,
+};
 #[cfg(feature = "fault-injection")]
-pub use fs::{FailNth, Fault, FaultPlan, InjectionPoint as FaultPoint, IoOp};
+pub use fs::{
+    Call, CountCalls, Crash, FailNth, Fault, FaultDir, FaultFile, FaultFs, FaultPlan, Op, SimDir,
+    SimFile, SimFs,
+};
 pub use ids::{SegmentId, SessionId};
 pub use mem::MemStore;
 pub use recovery::{plan as recovery_plan, CutReason, RecoveryMode, RecoveryPlan, TailKind};
@@ -101,7 +108,7 @@ pub fn check_image(
             },
         }),
     };
-    fs::scan_slice(lines, shown, tail.len() as u64, checker, &mut deliver, name).map(
+    scan::scan_slice(lines, shown, tail.len() as u64, checker, &mut deliver, name).map(
         |(mut report, _)| {
             report.path = Some(name.to_path_buf());
             report

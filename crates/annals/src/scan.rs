@@ -15,9 +15,14 @@
 //! after F, and a tolerant one holds the complete writes it finds after F until the verdict is
 //! damage (then it hands them out) or the file ends (then they are part of the interrupted
 //! tail and dropped). Memory: at most [`HOLD`] bytes of held entries.
+//!
+//! The readers in `fs/` read files into buffers; [`feed`] splits a buffer into lines for the
+//! checker, and [`check_header`] and [`is_torn_tail`] are the one verdict on a header line and on
+//! unterminated bytes that every reader (and the writer's tail probe) uses.
 
 use std::cell::Cell;
 use std::ops::ControlFlow;
+use std::path::Path;
 
 use crate::blob::BlobRef;
 use crate::codec::decode::{self, EntryLine};
@@ -425,24 +430,20 @@ impl Checker {
     }
 
     fn header_line(&mut self, offset: u64, line: &[u8], end: u64) -> std::result::Result<(), Stop> {
-        match decode::decode_header(line) {
-            Ok(h) => match h.version() {
-                None => return Err(Stop::Version(h.annals)),
-                Some(v) => {
-                    self.version = Some(v);
-                    if let Some(id) = self.identity {
-                        if (h.kind, h.session, h.segment) != (id.kind, id.session, id.segment) {
-                            let reason = CorruptReason::WrongIdentity {
-                                expected: format!("{:?} {}/{}", id.kind, id.session, id.segment),
-                                found: format!("{:?} {}/{}", h.kind, h.session, h.segment),
-                            };
-                            self.damage_at(1, offset, reason, false)?;
-                        }
-                    }
-                    self.header = Some(h);
+        match check_header(line, self.identity) {
+            Ok(h) => {
+                self.version = h.version();
+                self.header = Some(h);
+            }
+            Err(HeaderFault::Version(found)) => return Err(Stop::Version(found)),
+            Err(HeaderFault::Corrupt { header, reason }) => {
+                // Another file's header still says how its lines are framed.
+                if let Some(h) = header {
+                    self.version = h.version();
+                    self.header = Some(*h);
                 }
-            },
-            Err(reason) => self.damage_at(1, offset, reason, false)?,
+                self.damage_at(1, offset, reason, false)?;
+            }
         }
         if self.damage.is_none() {
             self.complete_end = end;
@@ -683,7 +684,7 @@ impl Checker {
             return Ok(());
         }
         let line = self.line_no + 1;
-        if decode::is_plausible_torn_tail(tail) && len == tail.len() as u64 {
+        if is_torn_tail(tail, len) {
             if self.damage.is_none() {
                 if let Some(w) = self.write {
                     // The torn line was the next line of an open write.
@@ -757,6 +758,129 @@ impl Checker {
         }
         Ok((self.report, self.header))
     }
+}
+
+/// Why a header line is not the header of the file a reader expects.
+#[derive(Debug)]
+pub(crate) enum HeaderFault {
+    /// A well-formed header of a format version this build cannot read.
+    Version(u64),
+    /// Not a header, or the header of another file (then `header` is what it says).
+    Corrupt {
+        header: Option<Box<Header>>,
+        reason: CorruptReason,
+    },
+}
+
+/// The one verdict on a header line (without its newline): well-formed, of a version this build
+/// reads, and (with `identity`) naming the file it stands in. Every reader and the writer's
+/// header probe use it.
+pub(crate) fn check_header(line: &[u8], identity: Option<Identity>) -> Result<Header, HeaderFault> {
+    let header = decode::decode_header(line).map_err(|reason| HeaderFault::Corrupt {
+        header: None,
+        reason,
+    })?;
+    if header.version().is_none() {
+        return Err(HeaderFault::Version(header.annals));
+    }
+    if let Some(id) = identity {
+        if (header.kind, header.session, header.segment) != (id.kind, id.session, id.segment) {
+            let reason = CorruptReason::WrongIdentity {
+                expected: format!("{:?} {}/{}", id.kind, id.session, id.segment),
+                found: format!("{:?} {}/{}", header.kind, header.session, header.segment),
+            };
+            return Err(HeaderFault::Corrupt {
+                header: Some(Box::new(header)),
+                reason,
+            });
+        }
+    }
+    Ok(header)
+}
+
+/// The one verdict on the unterminated bytes at the end of a file: `head` is what a reader
+/// holds of them, `len` how many there are. They are a torn line (an interrupted append, never
+/// committed) only if the reader holds them all and they can be the start of an annals line.
+pub(crate) fn is_torn_tail(head: &[u8], len: u64) -> bool {
+    len == head.len() as u64 && decode::is_plausible_torn_tail(head)
+}
+
+/// The error a reader returns for a checker's [`Stop`] in the file at `path`.
+pub(crate) fn stop_to_error(stop: Stop, path: &Path) -> Error {
+    match stop {
+        Stop::Corrupt {
+            line,
+            offset,
+            reason,
+        } => Error::Corrupt {
+            path: path.to_path_buf(),
+            line,
+            offset,
+            reason,
+        },
+        Stop::Version(found) => Error::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found,
+            supported: crate::codec::FORMAT_VERSION,
+        },
+    }
+}
+
+/// Feeds the complete lines of `buf` (which starts at file offset `base`) to the checker and
+/// the sink. Returns how many bytes were consumed (up to and including the last newline), or
+/// `Break` if the sink asked to stop.
+pub(crate) fn feed(
+    buf: &[u8],
+    base: u64,
+    checker: &mut Checker,
+    sink: &mut LineSink<'_>,
+    path: &Path,
+) -> Result<ControlFlow<(), usize>> {
+    checker.feed(buf, base, sink).map_err(|fed| match fed {
+        Fed::Stop(stop) => stop_to_error(stop, path),
+        Fed::Sink(e) => e,
+    })
+}
+
+/// Scans an in-memory image of the committed part of a file (the mapped fast path, or a whole
+/// image held by the caller), then the unterminated `tail` (its first bytes; `tail_len` in
+/// all) that follows it.
+pub(crate) fn scan_slice(
+    bytes: &[u8],
+    tail: &[u8],
+    tail_len: u64,
+    mut checker: Checker,
+    sink: &mut LineSink<'_>,
+    path: &Path,
+) -> Result<(ScanReport, Option<Header>)> {
+    let end = match feed(bytes, 0, &mut checker, sink, path)? {
+        ControlFlow::Continue(end) => end,
+        ControlFlow::Break(()) => return Ok(checker.stopped(bytes.len() as u64 + tail_len)),
+    };
+    let leftover = bytes.get(end..).unwrap_or_default();
+    let (tail, tail_len) = if leftover.is_empty() {
+        (tail, tail_len)
+    } else {
+        (leftover, leftover.len() as u64 + tail_len)
+    };
+    finish_scan(checker, end as u64, tail, tail_len, path)
+}
+
+/// Ends a scan whose complete lines (up to `end`) were fed: the unterminated tail, then the
+/// report.
+pub(crate) fn finish_scan(
+    mut checker: Checker,
+    end: u64,
+    tail: &[u8],
+    tail_len: u64,
+    path: &Path,
+) -> Result<(ScanReport, Option<Header>)> {
+    checker
+        .tail(end, tail, tail_len)
+        .map_err(|s| stop_to_error(s, path))?;
+    checker
+        .finish(end + tail_len)
+        .map_err(|s| stop_to_error(s, path))
 }
 
 #[cfg(test)]

@@ -95,7 +95,9 @@ impl fmt::Display for RawEntry {
 pub struct Tip {
     /// Number of entries; also the sequence number the next entry gets.
     pub count: u64,
-    /// Rewrite generation: 0 at creation, incremented by every truncate.
+    /// Rewrite generation: 0 at creation, incremented by every rewrite of the file: a truncate,
+    /// and a repair that cuts a damaged line (cutting only a torn tail rewrites nothing and
+    /// keeps it).
     pub generation: u64,
 }
 
@@ -269,7 +271,7 @@ pub struct SegmentInfo {
     pub fork: Option<Lineage>,
     /// Set when the segment's header or last line cannot be read; `tip`, `created_ms` and
     /// `fork` are then unknown (zero). A listing never fails because one segment is damaged.
-    pub damage: Option<String>,
+    pub damage: Option<crate::Damage>,
 }
 
 /// One entry as a replay hands it out, borrowed from the reader's buffer for the duration of the

@@ -177,7 +177,7 @@ fn segments(target: &Target, session: SessionId, json_out: bool) -> Outcome {
                     "modified": utc(i.modified),
                     "created_ms": i.created_ms,
                     "fork": i.fork.map(|f| json!({"segment": f.segment.to_string(), "at": f.at})),
-                    "damage": i.damage,
+                    "damage": i.damage.as_ref().map(ToString::to_string),
                     "path": target.store.segment_path(session, i.segment),
                 })
             })
