@@ -54,8 +54,8 @@ pub use fs::{
 };
 #[cfg(feature = "fault-injection")]
 pub use fs::{
-    Call, CountCalls, Crash, FailNth, Fault, FaultDir, FaultFile, FaultFs, FaultPlan, Op, SimDir,
-    SimFile, SimFs,
+    Call, CountCalls, Crash, FailNth, Fault, FaultDir, FaultFile, FaultFs, FaultPlan, FullDisk, Op,
+    SimDir, SimFile, SimFs,
 };
 pub use ids::{SegmentId, SessionId};
 pub use mem::MemStore;

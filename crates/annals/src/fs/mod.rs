@@ -68,7 +68,9 @@ use crate::{
 };
 
 #[cfg(feature = "fault-injection")]
-pub use fault::{Call, CountCalls, FailNth, Fault, FaultDir, FaultFile, FaultFs, FaultPlan, Op};
+pub use fault::{
+    Call, CountCalls, FailNth, Fault, FaultDir, FaultFile, FaultFs, FaultPlan, FullDisk, Op,
+};
 pub use options::{Durability, FsOptions};
 pub use os::{OsDir, OsFile, OsFs};
 pub use repair::Repair;

@@ -235,6 +235,50 @@ pub trait FileSystem: Sealed + Send + Sync + fmt::Debug + 'static {
     }
 }
 
+/// Appends `bytes` to `file` with one `write(2)`: the append of a log's lines, which must be
+/// one write. If the write stores only part of them, a second write of the rest asks the file
+/// system why, and its error is the one returned: a full disk answers `ENOSPC`, a quota
+/// `EDQUOT`, a file-size limit `EFBIG`, so the caller reports the cause instead of "short
+/// write". Whatever the second write does, the caller rolls both back (cuts the file to its
+/// length before, under the lock it holds), so bytes of a write cut short never become a line.
+/// One call on the common path; the second only after a short write.
+pub(crate) fn append_once<F: FileSystem>(fs: &F, file: &F::File, bytes: &[u8]) -> io::Result<()> {
+    let first = fs.append(file, bytes)?;
+    let Some(rest) = bytes.get(first..).filter(|rest| !rest.is_empty()) else {
+        return Ok(());
+    };
+    let second = fs.append(file, rest)?;
+    Err(io::Error::new(
+        io::ErrorKind::WriteZero,
+        format!(
+            "short write: {first} of {} bytes, and a second write of the rest stored {second} \
+             of {} without saying why",
+            bytes.len(),
+            rest.len()
+        ),
+    ))
+}
+
+/// Appends all of `bytes` to `file`, with as many writes as it takes: for files no reader
+/// sees yet (a temporary file before it is published, a backup being made), where a line need
+/// not be one write. A short write is followed by the rest, so a full disk is reported as the
+/// `ENOSPC` the next write returns; a write that stores nothing at all is `WriteZero`.
+pub(crate) fn append_all<F: FileSystem>(fs: &F, file: &F::File, bytes: &[u8]) -> io::Result<()> {
+    let mut done = 0;
+    while let Some(rest) = bytes.get(done..).filter(|rest| !rest.is_empty()) {
+        match fs.append(file, rest)? {
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    format!("a write stored nothing, {done} of {} bytes in", bytes.len()),
+                ))
+            }
+            n => done += n,
+        }
+    }
+    Ok(())
+}
+
 /// Refuses a name that is not one component: the seam only ever resolves single names below
 /// an open directory, so `..` or a `/` would be a way out of the root.
 pub(crate) fn one_component(name: &str) -> io::Result<&str> {
