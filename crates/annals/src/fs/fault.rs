@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::seam::{Access, DirEntry, FileSystem, LockKind, Lookup, Sealed, Stat};
+use super::seam::{Access, DirEntry, FileSystem, LockKind, Lookup, MappedChunk, Sealed, Stat};
 use super::OsFs;
 
 /// A kind of call through the seam: one per [`FileSystem`] method.
@@ -566,7 +566,7 @@ impl<F: FileSystem> FileSystem for FaultFs<F> {
         &self,
         file: &Self::File,
         len: u64,
-        f: &mut dyn FnMut(u64, &[u8]) -> crate::Result<()>,
+        f: &mut dyn FnMut(u64, MappedChunk<'_>) -> crate::Result<()>,
     ) -> Option<crate::Result<()>> {
         match self.ask(Op::Map, &file.path, None) {
             Ok(Go::Now | Go::Short(_)) => self.inner.map_chunks(&file.inner, len, f),

@@ -74,7 +74,7 @@ pub use fault::{
 pub use options::{Durability, FsOptions};
 pub use os::{OsDir, OsFile, OsFs};
 pub use repair::Repair;
-pub use seam::{Access, DirEntry, EntryKind, FileSystem, LockKind, Lookup, Stat};
+pub use seam::{Access, DirEntry, EntryKind, FileSystem, LockKind, Lookup, MappedChunk, Stat};
 #[cfg(feature = "fault-injection")]
 pub use sim::{Crash, SimDir, SimFile, SimFs};
 

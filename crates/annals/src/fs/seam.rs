@@ -116,6 +116,17 @@ pub struct DirEntry {
     pub kind: EntryKind,
 }
 
+/// What [`FileSystem::map_chunks`] hands over at an offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MappedChunk<'a> {
+    /// Whole lines, the last one ending with its newline.
+    Lines(&'a [u8]),
+    /// One line longer than a chunk (far longer than any line annals writes), not handed
+    /// over: its pages were searched for its end and dropped again. Its length, without the
+    /// newline.
+    TooLong(u64),
+}
+
 mod sealed {
     pub trait Sealed {}
 }
@@ -221,14 +232,15 @@ pub trait FileSystem: Sealed + Send + Sync + fmt::Debug + 'static {
     fn stat(&self, dir: &Self::Dir, name: &str) -> io::Result<Option<Stat>>;
 
     /// The fast path of `verify`: hands the first `len` bytes of `file` (a committed length,
-    /// read under the shared lock) to `f` from a read-only mapping, in chunks that end at a
-    /// newline, with each chunk's offset. `None` if this medium does not map files or the
-    /// mapping failed: the caller then reads them instead.
+    /// read under the shared lock) to `f` from a read-only mapping, in chunks of whole lines,
+    /// with each chunk's offset; a line too long for a chunk is handed over as its length
+    /// only, so that what is resident never depends on what the file holds. `None` if this
+    /// medium does not map files or the mapping failed: the caller then reads them instead.
     fn map_chunks(
         &self,
         file: &Self::File,
         len: u64,
-        f: &mut dyn FnMut(u64, &[u8]) -> crate::Result<()>,
+        f: &mut dyn FnMut(u64, MappedChunk<'_>) -> crate::Result<()>,
     ) -> Option<crate::Result<()>> {
         let _ = (file, len, f);
         None
