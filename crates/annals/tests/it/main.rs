@@ -16,6 +16,7 @@ mod faults;
 mod fs_damage;
 mod full_disk;
 mod hostile;
+mod kills;
 mod media;
 mod memory;
 mod model;
