@@ -13,6 +13,7 @@
 mod copy;
 mod damage;
 mod follow;
+mod memory;
 mod read;
 mod write;
 
