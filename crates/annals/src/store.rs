@@ -168,7 +168,7 @@ impl ReplayOptions {
 /// of the file are the last write(s), never acknowledged as durable, that did not fully reach
 /// the disk. Not damage and never part of the log: readers deliver nothing from it, strict
 /// replay does not fail on it, and the next writer removes it (see docs/FORMAT.md, *Recovery*).
-/// In format 1 it is always an unterminated last line ([`TailKind::TornLine`]).
+/// In format 1 it is always an unterminated last line ([`crate::TailKind::TornLine`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TornTail {
     /// 1-based number of the line where the interrupted bytes start.
