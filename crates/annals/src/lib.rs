@@ -23,7 +23,7 @@
 //! # let dir = tempfile::tempdir().unwrap();
 //! let store = FsStore::open(dir.path())?;
 //! let (session, segment) = (SessionId::new(), SegmentId::new());
-//! store.create::<serde_json::Value>(session, segment, &[])?;
+//! store.create_empty(session, segment)?;
 //! store.append(session, segment, &serde_json::json!({"role": "user", "text": "hi"}))?;
 //! let entries: Vec<serde_json::Value> = store.read(session, segment)?;
 //! assert_eq!(entries[0]["text"], "hi");
@@ -70,6 +70,9 @@ pub use fs::{Durability, FsOptions, FsStore, Repair};
 #[cfg(feature = "fault-injection")]
 pub use fs::{FailNth, Fault, FaultPlan, InjectionPoint as FaultPoint, IoOp};
 pub use ids::{SegmentId, SessionId};
+/// The UUID type behind [`SessionId`] and [`SegmentId`] ([`SessionId::from_uuid`],
+/// [`SessionId::as_uuid`]), so users need not depend on the `uuid` crate themselves.
+pub use uuid::Uuid;
 pub use mem::MemStore;
 pub use store::{
     Body, Entry, EntryMeta, Problem, RawEntry, ReadMode, ReplayOptions, ScanReport, SegmentInfo,
