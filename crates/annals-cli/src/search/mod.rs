@@ -229,6 +229,8 @@ pub fn search(
                 .collect()
         };
         for (segment, own_from, count) in plan {
+            // A trace is numbered on its own: the fork point of its segment does not apply.
+            let own_from = if scope.traces { 0 } else { own_from };
             let file = File {
                 session,
                 segment,
