@@ -70,14 +70,14 @@ pub use fs::{Durability, FsOptions, FsStore, Repair};
 #[cfg(feature = "fault-injection")]
 pub use fs::{FailNth, Fault, FaultPlan, InjectionPoint as FaultPoint, IoOp};
 pub use ids::{SegmentId, SessionId};
-/// The UUID type behind [`SessionId`] and [`SegmentId`] ([`SessionId::from_uuid`],
-/// [`SessionId::as_uuid`]), so users need not depend on the `uuid` crate themselves.
-pub use uuid::Uuid;
 pub use mem::MemStore;
 pub use store::{
     Body, Entry, EntryMeta, Problem, RawEntry, ReadMode, ReplayOptions, ScanReport, SegmentInfo,
     SegmentWriter, Sink, SinkResult, Store, StoreExt, Tip, TornTail, DEFAULT_MAX_ENTRY_BYTES,
 };
+/// The UUID type behind [`SessionId`] and [`SegmentId`] ([`SessionId::from_uuid`],
+/// [`SessionId::as_uuid`]), so users need not depend on the `uuid` crate themselves.
+pub use uuid::Uuid;
 
 /// Checks an in-memory image of a segment or trace file, exactly as a replay of that file
 /// would, and streams its entries into `sink` (entries kept as blobs as their references only,
