@@ -1,0 +1,420 @@
+//! Printing entries for `cat` and `follow`: JSON lines, pretty JSON, a one-line-per-entry
+//! transcript, or the stored lines.
+
+use std::io::{self, IsTerminal, Write};
+
+use annals::{Body, Entry, SegmentId, SessionId};
+use clap::{Args, ValueEnum};
+use serde_json::Value;
+
+use annals_cli::search::time;
+
+use crate::term::{self, Style};
+
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One compact JSON object per line, exactly as appended (the default when piped)
+    Jsonl,
+    /// Indented JSON, key order and number spelling kept (the default on a terminal)
+    Pretty,
+    /// One readable line per entry: time (UTC), seq, role or type, and its text
+    Transcript,
+    /// The stored lines, byte for byte: {"crc":…,"seq":N,"e":…}
+    Raw,
+}
+
+/// Output options shared by `cat` and `follow`.
+#[derive(Debug, Args)]
+pub struct PrintArgs {
+    /// How to print entries [default: pretty on a terminal, jsonl when piped]
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<Format>,
+
+    /// Same as --format raw
+    #[arg(long, conflicts_with_all = ["format", "pretty", "compact"])]
+    pub raw: bool,
+
+    /// Same as --format pretty
+    #[arg(long, conflicts_with_all = ["format", "compact"])]
+    pub pretty: bool,
+
+    /// Same as --format jsonl
+    #[arg(long, conflicts_with = "format")]
+    pub compact: bool,
+
+    /// Prefix each entry with its sequence number and a tab (jsonl and pretty)
+    #[arg(long)]
+    pub seq: bool,
+
+    /// Print entries kept as blobs as their reference ({"annals_blob":{"sha256","len","head"}})
+    /// instead of reading the blob: faster, and works when a blob is missing
+    #[arg(long)]
+    pub no_blobs: bool,
+}
+
+impl PrintArgs {
+    pub fn format(&self) -> Format {
+        if self.raw {
+            Format::Raw
+        } else if self.pretty {
+            Format::Pretty
+        } else if self.compact {
+            Format::Jsonl
+        } else if let Some(f) = self.format {
+            f
+        } else if io::stdout().is_terminal() {
+            Format::Pretty
+        } else {
+            Format::Jsonl
+        }
+    }
+}
+
+/// Characters of an entry's text a transcript line shows when stdout is not a terminal.
+const PIPED_TEXT: usize = 400;
+
+/// Where an entry is, for output that covers several segments.
+#[derive(Debug, Clone, Copy)]
+pub struct Place {
+    pub session: SessionId,
+    pub segment: SegmentId,
+}
+
+/// Writes entries in one [`Format`].
+pub struct Printer {
+    format: Format,
+    seq: bool,
+    blob_refs: bool,
+    /// JSON output says which session and segment each entry is in (`cat --all`).
+    located: bool,
+    style: Style,
+    width: Option<usize>,
+    /// The UTC day of the last transcript line, to print a date line when it changes.
+    day: Option<u64>,
+    line: Vec<u8>,
+}
+
+impl Printer {
+    pub fn new(args: &PrintArgs, located: bool) -> Self {
+        let format = args.format();
+        Self {
+            format,
+            seq: args.seq,
+            blob_refs: args.no_blobs || format == Format::Raw,
+            located,
+            style: match format {
+                Format::Pretty | Format::Transcript => Style::stdout(),
+                Format::Jsonl | Format::Raw => Style::plain(),
+            },
+            width: term::stdout_width(),
+            day: None,
+            line: Vec::with_capacity(annals::MAX_LINE),
+        }
+    }
+
+    /// Whether replays for this printer should hand out blob references.
+    pub fn blob_refs(&self) -> bool {
+        self.blob_refs
+    }
+
+    /// A line that introduces a segment (`cat --all`, `follow` of a session) in the formats
+    /// people read; JSON output says it in each entry instead.
+    pub fn segment_header(&mut self, out: &mut impl Write, text: &str) -> io::Result<()> {
+        match self.format {
+            Format::Pretty | Format::Transcript => {
+                writeln!(out, "{}", self.style.bold(&format!("── {text} ──")))
+            }
+            Format::Jsonl | Format::Raw => Ok(()),
+        }
+    }
+
+    /// Prints one delivered entry.
+    pub fn entry(
+        &mut self,
+        out: &mut impl Write,
+        place: Place,
+        entry: &Entry<'_>,
+    ) -> io::Result<()> {
+        if self.format == Format::Raw {
+            return self.raw(out, entry);
+        }
+        let blob_ref;
+        let json = match entry.body {
+            Body::Blob {
+                reference,
+                json: None,
+            } => {
+                blob_ref = serde_json::json!({ "annals_blob": reference }).to_string();
+                blob_ref.as_str()
+            }
+            Body::Blob {
+                json: Some(json), ..
+            }
+            | Body::Inline(json) => json,
+        };
+        match self.format {
+            Format::Transcript => self.transcript(out, entry, json),
+            _ if self.located => {
+                let t = entry.appended_ms;
+                write!(
+                    out,
+                    "{{\"session\":\"{}\",\"segment\":\"{}\",\"seq\":{},\"appended_ms\":{},\"entry\":",
+                    place.session,
+                    place.segment,
+                    entry.seq,
+                    t.map_or_else(|| "null".to_owned(), |t| t.to_string()),
+                )?;
+                match self.format {
+                    Format::Pretty => term::write_pretty(out, json, self.style)?,
+                    _ => out.write_all(json.as_bytes())?,
+                }
+                out.write_all(b"}\n")
+            }
+            _ => self.text(out, entry.seq, json),
+        }
+    }
+
+    /// An entry's JSON text in the jsonl and pretty formats.
+    fn text(&mut self, out: &mut impl Write, seq: u64, json: &str) -> io::Result<()> {
+        if self.seq {
+            let label = format!("{seq}\t");
+            out.write_all(self.style.dim(&label).as_bytes())?;
+        }
+        if self.format == Format::Pretty {
+            term::write_pretty(out, json, self.style)?;
+        } else {
+            out.write_all(json.as_bytes())?;
+        }
+        out.write_all(b"\n")
+    }
+
+    /// The stored line: re-framing a verified entry gives back its bytes exactly (the CRC
+    /// covers exactly these bytes and the sequence number has one spelling).
+    fn raw(&mut self, out: &mut impl Write, entry: &Entry<'_>) -> io::Result<()> {
+        self.line.clear();
+        let framed = match entry.body {
+            Body::Blob { reference, .. } => {
+                annals::codec::encode_blob(entry.seq, reference, &mut self.line)
+            }
+            Body::Inline(json) => annals::codec::encode_entry(entry.seq, json, &mut self.line),
+        };
+        framed.map_err(|size| {
+            io::Error::other(format!("entry {} re-frames to {size} bytes", entry.seq))
+        })?;
+        out.write_all(&self.line)
+    }
+
+    fn transcript(
+        &mut self,
+        out: &mut impl Write,
+        entry: &Entry<'_>,
+        json: &str,
+    ) -> io::Result<()> {
+        let s = self.style;
+        if let Some(t) = entry.appended_ms {
+            let day = t / 86_400_000;
+            if self.day != Some(day) {
+                self.day = Some(day);
+                let date = time::utc(t);
+                let date = date.get(..10).unwrap_or(&date);
+                writeln!(out, "{}", s.dim(&format!("─── {date} (UTC) ───")))?;
+            }
+        }
+        let clock = entry
+            .appended_ms
+            .map_or_else(|| " ".repeat(12), time::time_of_day);
+        let (label, text) = match serde_json::from_str::<Value>(json) {
+            Ok(value) => (
+                label_of(&value),
+                text_of(&value).unwrap_or_else(|| json.to_owned()),
+            ),
+            Err(_) => (String::new(), json.to_owned()),
+        };
+        let label = if label.is_empty() {
+            "·".to_owned()
+        } else {
+            label
+        };
+        let seq = format!("#{}", entry.seq);
+        let head_len = clock.len() + 2 + seq.len().max(5) + 2 + label.chars().count().max(10) + 2;
+        let mut text = one_line(&text);
+        // The terminal's width; into a pipe, a long text is still one readable line.
+        let room = self
+            .width
+            .map_or(PIPED_TEXT, |w| w.saturating_sub(head_len).max(10));
+        let chars = text.chars().count();
+        if chars > room {
+            let more = if self.width.is_some() {
+                String::new()
+            } else {
+                format!(" [{} more characters]", chars - (room - 1))
+            };
+            text = text.chars().take(room - 1).collect::<String>() + "…" + &more;
+        }
+        writeln!(
+            out,
+            "{}  {}  {}  {text}",
+            s.dim(&clock),
+            s.dim(&format!("{seq:<5}")),
+            paint_label(s, &format!("{label:<10}")),
+        )
+    }
+}
+
+/// Who or what an entry is: its `role`, else `type`, `kind` or `event` (also inside a
+/// `message` object, as some runtimes nest them).
+fn label_of(value: &Value) -> String {
+    for key in ["role", "type", "kind", "event"] {
+        if let Some(s) = value.get(key).and_then(Value::as_str) {
+            return s.to_owned();
+        }
+    }
+    value
+        .get("message")
+        .filter(|m| m.is_object())
+        .map(label_of)
+        .unwrap_or_default()
+}
+
+/// The readable part of an entry: its text, content, message, output…, or for a tool call
+/// its name and arguments.
+fn text_of(value: &Value) -> Option<String> {
+    if let Some(s) = value.as_str() {
+        return Some(s.to_owned());
+    }
+    for key in ["text", "content", "message"] {
+        match value.get(key) {
+            Some(Value::String(s)) => return Some(s.clone()),
+            Some(Value::Array(parts)) => {
+                let texts: Vec<String> = parts.iter().filter_map(part_text).collect();
+                if !texts.is_empty() {
+                    return Some(texts.join(" "));
+                }
+            }
+            Some(v @ Value::Object(_)) => {
+                if let Some(t) = text_of(v) {
+                    return Some(t);
+                }
+            }
+            _ => {}
+        }
+    }
+    for key in [
+        "output",
+        "result",
+        "error",
+        "summary",
+        "observation",
+        "thought",
+    ] {
+        if let Some(v) = value.get(key) {
+            return Some(match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+        }
+    }
+    let name = value.get("name").and_then(Value::as_str)?;
+    let args = ["args", "arguments", "input"]
+        .iter()
+        .find_map(|k| value.get(*k))
+        .map(|a| match a {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .unwrap_or_default();
+    Some(format!("{name} {args}").trim_end().to_owned())
+}
+
+/// The text of one part of a `content` array (`{"type":"text","text":…}`, a tool use, a
+/// tool result).
+fn part_text(part: &Value) -> Option<String> {
+    match part {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(_) => text_of(part),
+        _ => None,
+    }
+}
+
+/// One line: whitespace runs become one space; control characters (a tool's ANSI escapes)
+/// are shown as `�` so they cannot move the cursor or change colours.
+fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(4096));
+    let mut space = false;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            space = true;
+            continue;
+        }
+        if space && !out.is_empty() {
+            out.push(' ');
+        }
+        space = false;
+        out.push(if c.is_control() { '\u{fffd}' } else { c });
+    }
+    out
+}
+
+fn paint_label(s: Style, label: &str) -> String {
+    let l = label.trim().to_ascii_lowercase();
+    if l.contains("error") || l.contains("fail") {
+        s.red(label)
+    } else if l.starts_with("user") || l == "human" {
+        s.green(label)
+    } else if l.starts_with("assistant") || l == "ai" || l == "model" {
+        s.cyan(label)
+    } else if l.starts_with("tool") || l.contains("function") {
+        s.yellow(label)
+    } else if l == "system" || l == "developer" {
+        s.magenta(label)
+    } else {
+        s.bold(label)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn transcripts_find_the_role_and_the_text_in_common_shapes() {
+        let cases = [
+            (
+                json!({"role": "user", "content": "hi there"}),
+                "user",
+                "hi there",
+            ),
+            (
+                json!({"type": "assistant", "message": {"role": "assistant", "content": [{"type": "text", "text": "Let me look."}, {"type": "tool_use", "name": "read", "input": {"path": "a.rs"}}]}}),
+                "assistant",
+                "Let me look. read {\"path\":\"a.rs\"}",
+            ),
+            (
+                json!({"type": "tool_call", "name": "run", "args": {"cmd": "ls"}}),
+                "tool_call",
+                "run {\"cmd\":\"ls\"}",
+            ),
+            (
+                json!({"type": "tool_result", "ok": true, "output": "a\nb"}),
+                "tool_result",
+                "a\nb",
+            ),
+            (json!({"event": "model", "ms": 3}), "model", ""),
+        ];
+        for (value, label, text) in cases {
+            assert_eq!(label_of(&value), label, "{value}");
+            assert_eq!(text_of(&value).unwrap_or_default(), text, "{value}");
+        }
+    }
+
+    #[test]
+    fn one_line_collapses_whitespace_and_defuses_escapes() {
+        assert_eq!(one_line("a\n\n  b\tc "), "a b c");
+        assert_eq!(
+            one_line("\u{1b}[31mred\u{1b}[0m"),
+            "\u{fffd}[31mred\u{fffd}[0m"
+        );
+    }
+}
