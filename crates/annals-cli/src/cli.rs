@@ -59,6 +59,14 @@ pub enum Command {
     /// so it stays fast on big stores. Exit code 1 if a damaged segment was seen.
     Ls(cmd::ls::LsArgs),
 
+    /// Print the fork tree of a session: which segment forked from which, at which entry.
+    ///
+    /// Each segment with its entries (and how many are its own, after its fork point), size,
+    /// rewrites, creation time, and why it was forked where the runtime said so (the
+    /// `reason`, else `event`, of the first event in the fork's debug trace); the newest
+    /// segment is marked.
+    Tree(cmd::tree::TreeArgs),
+
     /// Print the entries of a segment, or of a session's newest segment (--all: all of them).
     ///
     /// On a terminal entries are pretty-printed; when piped, each entry is one compact JSON
@@ -76,6 +84,15 @@ pub enum Command {
     /// segment (and the store) that does not exist yet, like `tail -F`. Stops with exit code
     /// 0 on Ctrl-C or when its output is closed.
     Follow(cmd::follow::FollowArgs),
+
+    /// Search entries across the store (blobs re-inflated) for a regex or fixed string.
+    ///
+    /// Prints SESSION:SEGMENT:SEQ:ENTRY for each matching entry (ids by their last 12
+    /// digits), newest session first, segments in fork-tree order. The pattern is matched
+    /// against each entry's JSON text as stored; --where, --since/--until and --from/--to
+    /// narrow the search. Damaged files are searched around, with a warning. Never writes.
+    /// Exit code 0 if something matched, 1 if nothing did, 2 if some file could not be read.
+    Grep(cmd::grep::GrepArgs),
 
     /// Check every line of every segment (CRC, sequence numbers, headers, blobs).
     ///

@@ -57,8 +57,10 @@ fn run(cli: Cli) -> fail::Outcome {
     let location = Location::from_args(cli.root);
     match cli.command {
         Command::Ls(args) => cmd::ls::run(&location, &args),
+        Command::Tree(args) => cmd::tree::run(&location, &args),
         Command::Cat(args) => cmd::cat::run(&location, &args),
         Command::Follow(args) => cmd::follow::run(&location, &args),
+        Command::Grep(args) => cmd::grep::run(&location, &args),
         Command::Verify(args) => cmd::verify::run(&location, &args),
         Command::Repair(args) => cmd::repair::run(&location, &args),
         Command::Append(args) => cmd::append::run(&location, &args),

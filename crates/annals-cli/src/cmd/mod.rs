@@ -6,9 +6,11 @@ pub mod cat;
 pub mod demo;
 pub mod follow;
 pub mod gc;
+pub mod grep;
 pub mod ls;
 pub mod repair;
 pub mod stats;
+pub mod tree;
 pub mod verify;
 
 use std::io;
