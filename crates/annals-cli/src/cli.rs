@@ -138,6 +138,23 @@ pub enum Command {
     /// between being written and the line that refers to it.
     Gc(cmd::gc::GcArgs),
 
+    /// Write sessions into one self-contained file (segments, lineage, traces, blobs,
+    /// attachments).
+    ///
+    /// The way to attach a session to a bug report or move it to another store: `annals
+    /// import FILE` reads it back. Every line of the file carries a CRC and the last one the
+    /// SHA-256 of all others (docs/EXPORT.md). Reads only; a damaged session is refused.
+    Export(cmd::export::ExportArgs),
+
+    /// Read sessions from an export file into the store, after checking all of it.
+    ///
+    /// Every line's CRC, the file's structure and counts, every attachment's hash and the
+    /// closing SHA-256 are checked before anything is written; a damaged file, or one holding
+    /// a session the store already has, is refused with the reason and nothing is written. A
+    /// failure while writing removes what the import wrote. Ids and lineage are kept; append
+    /// times are those of the import.
+    Import(cmd::import::ImportArgs),
+
     /// Write a realistic demo store with concurrent worker processes, then verify it.
     ///
     /// Several worker processes write agent sessions at the same time: user and assistant

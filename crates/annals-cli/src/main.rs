@@ -33,6 +33,7 @@ macro_rules! say {
 
 mod cli;
 mod cmd;
+mod export_file;
 mod fail;
 mod ids;
 mod lines;
@@ -66,6 +67,8 @@ fn run(cli: Cli) -> fail::Outcome {
         Command::Append(args) => cmd::append::run(&location, &args),
         Command::Stats(args) => cmd::stats::run(&location, &args),
         Command::Gc(args) => cmd::gc::run(&location, &args),
+        Command::Export(args) => cmd::export::run(&location, &args),
+        Command::Import(args) => cmd::import::run(&location, &args),
         Command::Demo(args) => cmd::demo::run(&location, &args),
         Command::DemoWorker(args) => cmd::demo::worker(&location, &args),
     }

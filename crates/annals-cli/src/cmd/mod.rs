@@ -4,9 +4,11 @@
 pub mod append;
 pub mod cat;
 pub mod demo;
+pub mod export;
 pub mod follow;
 pub mod gc;
 pub mod grep;
+pub mod import;
 pub mod ls;
 pub mod repair;
 pub mod stats;
