@@ -155,6 +155,9 @@ pub enum Command {
     /// times are those of the import.
     Import(cmd::import::ImportArgs),
 
+    /// List, get and put a session's attachments (images, files).
+    Attachments(cmd::attachments::AttachmentsArgs),
+
     /// Write a realistic demo store with concurrent worker processes, then verify it.
     ///
     /// Several worker processes write agent sessions at the same time: user and assistant
@@ -164,10 +167,31 @@ pub enum Command {
     /// the same root.
     Demo(cmd::demo::DemoArgs),
 
-    /// One demo worker process (internal).
-    #[command(name = "__demo-worker", hide = true)]
-    DemoWorker(cmd::demo::WorkerArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// For example `annals completions bash > ~/.local/share/bash-completion/completions/annals`.
+    Completions(cmd::completions::CompletionsArgs),
+
+    /// Print the man page (roff), or write one page per command with --dir.
+    ///
+    /// For example `annals man | man -l -`, or `annals man --dir /usr/local/share/man/man1`.
+    Man(cmd::completions::ManArgs),
 }
+
+/// A demo worker process: `annals __demo-worker --root DIR …`, started by `annals demo`. Not
+/// part of [`Cli`], so that no completion, man page or `--help` offers it.
+#[derive(Debug, Parser)]
+#[command(name = "annals __demo-worker")]
+pub struct DemoWorker {
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+
+    #[command(flatten)]
+    pub args: cmd::demo::WorkerArgs,
+}
+
+/// The first argument that starts a demo worker.
+pub const DEMO_WORKER: &str = "__demo-worker";
 
 /// The command-line definition, for completions and man pages.
 pub fn command() -> clap::Command {

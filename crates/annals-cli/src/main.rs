@@ -69,8 +69,10 @@ fn run(cli: Cli) -> fail::Outcome {
         Command::Gc(args) => cmd::gc::run(&location, &args),
         Command::Export(args) => cmd::export::run(&location, &args),
         Command::Import(args) => cmd::import::run(&location, &args),
+        Command::Attachments(args) => cmd::attachments::run(&location, &args),
         Command::Demo(args) => cmd::demo::run(&location, &args),
-        Command::DemoWorker(args) => cmd::demo::worker(&location, &args),
+        Command::Completions(args) => cmd::completions::completions(&args),
+        Command::Man(args) => cmd::completions::man(&args),
     }
 }
 
@@ -92,13 +94,25 @@ fn main() -> ExitCode {
             "annals: internal error ({what}), {place}: this is a bug, please report it"
         );
     }));
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => return usage_error(&e),
+    let worker = std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == cli::DEMO_WORKER);
+    let job: Box<dyn FnOnce() -> fail::Outcome + std::panic::UnwindSafe> = if worker {
+        let w = match cli::DemoWorker::try_parse_from(std::env::args_os().skip(1)) {
+            Ok(w) => w,
+            Err(e) => return usage_error(&e),
+        };
+        Box::new(move || cmd::demo::worker(&Location::from_args(Some(w.root)), &w.args))
+    } else {
+        let cli = match Cli::try_parse() {
+            Ok(cli) => cli,
+            Err(e) => return usage_error(&e),
+        };
+        term::set_color(cli.color);
+        Box::new(move || run(cli))
     };
-    term::set_color(cli.color);
     term::catch_interrupts();
-    let outcome = std::panic::catch_unwind(move || run(cli));
+    let outcome = std::panic::catch_unwind(job);
     term::restore_terminal();
     match outcome {
         Ok(Ok(code)) => ExitCode::from(code),

@@ -2,7 +2,9 @@
 //! replay's write errors apart from the store's.
 
 pub mod append;
+pub mod attachments;
 pub mod cat;
+pub mod completions;
 pub mod demo;
 pub mod export;
 pub mod follow;

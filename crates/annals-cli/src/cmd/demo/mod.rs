@@ -85,9 +85,9 @@ pub fn run(location: &Location, args: &DemoArgs) -> Outcome {
     let mut workers = Vec::new();
     for worker in 0..args.workers {
         let spawned = Command::new(&exe)
+            .arg(crate::cli::DEMO_WORKER)
             .arg("--root")
             .arg(&target.location().root)
-            .arg("__demo-worker")
             .args(["--worker", &worker.to_string()])
             .args(["--sessions", &args.sessions_per_worker.to_string()])
             .args(["--shared-session", &shared_session.to_string()])
