@@ -1,7 +1,11 @@
 //! End-to-end tests of the `annals` binary against real stores made with the library.
 
+mod attach;
 mod damage;
+mod export;
+mod find;
 mod follow;
+mod paths;
 mod read;
 mod write;
 

@@ -684,8 +684,25 @@ fn help_documents_root_default_and_exit_codes() {
     assert!(text.contains("./annals-store"), "{text}");
     assert!(text.contains("ANNALS_ROOT"), "{text}");
     assert!(text.contains("Exit codes"), "{text}");
+    assert!(text.contains("outside the root is refused"), "{text}");
+    assert!(text.contains("last 12 digits"), "{text}");
     for cmd in [
-        "ls", "cat", "follow", "verify", "repair", "append", "stats", "gc", "demo",
+        "ls",
+        "tree",
+        "cat",
+        "follow",
+        "grep",
+        "verify",
+        "repair",
+        "append",
+        "stats",
+        "gc",
+        "export",
+        "import",
+        "attachments",
+        "demo",
+        "completions",
+        "man",
     ] {
         bare().args([cmd, "--help"]).assert().success();
     }
