@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
+use annals::testing::support::TempStore;
 use annals::{
-    BlobId, CorruptReason, Error, FsStore, ReplayOptions, SegmentId, SessionId, Store, StoreExt,
-    MAX_INLINE,
+    BlobId, CorruptReason, Error, ReplayOptions, SegmentId, SessionId, Store, StoreExt, MAX_INLINE,
 };
 use serde_json::{json, Value};
 
@@ -17,8 +17,7 @@ fn big(n: usize, tag: &str) -> Value {
 }
 
 struct Setup {
-    _dir: tempfile::TempDir,
-    store: FsStore,
+    store: TempStore,
     session: SessionId,
     segment: SegmentId,
     entries: Vec<Value>,
@@ -26,13 +25,11 @@ struct Setup {
 
 /// A segment of small entries with one large one (seq 1).
 fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let store = FsStore::open(dir.path()).unwrap();
+    let store = TempStore::new();
     let (session, segment) = (SessionId::new(), SegmentId::new());
     let entries = vec![json!({"n": 0}), big(100_000, "large"), json!({"n": 2})];
     store.create(session, segment, &entries).unwrap();
     Setup {
-        _dir: dir,
         store,
         session,
         segment,
@@ -174,8 +171,7 @@ fn a_missing_blob_is_a_clear_error_and_verify_finds_it() {
 
 #[test]
 fn entries_just_around_the_inline_limit_land_inline_or_as_blobs_and_read_back_equal() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = FsStore::open(dir.path()).unwrap();
+    let store = TempStore::new();
     let (session, segment) = (SessionId::new(), SegmentId::new());
     store.create::<Value>(session, segment, &[]).unwrap();
     let mut wanted = Vec::new();
@@ -204,8 +200,7 @@ fn entries_just_around_the_inline_limit_land_inline_or_as_blobs_and_read_back_eq
 
 #[test]
 fn gc_running_against_concurrent_large_appends_never_removes_a_referenced_blob() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(FsStore::open(dir.path()).unwrap());
+    let store = Arc::new(TempStore::new());
     let (session, segment) = (SessionId::new(), SegmentId::new());
     store.create::<Value>(session, segment, &[]).unwrap();
     let appender = {
@@ -251,13 +246,16 @@ fn gc_after_a_truncate_removes_the_dropped_entries_blobs_from_disk() {
 
 #[test]
 fn gc_of_a_session_that_never_had_a_blob_creates_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = FsStore::open(dir.path()).unwrap();
+    let store = TempStore::new();
     let (session, segment) = (SessionId::new(), SegmentId::new());
     store.create(session, segment, &[json!({"n": 0})]).unwrap();
     let report = store.gc_blobs(session, false).unwrap();
     assert!(report.orphans.is_empty() && report.kept == 0);
-    assert!(!dir.path().join(session.to_string()).join("blobs").exists());
+    assert!(!store
+        .root()
+        .join(session.to_string())
+        .join("blobs")
+        .exists());
 }
 
 #[test]

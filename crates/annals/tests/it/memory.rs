@@ -4,6 +4,7 @@
 
 use std::process::Command;
 
+use annals::testing::support::TempStore;
 use annals::{FsStore, ReplayOptions, SegmentId, SessionId, Store, StoreExt};
 use serde::Deserialize;
 use serde_json::json;
@@ -62,8 +63,7 @@ fn replay_child() {
 
 #[test]
 fn replay_and_verify_of_a_segment_four_times_the_memory_bound_stay_under_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = FsStore::open(dir.path()).unwrap();
+    let store = TempStore::new();
     let (session, segment) = (SessionId::new(), SegmentId::new());
     store
         .create::<serde_json::Value>(session, segment, &[])
@@ -76,7 +76,6 @@ fn replay_and_verify_of_a_segment_four_times_the_memory_bound_stay_under_it() {
     while std::fs::metadata(&path).unwrap().len() < SEGMENT_BYTES {
         store.append_batch(session, segment, &batch).unwrap();
     }
-    drop(store);
 
     let output = Command::new(std::env::current_exe().unwrap())
         .args([
@@ -88,7 +87,7 @@ fn replay_and_verify_of_a_segment_four_times_the_memory_bound_stay_under_it() {
         ])
         .env(
             CHILD_ENV,
-            format!("{},{session},{segment}", dir.path().display()),
+            format!("{},{session},{segment}", store.root().display()),
         )
         .output()
         .unwrap();

@@ -11,11 +11,11 @@
 //! to files: a minimised failure becomes a named test at the end of this file.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
+use annals::testing::support::{raws, tip, TempStore};
 use annals::{
-    Error, FsOptions, FsStore, Lineage, MemStore, RawEntry, ReplayOptions, Result, SegmentId,
-    SessionId, Store, StoreExt, Tip,
+    Error, FsOptions, FsStore, Lineage, MemStore, ReplayOptions, Result, SegmentId, SessionId,
+    Store, StoreExt, Tip,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -246,28 +246,30 @@ enum Backend {
     Fs(FsOptions),
 }
 
+/// The store under test.
+enum Media {
+    Mem(MemStore),
+    Fs(TempStore),
+}
+
+impl Media {
+    fn store(&self) -> &dyn Store {
+        match self {
+            Self::Mem(store) => store,
+            Self::Fs(temp) => temp.store(),
+        }
+    }
+}
+
 struct Harness {
-    store: Box<dyn Store>,
+    store: Media,
     /// FsStore: a second store on the same root, opened on first use and kept (so that its
-    /// cached handles go stale too).
-    other: Option<Box<dyn Store>>,
-    fs: Option<(PathBuf, FsOptions)>,
+    /// cached handles go stale too). Declared after `store`, whose directory outlives it
+    /// anyway (removing it does not disturb open files).
+    other: Option<FsStore>,
     sessions: Vec<SessionId>,
     known: Vec<(SessionId, SegmentId)>,
     model: Model,
-    // Last, so dropped after the stores.
-    _dir: Option<tempfile::TempDir>,
-}
-
-fn raws(values: &[Value]) -> Vec<RawEntry> {
-    values
-        .iter()
-        .map(|v| RawEntry::from_value(v).unwrap())
-        .collect()
-}
-
-fn tip(count: u64, generation: u64) -> Tip {
-    Tip { count, generation }
 }
 
 #[track_caller]
@@ -282,29 +284,16 @@ impl Harness {
     fn new(backend: Backend) -> Self {
         let mut sessions: Vec<SessionId> = (0..SESSIONS).map(|_| SessionId::new()).collect();
         sessions.sort();
-        match backend {
-            Backend::Mem => Self {
-                store: Box::new(MemStore::new()),
-                other: None,
-                fs: None,
-                sessions,
-                known: Vec::new(),
-                model: Model::default(),
-                _dir: None,
-            },
-            Backend::Fs(options) => {
-                let dir = tempfile::tempdir().unwrap();
-                let root = dir.path().join("store");
-                Self {
-                    store: Box::new(FsStore::open_with(&root, options).unwrap()),
-                    other: None,
-                    fs: Some((root, options)),
-                    sessions,
-                    known: Vec::new(),
-                    model: Model::default(),
-                    _dir: Some(dir),
-                }
-            }
+        let store = match backend {
+            Backend::Mem => Media::Mem(MemStore::new()),
+            Backend::Fs(options) => Media::Fs(TempStore::with_options(options)),
+        };
+        Self {
+            store,
+            other: None,
+            sessions,
+            known: Vec::new(),
+            model: Model::default(),
         }
     }
 
@@ -319,11 +308,9 @@ impl Harness {
     }
 
     fn other(&mut self) -> &dyn Store {
-        match &self.fs {
-            None => &*self.store,
-            Some((root, options)) => &**self
-                .other
-                .get_or_insert_with(|| Box::new(FsStore::open_with(root, *options).unwrap())),
+        match &self.store {
+            Media::Mem(store) => store,
+            Media::Fs(temp) => self.other.get_or_insert_with(|| temp.open_another()),
         }
     }
 
@@ -434,7 +421,7 @@ impl Harness {
     }
 
     fn apply(&mut self, op: &Op) {
-        let store = &*self.store;
+        let store = self.store.store();
         match op {
             Op::Create { session, initial } => {
                 let key = (self.sessions[*session], SegmentId::new());
@@ -629,8 +616,8 @@ impl Harness {
                 Self::delete_via(&mut self.model, store, self.sessions[*session]);
             }
             Op::Reopen => {
-                if let Some((root, options)) = &self.fs {
-                    self.store = Box::new(FsStore::open_with(root, *options).unwrap());
+                if let Media::Fs(temp) = &mut self.store {
+                    temp.reopen();
                 }
             }
             Op::Other(other) => self.apply_other(other),
@@ -676,7 +663,7 @@ impl Harness {
 
     /// Compares everything the store shows with the model.
     fn check(&self) {
-        let store = &*self.store;
+        let store = self.store.store();
         assert_eq!(
             store.list_sessions().unwrap(),
             self.model.sessions(),

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use annals::testing::support::{seed_from_env_or_clock, Rng};
 use annals::{Error, FsStore, ReplayOptions, SegmentId, SegmentWriter, SessionId, Store, StoreExt};
 use serde::{Deserialize, Serialize};
 
@@ -189,38 +190,6 @@ fn per_child(entries: &[Tagged], children: u32) -> Vec<Vec<u64>> {
         out[t.child as usize].push(t.i);
     }
     out
-}
-
-/// A small deterministic generator (xorshift64*), so that no extra crate is needed.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform-ish in `0..n` (`n > 0`).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn seed_from_env_or_clock() -> u64 {
-    if let Some(seed) = std::env::var(SEED).ok().and_then(|s| s.parse().ok()) {
-        return seed;
-    }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    u64::from(nanos) ^ (u64::from(std::process::id()) << 32)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -645,7 +614,7 @@ fn actual_state(store: &FsStore, session: SessionId) -> Model {
 
 #[test]
 fn a_writer_killed_at_random_moments_loses_no_acknowledged_entry() {
-    let seed = seed_from_env_or_clock();
+    let seed = seed_from_env_or_clock(SEED);
     eprintln!("kill loop seed {seed} (set {SEED} to replay it)");
     let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().unwrap();
@@ -668,7 +637,7 @@ fn a_writer_killed_at_random_moments_loses_no_acknowledged_entry() {
                 (SESSION, session.to_string()),
                 (CHILD, iteration.to_string()),
                 (COUNT, "5000".to_owned()),
-                (SEED, rng.next().to_string()),
+                (SEED, rng.next_u64().to_string()),
             ],
         );
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
