@@ -21,6 +21,7 @@ use clap::Args;
 
 use crate::fail::{Failure, Outcome, CANNOT_RUN, OK, PROBLEMS};
 use crate::target::{Location, Target};
+use crate::ids::short;
 use crate::term::{human_bytes, shell_word, Style};
 use script::{now_ms, raw_entries, system_prompt};
 use worker::WorkerReport;
@@ -209,15 +210,25 @@ pub fn run(location: &Location, args: &DemoArgs) -> Outcome {
     let me = invoked_as();
     let root = shell_word(&target.location().root.display().to_string());
     writeln!(out, "\n{}", style.bold("Look at it:"))?;
-    writeln!(out, "  {me} ls --root {root}")?;
-    writeln!(
-        out,
-        "  {me} ls {shared_session} --root {root}      # the shared session: forks after conflicts"
-    )?;
-    let example = check.example_fork.unwrap_or(shared_segment);
-    writeln!(out, "  {me} cat {example} --root {root} | jq")?;
-    writeln!(out, "  {me} verify --root {root}")?;
-    writeln!(out, "  {me} stats --root {root}")?;
+    let shared = short(&shared_session);
+    let example = short(&check.example_fork.unwrap_or(shared_segment));
+    for (command, why) in [
+        ("ls".to_owned(), "sessions, newest first"),
+        (format!("tree {shared}"), "the shared session: forks after conflicts"),
+        (format!("cat {example} --format transcript"), "one line per entry"),
+        (format!("cat {example} | jq"), "the entries as JSON"),
+        ("grep -F FAILED -c".to_owned(), "search every entry, blobs included"),
+        (format!("follow {shared}"), "tail -f, across forks"),
+        ("verify".to_owned(), "every line checked"),
+        ("stats".to_owned(), ""),
+    ] {
+        let why = if why.is_empty() {
+            String::new()
+        } else {
+            format!("   # {why}")
+        };
+        writeln!(out, "  {me} --root {root} {command}{why}")?;
+    }
     out.flush()?;
     Ok(
         if lost_or_extra || check.problems > 0 || check.unreadable > 0 {
