@@ -4,6 +4,7 @@
 //! - [`search`]: entries of a store matching a pattern and filters (`annals grep`, the viewer's
 //!   search box), with the filter and time parsing both use.
 //! - [`lineage`]: a session's fork tree (`annals tree`, `cat --all`, the search order).
+//! - [`transcript`]: an entry's role and text, for one-line views.
 //!
 //! Not a stable API for other programs: it follows the tool's needs.
 
@@ -27,3 +28,4 @@
 
 pub mod lineage;
 pub mod search;
+pub mod transcript;
