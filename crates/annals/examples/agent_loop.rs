@@ -16,10 +16,19 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Event {
-    User { text: String },
-    ToolCall { name: String, args: serde_json::Value },
-    ToolResult { output: String },
-    Assistant { text: String },
+    User {
+        text: String,
+    },
+    ToolCall {
+        name: String,
+        args: serde_json::Value,
+    },
+    ToolResult {
+        output: String,
+    },
+    Assistant {
+        text: String,
+    },
 }
 
 /// A worker: owns its writer, so it can live in a struct and move to another thread.
@@ -99,10 +108,17 @@ fn main() -> annals::Result<()> {
             .fork
             .map(|f| format!(", forked from {} at {}", f.segment, f.at))
             .unwrap_or_default();
-        println!("segment {}: {} entries{lineage}", info.segment, info.tip.count);
+        println!(
+            "segment {}: {} entries{lineage}",
+            info.segment, info.tip.count
+        );
     }
     let events: Vec<Event> = store.read(session, worker.writer.segment())?;
-    println!("the worker's history has {} events; the last: {:?}", events.len(), events.last());
+    println!(
+        "the worker's history has {} events; the last: {:?}",
+        events.len(),
+        events.last()
+    );
     println!("look at it: annals --root {root} tree {session}");
     Ok(())
 }

@@ -12,7 +12,9 @@ use std::ops::ControlFlow;
 use annals::{FsStore, ReplayOptions, Store};
 
 fn main() -> annals::Result<()> {
-    let root = std::env::args().nth(1).unwrap_or_else(|| "./demo-store".into());
+    let root = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "./demo-store".into());
     let store = FsStore::open(&root)?;
     report(&store)
 }
@@ -23,16 +25,25 @@ fn report(store: &dyn Store) -> annals::Result<()> {
     for session in store.list_sessions()? {
         let segments = store.list_segments(session)?;
         let entries: u64 = segments.iter().map(|s| s.tip.count).sum();
-        println!("session {session}: {} segments, {entries} entries", segments.len());
+        println!(
+            "session {session}: {} segments, {entries} entries",
+            segments.len()
+        );
         for info in &segments {
             // Every line checked; a damaged line is listed and skipped, not an error.
             let report = store.verify(session, info.segment)?;
             let state = if report.is_clean() {
                 "clean".to_owned()
             } else {
-                format!("{} problems, first: {}", report.problem_count, report.problems[0])
+                format!(
+                    "{} problems, first: {}",
+                    report.problem_count, report.problems[0]
+                )
             };
-            println!("  segment {}: {} entries, {state}", info.segment, report.entries);
+            println!(
+                "  segment {}: {} entries, {state}",
+                info.segment, report.entries
+            );
         }
         // The newest segment (listings are newest first) and its last entry: a replay from
         // the last sequence number reads one line, and stops there.
@@ -41,9 +52,10 @@ fn report(store: &dyn Store) -> annals::Result<()> {
         };
         let options = ReplayOptions::tolerant().from_seq(newest.tip.count - 1);
         store.replay_raw(session, newest.segment, &options, &mut |entry| {
-            let when = entry
-                .appended_ms
-                .map_or_else(|| "at an unrecorded time".to_owned(), |ms| format!("at {ms} ms"));
+            let when = entry.appended_ms.map_or_else(
+                || "at an unrecorded time".to_owned(),
+                |ms| format!("at {ms} ms"),
+            );
             let text = entry.json().unwrap_or("(kept as a blob)");
             let shown: String = text.chars().take(100).collect();
             println!("  last entry, #{} {when}: {shown}", entry.seq);

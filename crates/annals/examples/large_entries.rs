@@ -11,7 +11,9 @@ use annals::{Body, Durability, FsOptions, FsStore, ReplayOptions, Store, StoreEx
 use serde_json::json;
 
 fn main() -> annals::Result<()> {
-    let root = std::env::args().nth(1).unwrap_or_else(|| "./large-store".into());
+    let root = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "./large-store".into());
     let store = FsStore::open_with(
         &root,
         FsOptions {
@@ -36,23 +38,18 @@ fn main() -> annals::Result<()> {
     store.append_batch(session, segment, &entries)?;
 
     let mut blobs = 0;
-    store.replay_raw(
-        session,
-        segment,
-        &ReplayOptions::strict(),
-        &mut |entry| {
-            let json = entry.json().unwrap_or_default();
-            let kept = match entry.body {
-                Body::Inline(_) => "in its line".to_owned(),
-                Body::Blob { reference, .. } => {
-                    blobs += 1;
-                    format!("as blob {}", &reference.sha256.to_hex()[..12])
-                }
-            };
-            println!("entry {}: {} bytes, kept {kept}", entry.seq, json.len());
-            Ok(std::ops::ControlFlow::Continue(()))
-        },
-    )?;
+    store.replay_raw(session, segment, &ReplayOptions::strict(), &mut |entry| {
+        let json = entry.json().unwrap_or_default();
+        let kept = match entry.body {
+            Body::Inline(_) => "in its line".to_owned(),
+            Body::Blob { reference, .. } => {
+                blobs += 1;
+                format!("as blob {}", &reference.sha256.to_hex()[..12])
+            }
+        };
+        println!("entry {}: {} bytes, kept {kept}", entry.seq, json.len());
+        Ok(std::ops::ControlFlow::Continue(()))
+    })?;
     let back: Vec<serde_json::Value> = store.read(session, segment)?;
     assert_eq!(back, entries, "every entry comes back exactly");
     let report = store.verify(session, segment)?;
@@ -60,7 +57,11 @@ fn main() -> annals::Result<()> {
         "{blobs} entries over {MAX_INLINE} bytes kept as blobs; the segment file is {} bytes; \
          verify: {}",
         report.file_len,
-        if report.is_clean() { "clean" } else { "damaged" }
+        if report.is_clean() {
+            "clean"
+        } else {
+            "damaged"
+        }
     );
     println!(
         "the largest entry this store takes: {} MiB",

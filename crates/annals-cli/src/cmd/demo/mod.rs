@@ -20,8 +20,8 @@ use annals::{ReplayOptions, SegmentId, SessionId, Store};
 use clap::Args;
 
 use crate::fail::{Failure, Outcome, CANNOT_RUN, OK, PROBLEMS};
-use crate::target::{Location, Target};
 use crate::ids::short;
+use crate::target::{Location, Target};
 use crate::term::{human_bytes, shell_word, Style};
 use script::{now_ms, raw_entries, system_prompt};
 use worker::WorkerReport;
@@ -214,10 +214,19 @@ pub fn run(location: &Location, args: &DemoArgs) -> Outcome {
     let example = short(&check.example_fork.unwrap_or(shared_segment));
     for (command, why) in [
         ("ls".to_owned(), "sessions, newest first"),
-        (format!("tree {shared}"), "the shared session: forks after conflicts"),
-        (format!("cat {example} --format transcript"), "one line per entry"),
+        (
+            format!("tree {shared}"),
+            "the shared session: forks after conflicts",
+        ),
+        (
+            format!("cat {example} --format transcript"),
+            "one line per entry",
+        ),
         (format!("cat {example} | jq"), "the entries as JSON"),
-        ("grep -F FAILED -c".to_owned(), "search every entry, blobs included"),
+        (
+            "grep -F FAILED -c".to_owned(),
+            "search every entry, blobs included",
+        ),
         (format!("follow {shared}"), "tail -f, across forks"),
         ("verify".to_owned(), "every line checked"),
         ("stats".to_owned(), ""),
