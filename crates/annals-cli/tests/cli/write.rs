@@ -305,3 +305,38 @@ fn append_removes_a_torn_tail_like_any_writer() {
     assert_eq!(report.torn_tail, None);
     assert_eq!(count(&fx.store, key), 3);
 }
+
+#[test]
+fn ctrl_c_stops_a_streaming_append_with_exit_130_and_keeps_what_it_appended() {
+    let fx = Fixture::new();
+    let key = fx.segment(0);
+    let mut child = fx
+        .spawnable()
+        .arg("append")
+        .args(ids(key))
+        .args(["--print", "seqs"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut seqs = BufReader::new(child.stdout.take().unwrap()).lines();
+    writeln!(stdin, "{{\"n\": 0}}\n{{\"n\": 1}}").unwrap();
+    stdin.flush().unwrap();
+    assert_eq!(seqs.next().unwrap().unwrap(), "0");
+    assert_eq!(seqs.next().unwrap().unwrap(), "1");
+    // The input stays open: only Ctrl-C ends it.
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = wait_bounded(&mut child);
+    assert_eq!(status.code(), Some(130));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("appended 2 entries"), "{err}");
+    assert_eq!(count(&fx.store, key), 2);
+    drop(stdin);
+}
