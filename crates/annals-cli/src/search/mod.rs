@@ -189,7 +189,12 @@ impl SearchStats {
             .extend(other.unreadable.into_iter().take(room));
     }
 
-    fn unreadable(&mut self, session: SessionId, segment: Option<SegmentId>, error: annals::Error) {
+    fn note_unreadable(
+        &mut self,
+        session: SessionId,
+        segment: Option<SegmentId>,
+        error: annals::Error,
+    ) {
         self.unreadable_count += 1;
         if self.unreadable.len() < Self::MAX_LISTED {
             self.unreadable.push(Unreadable {
@@ -207,7 +212,7 @@ impl SearchStats {
 ///
 /// Cost: one replay per segment from its first own entry (or `--from`), checking every line
 /// read (CRC, sequence) and reading every blob in range; `--where` parses the JSON of each entry
-/// that matches the pattern. Sessions are searched on up to [`MAX_THREADS`] threads at once
+/// that matches the pattern. Sessions are searched on up to four threads at once
 /// (the machine's cores), the hits handed to `sink` on the calling thread in the same order as
 /// a search on one thread; each thread holds at most 8 MiB of hits ahead of the sink (plus one
 /// entry).
@@ -262,7 +267,7 @@ fn search_session(
         Ok(list) => list,
         Err(annals::Error::SessionNotFound(_)) => return ControlFlow::Continue(()),
         Err(e) => {
-            stats.unreadable(session, None, e);
+            stats.note_unreadable(session, None, e);
             return ControlFlow::Continue(());
         }
     };
@@ -403,7 +408,7 @@ fn search_file(
         }
         // Deleted since it was listed: nothing left to search.
         Err(annals::Error::SegmentNotFound { .. } | annals::Error::SessionNotFound(_)) => {}
-        Err(e) => stats.unreadable(file.session, Some(file.segment), e),
+        Err(e) => stats.note_unreadable(file.session, Some(file.segment), e),
     }
     if stopped {
         ControlFlow::Break(())
