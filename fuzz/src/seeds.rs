@@ -4,7 +4,8 @@
 //! names starting with `regress-`; the generator leaves those alone.
 
 use annals::codec::{self, FileKind, Header, Lineage};
-use annals::{SegmentId, SessionId, MAX_LINE};
+use annals::testing::support::{segment_id, session_id};
+use annals::MAX_LINE;
 
 use crate::ops::{self, Entry, Op};
 use crate::oracle;
@@ -12,21 +13,12 @@ use crate::oracle;
 /// A named seed file.
 pub type Seed = (&'static str, Vec<u8>);
 
-fn id<T: std::str::FromStr>(n: u64) -> T
-where
-    T::Err: std::fmt::Debug,
-{
-    format!("00000000-0000-7000-8000-{n:012x}")
-        .parse()
-        .expect("uuid")
-}
-
 fn header(kind: FileKind, generation: u64, fork: Option<Lineage>) -> Vec<u8> {
     let header = Header {
         annals: 1,
         kind,
-        session: id::<SessionId>(1),
-        segment: id::<SegmentId>(17),
+        session: session_id(1),
+        segment: segment_id(17),
         generation,
         created_ms: 1_700_000_000_000,
         fork,
@@ -116,7 +108,7 @@ pub fn line_decoder() -> Vec<Seed> {
 
 fn forked_header() -> Vec<u8> {
     let lineage = Lineage {
-        segment: id(18),
+        segment: segment_id(18),
         at: 2,
     };
     header(FileKind::Segment, 3, Some(lineage))

@@ -2,6 +2,15 @@
 //! its baselines (sync appends are in `sync.rs`). One iteration is one append (or one batch);
 //! the log files are rotated outside the timed region so that no file grows without bound.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    reason = "a benchmark, not library code: a broken setup is reported by panicking"
+)]
+
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 

@@ -3,6 +3,15 @@
 //! content-addressed blobs, against the same mix written as plain long JSONL lines (one
 //! `write(2)` per line to an `O_APPEND` file, no checks of any kind).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    reason = "a benchmark, not library code: a broken setup is reported by panicking"
+)]
+
 use std::fs::{File, OpenOptions};
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, Write};

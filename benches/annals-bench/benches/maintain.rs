@@ -1,6 +1,15 @@
 //! Maintenance: truncating a segment to half its entries, and listing the sessions of a big
 //! store.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    reason = "a benchmark, not library code: a broken setup is reported by panicking"
+)]
+
 use std::hint::black_box;
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -2,6 +2,15 @@
 //! verify-only, and entry count. The same fixture (one per size and variant, built once per
 //! process) serves every group.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    reason = "a benchmark, not library code: a broken setup is reported by panicking"
+)]
+
 use std::hint::black_box;
 use std::time::Duration;
 

@@ -7,6 +7,15 @@
 //! and each one's median latency is taken over the same stretch of time. Not criterion: it
 //! writes `append_sync_interleaved.json` next to criterion's results, which report.py reads.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    reason = "a benchmark, not library code: a broken setup is reported by panicking"
+)]
+
 use std::time::{Duration, Instant};
 
 use annals_bench::entries::Variant;

@@ -8,24 +8,6 @@
 //!
 //! Not a stable API for other programs: it follows the tool's needs.
 
-#![deny(unsafe_code)]
-#![warn(missing_docs)]
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
-
 pub mod lineage;
 pub mod search;
 pub mod transcript;

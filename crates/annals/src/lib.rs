@@ -32,26 +32,6 @@
 //!
 //! The on-disk format is described in `docs/FORMAT.md`, durability in `docs/DURABILITY.md`.
 
-#![deny(unsafe_code)]
-#![warn(missing_docs)]
-// Data read from disk or handed in by a caller must never make the library panic.
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic,
-    clippy::cast_possible_truncation
-)]
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
-
 mod blob;
 pub mod codec;
 mod error;

@@ -1,5 +1,15 @@
 //! End-to-end tests of the `annals` binary against real stores made with the library.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    missing_docs,
+    reason = "tests report a failure by panicking, at the value or index at fault"
+)]
+
 mod attach;
 mod damage;
 mod export;

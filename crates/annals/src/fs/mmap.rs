@@ -1,6 +1,9 @@
 //! The mapped fast path for verification. The only module with `unsafe`.
 
-#![allow(unsafe_code)]
+#![allow(
+    unsafe_code,
+    reason = "the one module with `unsafe`: a read-only map of committed bytes, each block with its SAFETY note"
+)]
 
 use std::fs::File;
 use std::path::Path;

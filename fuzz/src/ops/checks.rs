@@ -1,0 +1,256 @@
+//! The checks after every step: an undamaged segment reads, replays, verifies and lists exactly
+//! as the model; a damaged one returns only the model's entries or a corruption error; traces,
+//! attachments and listings agree; no temporary file is left behind.
+
+use std::fs;
+
+use annals::{BlobRef, Error, ReplayOptions, Result, ScanReport, SessionId, Store, MAX_INLINE};
+
+use super::harness::{adjust, same_error, Harness, Seg};
+
+impl Harness {
+    pub(super) fn check_attachments(&self, index: usize) {
+        let session = self.sessions[index];
+        let got = self.fs.list_attachments(session);
+        let want = self.model.list_attachments(session);
+        let want = match (got, want) {
+            (Ok(g), Ok(w)) => {
+                let key = |l: &[annals::Attachment]| {
+                    l.iter()
+                        .map(|a| (a.id, a.len, a.meta.clone()))
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(key(&g), key(&w), "attachments");
+                w
+            }
+            (Err(g), Err(w)) => {
+                assert!(same_error(&g, &w, 0), "attachments: {g} / {w}");
+                return;
+            }
+            (g, w) => panic!("attachments: file store {g:?}, model {w:?}"),
+        };
+        for a in want {
+            match self.fs.get_blob(session, &a.id) {
+                Ok(bytes) => assert_eq!(
+                    bytes,
+                    self.model.get_blob(session, &a.id).expect("model blob")
+                ),
+                Err(e) => assert!(
+                    self.blob_damage[index]
+                        && (e.is_corruption() || matches!(e, Error::BlobNotFound { .. })),
+                    "attachment {}: {e}",
+                    a.id
+                ),
+            }
+        }
+    }
+
+    pub(super) fn check_all(&mut self) {
+        for i in 0..self.segs.len() {
+            self.check(i);
+        }
+        self.check_listings();
+    }
+
+    pub(super) fn check(&mut self, i: usize) {
+        if self.segs[i].damaged {
+            let s = self.segs[i];
+            if self.fs.verify(s.session, s.id).is_ok_and(|r| r.is_clean()) {
+                self.segs[i].damaged = false;
+            }
+        }
+        let s = self.segs[i];
+        self.check_no_temp_files(s.session);
+        self.check_trace(s);
+        if s.damaged {
+            self.check_damaged(s);
+        } else {
+            self.check_undamaged(s);
+        }
+    }
+
+    pub(super) fn check_no_temp_files(&self, session: SessionId) {
+        let dir = self.fs.root().join(session.to_string());
+        let mut dirs = vec![dir.clone()];
+        let shards = fs::read_dir(dir.join("blobs"))
+            .into_iter()
+            .flatten()
+            .flatten();
+        dirs.extend(shards.map(|e| e.path()));
+        for entry in dirs.iter().filter_map(|d| fs::read_dir(d).ok()).flatten() {
+            let name = entry.expect("dir entry").file_name();
+            let name = name.to_string_lossy();
+            assert!(!name.ends_with(".tmp"), "temporary file {name} left behind");
+        }
+    }
+
+    pub(super) fn check_trace(&self, s: Seg) {
+        let collect = |store: &dyn Store| {
+            let mut got = Vec::new();
+            store
+                .replay_trace_raw(s.session, s.id, &ReplayOptions::strict(), &mut |e| {
+                    got.push((e.seq, crate::oracle::shown(&e)));
+                    Ok(std::ops::ControlFlow::Continue(()))
+                })
+                .map(|_| got)
+        };
+        let blob_damage = self.blob_damage[self.session_index(s.session)];
+        match (collect(self.fs.store()), collect(&self.model)) {
+            // A trace entry kept as a blob may have lost it.
+            (Err(g), Ok(_)) if blob_damage && g.is_corruption() => {}
+            (Ok(g), Ok(w)) => assert_eq!(g, w, "trace"),
+            (Err(g), Err(w)) => assert!(same_error(&g, &w, 0), "trace: {g} / {w}"),
+            (g, w) => panic!("trace: file store {g:?}, model {w:?}"),
+        }
+    }
+
+    pub(super) fn replay(
+        &self,
+        s: Seg,
+        options: &ReplayOptions,
+    ) -> Result<(ScanReport, Vec<(u64, String)>)> {
+        let mut got = Vec::new();
+        let report = self.fs.replay_raw(s.session, s.id, options, &mut |e| {
+            got.push((e.seq, crate::oracle::shown(&e)));
+            Ok(std::ops::ControlFlow::Continue(()))
+        })?;
+        Ok((report, got))
+    }
+
+    pub(super) fn check_undamaged(&self, s: Seg) {
+        let want = self.model.read_raw(s.session, s.id);
+        let got = self.fs.read_raw(s.session, s.id);
+        let want = match (got, want) {
+            (Ok(g), Ok(w)) => {
+                assert_eq!(g, w, "entries of {s:?}");
+                w
+            }
+            (Err(g), Err(w)) => {
+                assert!(same_error(&g, &w, s.skew), "read: {g} / {w}");
+                return;
+            }
+            (g, w) => panic!("read of {s:?}: file store {g:?}, model {w:?}"),
+        };
+        let tip = self.model.tip(s.session, s.id).expect("model tip");
+        assert_eq!(
+            self.fs.tip(s.session, s.id).expect("tip"),
+            adjust(tip, s.skew)
+        );
+        assert_eq!(
+            self.other.tip(s.session, s.id).expect("tip"),
+            adjust(tip, s.skew)
+        );
+        let verified = self.fs.verify(s.session, s.id).expect("verify");
+        assert!(verified.is_clean(), "{verified:?}");
+        assert_eq!(verified.entries, tip.count);
+        let (report, all) = self.replay(s, &ReplayOptions::tolerant()).expect("replay");
+        assert_eq!(
+            report, verified,
+            "the mapped and the streaming reader disagree"
+        );
+        let from = tip.count / 2;
+        let (_, later) = self
+            .replay(s, &ReplayOptions::strict().from_seq(from))
+            .expect("replay");
+        assert_eq!(later, all[from as usize..]);
+        for ((seq, json), (n, w)) in all.iter().zip(want.iter().enumerate()) {
+            assert_eq!((*seq, json.as_str()), (n as u64, w.as_str()));
+        }
+        // Without reading blobs: entries too long for a line come out as their reference.
+        let raw: Vec<String> = want
+            .iter()
+            .map(|w| match w.len() > MAX_INLINE {
+                true => crate::oracle::blob_shown(&BlobRef::for_entry(w.as_str())),
+                false => w.as_str().to_owned(),
+            })
+            .collect();
+        for store in [self.fs.store() as &dyn Store, &self.model] {
+            let mut got = Vec::new();
+            store
+                .replay_raw(
+                    s.session,
+                    s.id,
+                    &ReplayOptions::strict().blob_refs(),
+                    &mut |e| {
+                        got.push(crate::oracle::shown(&e));
+                        Ok(std::ops::ControlFlow::Continue(()))
+                    },
+                )
+                .expect("raw replay");
+            assert_eq!(got, raw, "raw blob references of {s:?}");
+        }
+    }
+
+    pub(super) fn check_damaged(&self, s: Seg) {
+        let want = self
+            .model
+            .read_raw(s.session, s.id)
+            .expect("a damaged segment exists");
+        let right = |seq: u64, json: &str| {
+            let at = usize::try_from(seq).expect("seq");
+            assert!(
+                want.get(at).is_some_and(|w| w.as_str() == json),
+                "damaged {s:?} returned {json} as entry {seq}, the model has {:?}",
+                want.get(at)
+            );
+        };
+        match self.fs.read_raw(s.session, s.id) {
+            Ok(got) => assert_eq!(got, want),
+            Err(e) => assert!(e.is_corruption(), "strict read of damaged {s:?}: {e}"),
+        }
+        let verified = self.fs.verify(s.session, s.id);
+        match self.replay(s, &ReplayOptions::tolerant()) {
+            Ok((report, got)) => {
+                for (seq, json) in got {
+                    right(seq, &json);
+                }
+                assert_eq!(Some(report), verified.ok(), "mapped and streaming disagree");
+            }
+            Err(e) => assert!(e.is_corruption(), "tolerant read of damaged {s:?}: {e}"),
+        }
+        for store in [self.fs.store(), &self.other] {
+            match store.tip(s.session, s.id) {
+                Ok(tip) => {
+                    let model = self.model.tip(s.session, s.id).expect("model tip");
+                    assert_eq!(tip, adjust(model, s.skew), "tip of damaged {s:?}");
+                }
+                Err(e) => assert!(e.is_corruption(), "tip of damaged {s:?}: {e}"),
+            }
+        }
+    }
+
+    pub(super) fn check_listings(&self) {
+        for session in self.sessions {
+            let got = self.fs.list_segments(session);
+            let want = self.model.list_segments(session);
+            let (got, want) = match (got, want) {
+                (Ok(g), Ok(w)) => (g, w),
+                (Err(g), Err(w)) => {
+                    assert!(same_error(&g, &w, 0), "listing: {g} / {w}");
+                    continue;
+                }
+                (g, w) => panic!("listing: file store {g:?}, model {w:?}"),
+            };
+            let ids = |l: &[annals::SegmentInfo]| l.iter().map(|i| i.segment).collect::<Vec<_>>();
+            assert_eq!(ids(&got), ids(&want), "listed segments");
+            for (g, w) in got.iter().zip(&want) {
+                let s = self
+                    .segs
+                    .iter()
+                    .find(|s| s.id == g.segment && s.session == session)
+                    .expect("a listed segment is known");
+                if s.damaged && g.damage.is_some() {
+                    continue;
+                }
+                assert_eq!(g.damage, None, "{s:?}");
+                assert_eq!(g.tip, adjust(w.tip, s.skew), "listed tip of {s:?}");
+                assert_eq!(g.fork, w.fork, "lineage of {s:?}");
+            }
+        }
+        for index in 0..2 {
+            self.check_attachments(index);
+        }
+        let got = self.fs.list_sessions().expect("sessions");
+        assert_eq!(got, self.model.list_sessions().expect("sessions"));
+    }
+}

@@ -1,0 +1,163 @@
+//! Damage injected behind the store's back, as a crash, a power cut or a failing disk would
+//! leave it: a flipped byte, a torn write, a cut last line, garbage at the end, a damaged blob.
+//! Each marks the segment damaged unless what it left can be a torn tail.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use annals::Store;
+
+use super::harness::{options, Harness};
+use crate::oracle;
+
+impl Harness {
+    /// The segment file's bytes, if it is undamaged and exists (injections that need to know
+    /// what they break only run there).
+    pub(super) fn intact_file(&self, i: usize) -> Option<(std::path::PathBuf, Vec<u8>)> {
+        let s = self.segs[i];
+        if s.damaged {
+            return None;
+        }
+        let path = self.fs.segment_path(s.session, s.id);
+        let bytes = fs::read(&path).ok()?;
+        Some((path, bytes))
+    }
+
+    /// After an injection: damaged unless the unterminated end of the file can be a torn line.
+    pub(super) fn classify_tail(&mut self, i: usize, path: &Path) {
+        let bytes = fs::read(path).expect("segment file");
+        let tail_at = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        if !oracle::plausible_torn_tail(&bytes[tail_at..]) || tail_at == 0 {
+            self.segs[i].damaged = true;
+        }
+    }
+
+    pub(super) fn flip(&mut self, seg: u8, pos: u16, xor: u8) {
+        let Some(i) = self.pick(seg) else { return };
+        let Some((path, bytes)) = self.intact_file(i) else {
+            return;
+        };
+        if bytes.len() < 2 {
+            return;
+        }
+        let mut pos = usize::from(pos) % bytes.len();
+        if Some(pos) == bytes.iter().rposition(|&b| b == b'\n') {
+            let Some(before) = pos.checked_sub(1) else {
+                return;
+            };
+            pos = before;
+        }
+        let xor = if xor == 0 { 1 } else { xor };
+        let file = OpenOptions::new().write(true).open(&path).expect("open");
+        file.write_all_at(&[bytes[pos] ^ xor], pos as u64)
+            .expect("flip");
+        self.segs[i].damaged = true;
+        self.check(i);
+    }
+
+    pub(super) fn torn_write(&mut self, seg: u8, len: u16) {
+        let Some(i) = self.pick(seg) else { return };
+        let Some((path, _)) = self.intact_file(i) else {
+            return;
+        };
+        let s = self.segs[i];
+        let line = oracle::entry_line(self.model_count(&s), br#"{"torn":true}"#);
+        let k = 1 + usize::from(len) % (line.len() - 1);
+        let mut file = OpenOptions::new().append(true).open(&path).expect("open");
+        file.write_all(&line[..k]).expect("torn write");
+        self.classify_tail(i, &path);
+        self.check(i);
+    }
+
+    pub(super) fn cut_last_line(&mut self, seg: u8, keep: u16) {
+        let Some(i) = self.pick(seg) else { return };
+        let Some((path, bytes)) = self.intact_file(i) else {
+            return;
+        };
+        let s = self.segs[i];
+        let count = self.model_count(&s);
+        if count == 0 {
+            return;
+        }
+        let (lines, _) = oracle::split_lines(&bytes);
+        let &(start, line) = lines.last().expect("entry lines");
+        let cut = start + usize::from(keep) % (line.len() + 1);
+        let file = OpenOptions::new().write(true).open(&path).expect("open");
+        file.set_len(cut as u64).expect("cut");
+        // Committed bytes only go missing in a power cut, which no process survives: drop
+        // every cached handle, as a restart would.
+        self.fs.reopen();
+        self.other = self.fs.open_another_with(options(256));
+        // The last entry was never committed, as far as anyone can tell.
+        self.model
+            .truncate(s.session, s.id, count - 1)
+            .expect("model truncate");
+        self.segs[i].skew -= 1;
+        self.check(i);
+    }
+
+    pub(super) fn garbage(&mut self, seg: u8, bytes: &[u8]) {
+        let Some(i) = self.pick(seg) else { return };
+        let s = self.segs[i];
+        let path = self.fs.segment_path(s.session, s.id);
+        let bytes: Vec<u8> = bytes.iter().copied().filter(|&b| b != b'\n').collect();
+        if bytes.is_empty() || !path.is_file() {
+            return;
+        }
+        let mut file = OpenOptions::new().append(true).open(&path).expect("open");
+        file.write_all(&bytes).expect("garbage");
+        self.classify_tail(i, &path);
+        self.check(i);
+    }
+
+    pub(super) fn blob_damage(&mut self, session: u8, pick: u8, how: u8) {
+        let index = usize::from(session % 2);
+        let session = self.sessions[index];
+        let mut blobs = Vec::new();
+        let root = self.fs.root().join(session.to_string()).join("blobs");
+        for shard in fs::read_dir(root).into_iter().flatten().flatten() {
+            for blob in fs::read_dir(shard.path()).into_iter().flatten().flatten() {
+                if blob.file_type().is_ok_and(|t| t.is_file()) {
+                    blobs.push(blob.path());
+                }
+            }
+        }
+        if blobs.is_empty() {
+            return;
+        }
+        blobs.sort();
+        let path = &blobs[usize::from(pick) % blobs.len()];
+        let len = fs::metadata(path).expect("blob").len();
+        match how % 3 {
+            // An empty blob (an empty attachment) has no byte to flip or cut.
+            _ if len == 0 => fs::remove_file(path).expect("remove blob"),
+            0 => fs::remove_file(path).expect("remove blob"),
+            1 => OpenOptions::new()
+                .write(true)
+                .open(path)
+                .and_then(|f| f.set_len(len / 2))
+                .expect("cut blob"),
+            _ => {
+                let pos = u64::from(how) % len.max(1);
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(path)
+                    .expect("open blob");
+                let mut byte = [0u8];
+                file.read_exact_at(&mut byte, pos).expect("read blob");
+                file.write_all_at(&[byte[0] ^ 0x01], pos)
+                    .expect("flip blob");
+            }
+        }
+        self.blob_damage[index] = true;
+        // Any segment of the session may refer to it; the next verify clears the others.
+        let model = &self.model;
+        for s in self.segs.iter_mut().filter(|s| s.session == session) {
+            s.damaged |= model.tip(s.session, s.id).is_ok();
+        }
+        self.check_all();
+    }
+}
