@@ -193,6 +193,14 @@ impl Printer {
     /// The stored line: re-framing a verified entry gives back its bytes exactly (the CRC
     /// covers exactly these bytes and the sequence number has one spelling).
     fn raw(&mut self, out: &mut impl Write, entry: &Entry<'_>) -> io::Result<()> {
+        // A line that recorded its append time (on-disk format 2) holds more than these bytes:
+        // re-framing would print a line the file does not hold.
+        if entry.appended_ms.is_some() {
+            return Err(io::Error::other(
+                "--raw re-frames format-1 lines only; this segment's lines record their append \
+                 time (format 2): read the file itself, or use --format jsonl",
+            ));
+        }
         self.line.clear();
         let framed = match entry.body {
             Body::Blob { reference, .. } => {

@@ -22,7 +22,8 @@ const WINDOW_ABOVE: usize = 1000;
 #[derive(Debug, Args)]
 pub struct GrepArgs {
     /// What to look for in each entry's JSON text (as stored, compact: a quote inside a string
-    /// reads \", a newline \n): a regular expression, or a fixed string with -F
+    /// reads \", a newline \n): a regular expression, or a fixed string with -F. An empty
+    /// PATTERN matches every entry: a search by --where and times alone
     pub pattern: String,
 
     /// Only these sessions (ids, unique ends or starts of ids); every session when omitted,
