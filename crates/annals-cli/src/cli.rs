@@ -167,6 +167,13 @@ pub enum Command {
     /// the same root.
     Demo(cmd::demo::DemoArgs),
 
+    /// Serve a read-only web viewer of the store on a local port (the URL is printed).
+    ///
+    /// Sessions, fork trees, transcripts with their traces and verify's findings, live updates
+    /// and search, in any browser. Binds to loopback; beyond it only with --allow-remote, and
+    /// then every request needs the token printed in the URL.
+    Serve(crate::serve::ServeArgs),
+
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     ///
     /// For example `annals completions bash > ~/.local/share/bash-completion/completions/annals`.

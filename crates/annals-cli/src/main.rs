@@ -28,6 +28,7 @@ mod fail;
 mod ids;
 mod lines;
 mod print;
+mod serve;
 mod target;
 mod term;
 
@@ -61,6 +62,7 @@ fn run(cli: Cli) -> fail::Outcome {
         Command::Import(args) => cmd::import::run(&location, &args),
         Command::Attachments(args) => cmd::attachments::run(&location, &args),
         Command::Demo(args) => cmd::demo::run(&location, &args),
+        Command::Serve(args) => serve::run(&location, &args),
         Command::Completions(args) => cmd::completions::completions(&args),
         Command::Man(args) => cmd::completions::man(&args),
     }

@@ -111,6 +111,13 @@ impl Target {
         }
     }
 
+    /// The store, owned and shareable across threads (`annals serve`).
+    pub fn into_shared(self) -> std::sync::Arc<dyn Store> {
+        match self.backend {
+            Backend::Fs(store) => std::sync::Arc::new(store),
+        }
+    }
+
     /// The filesystem store, for what only files have (paths, repair, blob files); `None` on
     /// other backends.
     pub fn fs(&self) -> Option<&FsStore> {

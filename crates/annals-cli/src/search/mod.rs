@@ -219,8 +219,8 @@ impl SearchStats {
 ///
 /// # Errors
 /// Only when the store's sessions cannot be listed at all. A session or file that cannot be
-/// read is reported in [`SearchStats::unreadable`] and the search goes on; a session or
-/// segment deleted meanwhile is skipped.
+/// read is reported in [`SearchStats::unreadable`](SearchStats#structfield.unreadable) and the
+/// search goes on; a session or segment deleted meanwhile is skipped.
 pub fn search(
     store: &dyn Store,
     scope: &Scope,
