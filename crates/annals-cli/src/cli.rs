@@ -9,8 +9,10 @@ use crate::cmd;
 use crate::term::ColorChoice;
 
 const AFTER_HELP: &str = "\
-Store root: --root DIR, else $ANNALS_ROOT, else ./annals-store. Read-only commands never create
-it, and refuse a directory that holds no store.
+Store: --store STORE or $ANNALS_STORE (a directory, file://PATH, or postgresql://… with an
+optional ?schema=NAME), else --root DIR, else $ANNALS_ROOT, else ./annals-store. Commands other
+than `copy` work on filesystem stores for now. Read-only commands never create a root, and
+refuse a directory that holds no store.
 
 Ids: a session or segment is named by its full UUID, or any unique end of it (tables show the
 last 12 digits) or start (at least 4 hex digits; UUID v7 ids made the same day share their
@@ -38,6 +40,11 @@ pub struct Cli {
     /// Store root directory [default: $ANNALS_ROOT if set and not empty, else ./annals-store]
     #[arg(long, global = true, value_name = "DIR")]
     pub root: Option<PathBuf>,
+
+    /// Store location: a directory, file://PATH or postgresql://… [default: $ANNALS_STORE,
+    /// else the root]
+    #[arg(long, global = true, value_name = "STORE", conflicts_with = "root")]
+    pub store: Option<String>,
 
     /// When to use colours
     #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
@@ -166,6 +173,14 @@ pub enum Command {
     /// and verifies everything and prints the commands to look at it. Safe to run again into
     /// the same root.
     Demo(cmd::demo::DemoArgs),
+
+    /// Copy sessions between stores (filesystem ↔ PostgreSQL), checked entry by entry.
+    ///
+    /// Copies segments with their lineage, traces, attachments, entries kept as blobs and
+    /// rewrite generations. What the destination already holds must be a prefix of the source
+    /// (checked), and the copy continues after it: after an interruption, run it again; it never
+    /// duplicates. Shows progress on a terminal.
+    Copy(cmd::copy::CopyArgs),
 
     /// Serve a read-only web viewer of the store on a local port (the URL is printed).
     ///

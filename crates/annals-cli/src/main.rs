@@ -27,6 +27,7 @@ mod export_file;
 mod fail;
 mod ids;
 mod lines;
+mod location;
 mod print;
 mod serve;
 mod target;
@@ -46,8 +47,27 @@ use cli::{Cli, Command};
 use target::Location;
 
 fn run(cli: Cli) -> fail::Outcome {
-    let location = Location::from_args(cli.root);
+    if let Command::Copy(args) = &cli.command {
+        return cmd::copy::run(args);
+    }
+    // --store (or ANNALS_STORE) names a filesystem store's root too; the other commands do not
+    // speak to PostgreSQL yet (target.rs is where its backend goes).
+    let root = match location::from_flag_or_env(cli.store.as_deref())? {
+        Some(location::Location::Fs(root)) if cli.root.is_none() => Some(root),
+        Some(location::Location::Fs(_)) | None => cli.root,
+        Some(pg @ location::Location::Postgres { .. }) => {
+            return Err(fail::Failure::usage(
+                format!(
+                    "this command works on filesystem stores only for now, not on {}",
+                    pg.shown()
+                ),
+                "`annals copy --from STORE --to DIR` copies sessions out of PostgreSQL",
+            ))
+        }
+    };
+    let location = Location::from_args(root);
     match cli.command {
+        Command::Copy(_) => Ok(fail::OK),
         Command::Ls(args) => cmd::ls::run(&location, &args),
         Command::Tree(args) => cmd::tree::run(&location, &args),
         Command::Cat(args) => cmd::cat::run(&location, &args),

@@ -130,6 +130,9 @@ fn resolve(
 ) -> Result<Option<(Target, Named)>, Failure> {
     let mut announced = false;
     loop {
+        // Looked at before the attempt: a root created between the two would otherwise turn
+        // "no store here" into an error that ends the wait.
+        let no_root_yet = !location.root.exists();
         let attempt = Target::existing(location).and_then(|target| {
             let named = match &args.session {
                 Some(s) => target
@@ -142,9 +145,7 @@ fn resolve(
         match attempt {
             Ok(found) => return Ok(Some(found)),
             // Not there yet (exit code 1), or no store yet: wait if asked to.
-            Err(Failure::Fatal { code, .. })
-                if args.wait && (code == PROBLEMS || !location.root.exists()) =>
-            {
+            Err(Failure::Fatal { code, .. }) if args.wait && (code == PROBLEMS || no_root_yet) => {
                 if !announced {
                     announced = true;
                     say!(

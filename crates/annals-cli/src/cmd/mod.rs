@@ -5,6 +5,7 @@ pub mod append;
 pub mod attachments;
 pub mod cat;
 pub mod completions;
+pub mod copy;
 pub mod demo;
 pub mod export;
 pub mod follow;

@@ -258,9 +258,13 @@ fn follow_wait_waits_for_a_store_and_segment_that_do_not_exist_yet() {
     store
         .create(session, segment, &[entry(0), entry(1)])
         .unwrap();
-    let first = lines
-        .recv_timeout(WAIT)
-        .expect("nothing printed once it appeared");
+    let first = match lines.recv_timeout(WAIT) {
+        Ok(line) => line,
+        Err(e) => {
+            let said: Vec<String> = errors.try_iter().collect();
+            panic!("nothing printed once it appeared ({e}): {said:?}");
+        }
+    };
     assert_eq!(serde_json::from_str::<Value>(&first).unwrap()["n"], 0);
     store.append(session, segment, &entry(2)).unwrap();
     let _ = lines.recv_timeout(WAIT).unwrap();

@@ -11,6 +11,7 @@
 )]
 
 mod attach;
+mod copy;
 mod damage;
 mod export;
 mod find;
