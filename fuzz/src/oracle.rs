@@ -60,27 +60,93 @@ impl<'a> Body<'a> {
     }
 }
 
-/// Parses an entry line: `{"crc":"..","seq":N,"e":JSON}` or `{"crc":"..","seq":N,"blob":REF}`,
-/// with N a JSON unsigned integer that fits a `u64` (no sign, no leading zero) and the body
-/// non-empty. The body is not validated (the format promises only what the CRC protects).
-#[must_use]
-pub fn parse_entry(line: &[u8]) -> Option<(u64, Body<'_>)> {
-    let rest = covered(line)?.strip_prefix(b"\"seq\":")?;
-    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 || (digits > 1 && rest[0] == b'0') {
+/// The largest sequence number a line may carry: 2^64 − 2.
+pub const MAX_SEQ: u64 = u64::MAX - 1;
+
+/// What a version-2 line says besides its entry: `t`, `u`, `more`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Marks {
+    /// `t`.
+    pub t: u64,
+    /// `u` (0 when left out).
+    pub u: u64,
+    /// `more` (0 when left out).
+    pub more: u64,
+}
+
+/// A JSON unsigned integer at the start of `s` that fits a `u64`: no sign, no leading zero.
+fn number(s: &[u8]) -> Option<(u64, &[u8])> {
+    let digits = s.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || (digits > 1 && s[0] == b'0') {
         return None;
     }
-    let seq = std::str::from_utf8(&rest[..digits])
-        .ok()?
-        .parse::<u64>()
-        .ok()?;
-    let after = &rest[digits..];
+    let n = std::str::from_utf8(&s[..digits]).ok()?.parse::<u64>().ok()?;
+    Some((n, &s[digits..]))
+}
+
+/// `,"KEY":N` at the start of `s`, N not 0 (a 0 is written by leaving the key out).
+fn optional<'a>(s: &'a [u8], key: &str) -> Option<(u64, &'a [u8])> {
+    let prefix = format!(",\"{key}\":");
+    match s.strip_prefix(prefix.as_bytes()) {
+        None => Some((0, s)),
+        Some(rest) => number(rest).filter(|(n, _)| *n != 0),
+    }
+}
+
+/// Parses an entry line: `{"crc":"..","seq":N,"e":JSON}` or `{"crc":"..","seq":N,"blob":REF}`,
+/// with N a JSON unsigned integer no larger than [`MAX_SEQ`] and the body non-empty. The body is
+/// not validated (the format promises only what the CRC protects). Version 1.
+#[must_use]
+pub fn parse_entry(line: &[u8]) -> Option<(u64, Body<'_>)> {
+    parse_entry_as(false, line).map(|(seq, _, body)| (seq, body))
+}
+
+/// Parses an entry line of version 2 (`v2`) or 1: in version 2 `,"t":T[,"u":U][,"more":M]`
+/// follows the sequence number, with `u` at most `seq` and `more` below 1024.
+#[must_use]
+pub fn parse_entry_as(v2: bool, line: &[u8]) -> Option<(u64, Option<Marks>, Body<'_>)> {
+    let rest = covered(line)?.strip_prefix(b"\"seq\":")?;
+    let (seq, mut after) = number(rest)?;
+    if seq > MAX_SEQ {
+        return None;
+    }
+    let mut marks = None;
+    if v2 {
+        let (t, rest) = number(after.strip_prefix(b",\"t\":")?)?;
+        let (u, rest) = optional(rest, "u")?;
+        let (more, rest) = optional(rest, "more")?;
+        if u > seq || more >= 1024 {
+            return None;
+        }
+        marks = Some(Marks { t, u, more });
+        after = rest;
+    }
     let body = if let Some(json) = after.strip_prefix(b",\"e\":") {
         Body::Inline(json.strip_suffix(b"}")?)
     } else {
         Body::Blob(after.strip_prefix(b",\"blob\":")?.strip_suffix(b"}")?)
     };
-    (!body.bytes().is_empty()).then_some((seq, body))
+    (!body.bytes().is_empty()).then_some((seq, marks, body))
+}
+
+/// Does this framed line go on after its sequence number with `,"t":`, as a version-2 line
+/// does (whether or not the rest checks out)?
+#[must_use]
+pub fn looks_v2(line: &[u8]) -> bool {
+    covered(line)
+        .and_then(|c| c.strip_prefix(b"\"seq\":"))
+        .map(|r| &r[r.iter().take_while(|b| b.is_ascii_digit()).count()..])
+        .is_some_and(|r| r.starts_with(b",\"t\":"))
+}
+
+/// Is this an entry line of either version, and of which (`Some(true)` for version 2)?
+#[must_use]
+pub fn entry_version(line: &[u8]) -> Option<bool> {
+    if parse_entry_as(true, line).is_some() {
+        Some(true)
+    } else {
+        parse_entry_as(false, line).map(|_| false)
+    }
 }
 
 /// An entry line a reader of a bare image delivers, with what it delivers: the JSON of an
@@ -88,7 +154,13 @@ pub fn parse_entry(line: &[u8]) -> Option<(u64, Body<'_>)> {
 /// reference as [`shown`] writes it (there is no blob store to resolve it from).
 #[must_use]
 pub fn parse_deliverable(line: &[u8]) -> Option<(u64, String)> {
-    match parse_entry(line)? {
+    parse_deliverable_as(false, line)
+}
+
+/// [`parse_deliverable`] for a file of version 2 (`v2`) or 1.
+#[must_use]
+pub fn parse_deliverable_as(v2: bool, line: &[u8]) -> Option<(u64, String)> {
+    match parse_entry_as(v2, line).map(|(seq, _, body)| (seq, body))? {
         (seq, Body::Inline(json)) => Some((seq, std::str::from_utf8(json).ok()?.to_owned())),
         (seq, Body::Blob(reference)) => {
             let reference: annals::BlobRef = serde_json::from_slice(reference).ok()?;
@@ -126,11 +198,28 @@ pub fn blob_shown(reference: &annals::BlobRef) -> String {
 /// The line for `seq` and `body`, newline included, built by hand.
 #[must_use]
 pub fn body_line(seq: u64, body: Body<'_>) -> Vec<u8> {
+    marked_line(seq, None, body)
+}
+
+/// The line for `seq`, the marks of a version-2 line (`None`: version 1) and `body`, newline
+/// included, built by hand.
+#[must_use]
+pub fn marked_line(seq: u64, marks: Option<Marks>, body: Body<'_>) -> Vec<u8> {
     let (key, bytes): (&str, _) = match body {
         Body::Inline(b) => ("e", b),
         Body::Blob(b) => ("blob", b),
     };
-    let mut covered = format!("\"seq\":{seq},\"{key}\":").into_bytes();
+    let mut covered = format!("\"seq\":{seq}").into_bytes();
+    if let Some(m) = marks {
+        covered.extend_from_slice(format!(",\"t\":{}", m.t).as_bytes());
+        if m.u > 0 {
+            covered.extend_from_slice(format!(",\"u\":{}", m.u).as_bytes());
+        }
+        if m.more > 0 {
+            covered.extend_from_slice(format!(",\"more\":{}", m.more).as_bytes());
+        }
+    }
+    covered.extend_from_slice(format!(",\"{key}\":").as_bytes());
     covered.extend_from_slice(bytes);
     covered.push(b'}');
     let mut line = CRC_OPEN.to_vec();

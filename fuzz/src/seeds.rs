@@ -3,7 +3,7 @@
 //! `tests/corpus.rs` fails if they drift. Inputs the fuzzer found are kept next to them under
 //! names starting with `regress-`; the generator leaves those alone.
 
-use annals::codec::{self, FileKind, Header, Lineage};
+use annals::codec::{self, FileKind, Frame, Header, Lineage, Marks, Version};
 use annals::testing::support::{segment_id, session_id};
 use annals::MAX_LINE;
 
@@ -14,8 +14,12 @@ use crate::oracle;
 pub type Seed = (&'static str, Vec<u8>);
 
 fn header(kind: FileKind, generation: u64, fork: Option<Lineage>) -> Vec<u8> {
+    header_of(Version::V1, kind, generation, fork)
+}
+
+fn header_of(version: Version, kind: FileKind, generation: u64, fork: Option<Lineage>) -> Vec<u8> {
     let header = Header {
-        annals: 1,
+        annals: version.number(),
         kind,
         session: session_id(1),
         segment: segment_id(17),
@@ -30,7 +34,30 @@ fn header(kind: FileKind, generation: u64, fork: Option<Lineage>) -> Vec<u8> {
 
 fn entry(seq: u64, json: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    codec::encode_entry(seq, json, &mut out).expect("entry fits");
+    codec::encode_entry(&Frame::v1(seq), json, &mut out).expect("entry fits");
+    out
+}
+
+/// A version-2 line: `u` entries not yet durable, `more` lines of its write after it.
+fn entry_v2(seq: u64, u: u64, more: u64, json: &str) -> Vec<u8> {
+    let marks = Marks {
+        appended_ms: 1_700_000_000_000 + seq,
+        unsynced: u,
+        more,
+    };
+    let mut out = Vec::new();
+    codec::encode_entry(&Frame::v2(seq, marks), json, &mut out).expect("entry fits");
+    out
+}
+
+/// A version-2 segment: a durable entry, then a batch of three and an append, unsynced.
+fn segment_v2() -> Vec<u8> {
+    let mut out = header_of(Version::V2, FileKind::Segment, 0, None);
+    out.extend(entry_v2(0, 0, 0, r#"{"role":"user","text":"hi"}"#));
+    out.extend(entry_v2(1, 0, 2, r#"{"role":"assistant","text":"a"}"#));
+    out.extend(entry_v2(2, 1, 1, r#"{"role":"tool","text":"b"}"#));
+    out.extend(entry_v2(3, 2, 0, r#"{"role":"assistant","text":"c"}"#));
+    out.extend(entry_v2(4, 3, 0, r#"{"role":"user","text":"d"}"#));
     out
 }
 
@@ -47,7 +74,8 @@ fn segment(n: u64) -> Vec<u8> {
 
 fn blob(seq: u64, json: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    codec::encode_blob(seq, &annals::BlobRef::for_entry(json), &mut out).expect("blob line fits");
+    codec::encode_blob(&Frame::v1(seq), &annals::BlobRef::for_entry(json), &mut out)
+        .expect("blob line fits");
     out
 }
 
@@ -71,15 +99,25 @@ pub fn line_decoder() -> Vec<Seed> {
         3,
         &format!("\"{}\"", "x".repeat(MAX_LINE - overhead - 2)),
     ));
-    let mut version_2 = strip(header(FileKind::Segment, 0, None));
-    let v = version_2
+    let mut version_3 = strip(header(FileKind::Segment, 0, None));
+    let v = version_3
         .windows(10)
         .position(|w| w == b"\"annals\":1")
         .expect("version field");
-    version_2[v + 9] = b'2';
+    version_3[v + 9] = b'3';
     vec![
         ("entry", entry_line),
-        ("entry-max-seq", strip(entry(u64::MAX, "[1,2,3]"))),
+        ("entry-v2", strip(entry_v2(42, 3, 1, r#"{"role":"user","text":"hi"}"#))),
+        ("entry-v2-last-of-write", strip(entry_v2(42, 0, 0, "[1]"))),
+        (
+            "entry-v2-explicit-zero",
+            oracle::fix_crcs(br#"{"crc":"00000000","seq":4,"t":1,"u":0,"e":1}"#),
+        ),
+        ("entry-max-seq", strip(entry(oracle::MAX_SEQ, "[1,2,3]"))),
+        (
+            "entry-past-max-seq",
+            oracle::fix_crcs(br#"{"crc":"00000000","seq":18446744073709551615,"e":1}"#),
+        ),
         ("entry-at-limit", at_limit),
         ("entry-flipped-byte", flipped),
         (
@@ -96,7 +134,8 @@ pub fn line_decoder() -> Vec<Seed> {
         ),
         ("header", strip(header(FileKind::Segment, 0, None))),
         ("header-forked", strip(forked_header())),
-        ("header-version-2", oracle::fix_crcs(&version_2)),
+        ("header-version-2", strip(header_of(Version::V2, FileKind::Segment, 0, None))),
+        ("header-version-3", oracle::fix_crcs(&version_3)),
         ("torn-prefix", b"{\"crc\":\"0011".to_vec()),
         ("blob-line", strip(blob(7, &big_entry()))),
         (
@@ -140,12 +179,20 @@ pub fn replay_image() -> Vec<Seed> {
     forked.extend(entry(1, "{}"));
     let mut trace = header(FileKind::Trace, 0, None);
     trace.extend(entry(0, r#"{"event":"tool_call"}"#));
-    let mut version_2 = segment(1);
-    let v = version_2
+    let mut version_3 = segment(1);
+    let v = version_3
         .windows(10)
         .position(|w| w == b"\"annals\":1")
         .expect("version field");
-    version_2[v + 9] = b'2';
+    version_3[v + 9] = b'3';
+    let v2 = segment_v2();
+    let (v2_lines, _) = oracle::split_lines(&v2);
+    let partial_batch = v2[..v2_lines[3].0 + 7].to_vec();
+    let mut zeros = segment_v2();
+    zeros.extend_from_slice(&[0u8; 46]);
+    zeros.extend_from_slice(b"3b5dac226a6f6acade9e\"}}\n");
+    let mut hole = segment_v2();
+    hole[v2_lines[2].0..v2_lines[2].0 + 64].fill(0);
     let mut blobs = segment(2);
     blobs.extend(blob(2, &big_entry()));
     blobs.extend(entry(3, "{}"));
@@ -163,7 +210,11 @@ pub fn replay_image() -> Vec<Seed> {
         ("header-in-middle", header_in_middle),
         ("forked-generation-3", forked),
         ("trace", trace),
-        ("version-2", oracle::fix_crcs(&version_2)),
+        ("version-3", oracle::fix_crcs(&version_3)),
+        ("v2-clean", v2),
+        ("v2-partial-batch", partial_batch),
+        ("v2-zeros-then-a-line", zeros),
+        ("v2-hole-then-lines", hole),
         (
             "torn-header",
             b"{\"crc\":\"12345678\",\"annals\":1,\"kind\"".to_vec(),

@@ -14,12 +14,13 @@
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use annals::{FsStore, SegmentId, SessionId, Store};
+use annals::{FsStore, RawEntry, SegmentId, SessionId, Store};
 use annals_bench::entries::{Corpus, Variant};
 use annals_bench::logs::{AnnalsLog, FloorLog, Log, NaiveLog, SqliteLog};
 use annals_bench::naive::{Floor, NaiveStore};
-use annals_bench::setup;
-use criterion::{BenchmarkId, Criterion, Throughput};
+use annals_bench::realshape::RealCorpus;
+use annals_bench::setup::{self, pick};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
 
 /// A file is replaced by a fresh one once this many bytes went into it.
 const ROTATE_BYTES: u64 = 64 << 20;
@@ -299,11 +300,98 @@ fn append_threads(c: &mut Criterion) {
     }
 }
 
+/// The real-shaped session (2,000 entries, 4.2 MB, 7 % of entries over 4 KiB) appended to a
+/// fresh segment, one append per entry and in batches of 16, buffered; beside it the same
+/// bytes as 400-byte entries (for the cost per byte), the naive store and the floor (one
+/// `write(2)` per line to an `O_APPEND` file, no framing: the entries over 4 KiB cannot be
+/// annals lines). Durable real-shaped appends are in the comparison bench (interleaved).
+fn append_real(c: &mut Criterion) {
+    let session = RealCorpus::get().session();
+    let session = &session[..pick(session.len(), 100)];
+    let bytes = RealCorpus::bytes_of(session);
+    let small = Corpus::get(Variant::Small);
+    let same_bytes: Vec<RawEntry> = {
+        let (mut out, mut have) = (Vec::new(), 0);
+        while have < bytes {
+            let e = small.raw_at(out.len() as u64).clone();
+            have += e.len() as u64;
+            out.push(e);
+        }
+        out
+    };
+    let mut group = c.benchmark_group("append_real_buffered");
+    setup::slow(&mut group, Duration::from_secs(8));
+    group.throughput(Throughput::Bytes(bytes));
+    for (param, batch) in [("real/one_per_entry", 1usize), ("real/batch16", 16)] {
+        for (name, entries) in [
+            ("annals", session),
+            ("annals_400B_same_bytes", &same_bytes[..]),
+        ] {
+            group.bench_function(BenchmarkId::new(name, param), |b| {
+                b.iter_batched(
+                    || {
+                        let dir = setup::fresh_dir("real-annals-");
+                        let store = FsStore::open(dir.path()).expect("open store");
+                        let ids = (SessionId::new(), SegmentId::new());
+                        store
+                            .create_segment(ids.0, ids.1, &[])
+                            .expect("create segment");
+                        (dir, store, ids)
+                    },
+                    |(dir, store, (s, g))| {
+                        for chunk in entries.chunks(batch) {
+                            store.append_batch_raw(s, g, chunk).expect("append");
+                        }
+                        (dir, store)
+                    },
+                    BatchSize::PerIteration,
+                );
+            });
+        }
+        let lines: Vec<Vec<u8>> = session
+            .iter()
+            .map(|e| [e.as_str().as_bytes(), b"\n"].concat())
+            .collect();
+        let batches: Vec<Vec<u8>> = lines.chunks(batch).map(<[Vec<u8>]>::concat).collect();
+        group.bench_function(BenchmarkId::new("naive", param), |b| {
+            b.iter_batched(
+                || setup::fresh_dir("real-naive-"),
+                |dir| {
+                    let store = NaiveStore::new(dir.path(), false);
+                    for joined in &batches {
+                        store.append("s", "g", joined).expect("naive append");
+                    }
+                    dir
+                },
+                BatchSize::PerIteration,
+            );
+        });
+        group.bench_function(BenchmarkId::new("floor", param), |b| {
+            b.iter_batched(
+                || {
+                    let dir = setup::fresh_dir("real-floor-");
+                    let floor = Floor::open(&dir.path().join("log.jsonl"), false).expect("open");
+                    (dir, floor)
+                },
+                |(dir, floor)| {
+                    for joined in &batches {
+                        floor.append(joined).expect("floor write");
+                    }
+                    (dir, floor)
+                },
+                BatchSize::PerIteration,
+            );
+        });
+    }
+    group.finish();
+}
+
 fn main() {
     setup::init(env!("CARGO_TARGET_TMPDIR"));
     let mut c = setup::criterion();
     append_one(&mut c);
     append_batch(&mut c);
+    append_real(&mut c);
     append_threads(&mut c);
     c.final_summary();
     setup::cleanup();

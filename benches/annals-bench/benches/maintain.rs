@@ -54,6 +54,37 @@ fn truncate_half(c: &mut Criterion) {
             BatchSize::PerIteration,
         );
     });
+    // Issue 13's baseline: a naive rewrite that copies the prefix bytes (found by counting
+    // newlines), fsyncs the copy, renames it over the file and fsyncs the directory — what
+    // annals does, without checking a single line.
+    group.bench_function(BenchmarkId::new("naive_rewrite", &id), |b| {
+        let fx = Segment::shared(variant, n);
+        b.iter_batched(
+            || {
+                let dir = setup::fresh_dir("truncate-rewrite-");
+                let path = dir.path().join("segment.jsonl");
+                fixture::copy_synced(&fx.annals_path(), &path);
+                (dir, path)
+            },
+            |(dir, path)| {
+                let bytes = std::fs::read(&path).expect("read");
+                // The header line, then `keep` entry lines.
+                let end = memchr::memchr_iter(b'\n', &bytes)
+                    .nth(keep as usize)
+                    .map_or(bytes.len(), |i| i + 1);
+                let tmp = dir.path().join("segment.jsonl.tmp");
+                let mut file = std::fs::File::create(&tmp).expect("create");
+                std::io::Write::write_all(&mut file, &bytes[..end]).expect("write");
+                file.sync_all().expect("fsync");
+                std::fs::rename(&tmp, &path).expect("rename");
+                std::fs::File::open(dir.path())
+                    .and_then(|d| d.sync_all())
+                    .expect("fsync directory");
+                dir
+            },
+            BatchSize::PerIteration,
+        );
+    });
     group.bench_function(BenchmarkId::new("naive", &id), |b| {
         let fx = Segment::shared(variant, n);
         let (s, g) = (fx.naive_session(), fx.naive_segment());

@@ -19,7 +19,7 @@
 use std::time::{Duration, Instant};
 
 use annals_bench::entries::Variant;
-use annals_bench::logs::Contender;
+use annals_bench::logs::{Contender, CreateLog, Log, NaiveCreateLog, TurnSyncLog};
 use annals_bench::setup::{self, pick};
 
 const GROUP: &str = "append_sync_interleaved";
@@ -32,6 +32,17 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
+/// Named contenders of one configuration.
+type Lanes = Vec<(&'static str, Box<dyn Log>)>;
+
+/// The four contenders of the append benchmarks, durable, `batch` entries per append.
+fn all(variant: Variant, batch: usize) -> Lanes {
+    Contender::ALL
+        .iter()
+        .map(|c| (c.name(), c.open(variant, true, batch)))
+        .collect()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // Criterion-style filters: run only if no filter is given or one matches the group.
@@ -42,22 +53,34 @@ fn main() {
     let measuring = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
     setup::init(env!("CARGO_TARGET_TMPDIR"));
     let budget = pick(Duration::from_secs(20), Duration::from_millis(300));
-    let configs = [
-        (Variant::Small, 1usize),
-        (Variant::Large, 1),
-        (Variant::Small, 64),
+    // (parameter, batch, contenders): one durable append of one entry or a batch by all four;
+    // a 20-entry turn made durable by `Store::sync` against one write + fdatasync of the same
+    // bytes (issue 13); creating a session with its first entry against a naive durable create.
+    let turn = 20;
+    let configs: Vec<(String, usize, Lanes)> = vec![
+        ("400B".into(), 1, all(Variant::Small, 1)),
+        ("1-4KiB".into(), 1, all(Variant::Large, 1)),
+        ("batch64/400B".into(), 64, all(Variant::Small, 64)),
+        (
+            format!("turn{turn}_sync/400B"),
+            turn,
+            vec![
+                ("annals", Box::new(TurnSyncLog::new(Variant::Small, turn))),
+                ("floor", Contender::Floor.open(Variant::Small, true, turn)),
+            ],
+        ),
+        (
+            "create_session/400B".into(),
+            1,
+            vec![
+                ("annals", Box::new(CreateLog::new(Variant::Small))),
+                ("naive", Box::new(NaiveCreateLog::new(Variant::Small))),
+            ],
+        ),
     ];
     let mut results = Vec::new();
-    for (variant, batch) in configs {
-        let param = if batch == 1 {
-            variant.label().to_string()
-        } else {
-            format!("batch{batch}/{}", variant.label())
-        };
-        let mut logs: Vec<_> = Contender::ALL
-            .iter()
-            .map(|c| c.open(variant, true, batch))
-            .collect();
+    for (param, batch, contenders) in configs {
+        let (names, mut logs): (Vec<&str>, Vec<Box<dyn Log>>) = contenders.into_iter().unzip();
         let mut latencies: Vec<Vec<f64>> = vec![Vec::new(); logs.len()];
         let mut next = 0u64;
         for log in &mut logs {
@@ -82,7 +105,7 @@ fn main() {
         }
         println!("{GROUP}/{param}: {rounds} rounds of {TURN} appends per contender");
         let mut contenders = serde_json::Map::new();
-        for (c, lat) in Contender::ALL.iter().zip(&mut latencies) {
+        for (name, lat) in names.iter().zip(&mut latencies) {
             lat.sort_by(f64::total_cmp);
             let (p10, p50, p90) = (
                 percentile(lat, 0.1),
@@ -91,13 +114,13 @@ fn main() {
             );
             println!(
                 "  {:<7} median {:>9.1} µs   p10 {:>9.1} µs   p90 {:>9.1} µs",
-                c.name(),
+                name,
                 p50 / 1e3,
                 p10 / 1e3,
                 p90 / 1e3
             );
             contenders.insert(
-                c.name().to_string(),
+                (*name).to_string(),
                 serde_json::json!({"median_ns": p50, "p10_ns": p10, "p90_ns": p90, "n": lat.len()}),
             );
         }

@@ -4,6 +4,8 @@
 use std::sync::OnceLock;
 
 use annals::{codec, RawEntry};
+
+use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 
 /// One logged agent message: the typed entry that replays deserialize into.
@@ -173,7 +175,7 @@ impl Corpus {
             .enumerate()
             .map(|(i, r)| {
                 let mut line = Vec::new();
-                codec::encode_entry(i as u64, r.as_str(), &mut line)
+                codec::encode_entry(&codec::Frame::v1(i as u64), r.as_str(), &mut line)
                     .expect("generated entries fit in one line");
                 line
             })
@@ -227,32 +229,6 @@ impl Corpus {
             .map(|i| self.raw_at(i).len() as u64)
             .sum();
         full * per_cycle + rest
-    }
-}
-
-/// splitmix64: tiny, deterministic, good enough to vary sizes and words.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-
-    fn hex(&mut self, digits: usize) -> String {
-        let v = self.next();
-        format!("{v:016x}{:016x}", self.next())[..digits].to_string()
     }
 }
 

@@ -324,3 +324,116 @@ impl Contender {
         }
     }
 }
+
+/// A worker's turn made durable at its end: `turn` entries appended `Buffered` one by one,
+/// then one `Store::sync`. One [`Log::append`] is one turn.
+pub struct TurnSyncLog {
+    inner: AnnalsLog,
+    turn: usize,
+}
+
+impl TurnSyncLog {
+    /// A buffered store in a fresh directory with one empty segment.
+    #[must_use]
+    pub fn new(variant: Variant, turn: usize) -> Self {
+        Self {
+            inner: AnnalsLog::new(variant, false, 1, false),
+            turn,
+        }
+    }
+}
+
+impl Log for TurnSyncLog {
+    fn append(&mut self, i: u64) {
+        let log = &self.inner;
+        for e in batch_of(log.corpus, i, self.turn) {
+            log.store
+                .append_raw(log.session, log.segment, e)
+                .expect("annals append");
+        }
+        log.store
+            .sync(log.session, log.segment)
+            .expect("annals sync");
+    }
+
+    fn rotate(&mut self) {
+        self.inner.rotate();
+    }
+}
+
+/// Creating a session with its first entry: annals `create_segment(session, segment, &[entry])`
+/// (crash-atomic: temp file, fsync, link, directory fsyncs). One [`Log::append`] is one new
+/// session.
+pub struct CreateLog {
+    _dir: tempfile::TempDir,
+    store: FsStore,
+    corpus: &'static Corpus,
+}
+
+impl CreateLog {
+    /// A store in a fresh directory.
+    #[must_use]
+    pub fn new(variant: Variant) -> Self {
+        let dir = setup::fresh_dir("create-annals-");
+        Self {
+            store: FsStore::open(dir.path()).expect("open store"),
+            _dir: dir,
+            corpus: Corpus::get(variant),
+        }
+    }
+}
+
+impl Log for CreateLog {
+    fn append(&mut self, i: u64) {
+        self.store
+            .create_segment(
+                SessionId::new(),
+                SegmentId::new(),
+                std::slice::from_ref(self.corpus.raw_at(i)),
+            )
+            .expect("create session");
+    }
+
+    fn rotate(&mut self) {
+        *self = Self::new(self.corpus.variant);
+    }
+}
+
+/// The naive durable create that issue 13 measures against: `mkdir` the session directory,
+/// create the file, write the entry's line, `fdatasync` it, fsync the session directory and
+/// the root.
+pub struct NaiveCreateLog {
+    dir: tempfile::TempDir,
+    corpus: &'static Corpus,
+}
+
+impl NaiveCreateLog {
+    /// A root in a fresh directory.
+    #[must_use]
+    pub fn new(variant: Variant) -> Self {
+        Self {
+            dir: setup::fresh_dir("create-naive-"),
+            corpus: Corpus::get(variant),
+        }
+    }
+}
+
+impl Log for NaiveCreateLog {
+    fn append(&mut self, i: u64) {
+        let session = self.dir.path().join(SessionId::new().to_string());
+        std::fs::create_dir(&session).expect("mkdir");
+        let mut file = std::fs::File::create(session.join(format!("{}.jsonl", SegmentId::new())))
+            .expect("create");
+        std::io::Write::write_all(&mut file, self.corpus.framed_at(i)).expect("write");
+        file.sync_data().expect("fdatasync");
+        for dir in [&session, &self.dir.path().to_path_buf()] {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .expect("fsync directory");
+        }
+    }
+
+    fn rotate(&mut self) {
+        *self = Self::new(self.corpus.variant);
+    }
+}

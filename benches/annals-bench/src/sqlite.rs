@@ -10,8 +10,11 @@ use serde::de::DeserializeOwned;
 /// What a commit promises, matched to annals' [`annals::Durability`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqlDurability {
-    /// WAL + `synchronous=OFF`: a commit is a `write(2)` into the WAL, so it survives the
-    /// process crashing but not a power cut — annals `Buffered`.
+    /// WAL + `synchronous=NORMAL`: a commit is a `write(2)` into the WAL (fsynced only at
+    /// checkpoints), so it survives the process crashing but not a power cut — annals
+    /// `Buffered`. (`OFF` would also skip the checkpoint's fsyncs, and a power cut could then
+    /// corrupt the database, which annals' `Buffered` never allows: `NORMAL` is the equal
+    /// promise.)
     Buffered,
     /// WAL + `synchronous=FULL`: the WAL is fsynced at every commit, so a commit survives a
     /// power cut — annals `Sync`.
@@ -59,10 +62,13 @@ impl SqliteStore {
             None,
             "synchronous",
             match durability {
-                SqlDurability::Buffered => "OFF",
+                SqlDurability::Buffered => "NORMAL",
                 SqlDurability::Sync => "FULL",
             },
         )?;
+        // Several connections may write one database (the threaded comparisons): wait for the
+        // write lock instead of failing with SQLITE_BUSY.
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.execute(SCHEMA, [])?;
         Ok(Self { conn })
     }
@@ -86,6 +92,28 @@ impl SqliteStore {
             seq as i64,
             json
         ])?;
+        Ok(())
+    }
+
+    /// Inserts one entry at the next sequence number of its segment, found in the same
+    /// statement (`INSERT … SELECT max(seq) + 1`): what several writers of one segment must do.
+    /// A write statement takes SQLite's write lock before it reads, so two of them never pick
+    /// the same number.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn append_next(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        json: &str,
+    ) -> rusqlite::Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO entries (session, segment, seq, body) \
+             SELECT ?1, ?2, coalesce(max(seq) + 1, 0), ?3 FROM entries \
+             WHERE session = ?1 AND segment = ?2",
+        )?;
+        stmt.execute(params![key_session(session), key_segment(segment), json])?;
         Ok(())
     }
 

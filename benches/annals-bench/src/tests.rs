@@ -6,6 +6,7 @@ use annals::{FsStore, ReplayOptions, Store, StoreExt};
 use crate::entries::{Corpus, Message, Variant, CORPUS_LEN};
 use crate::fixture::{self, Segment};
 use crate::naive::{Floor, NaiveStore};
+use crate::realshape::{self, Event, Kind, RealCorpus, SizeStats};
 use crate::sqlite::{SqlDurability, SqliteStore};
 
 #[test]
@@ -167,4 +168,122 @@ fn many_sessions_writes_valid_segments() {
     assert!(segments[0].damage.is_none());
     let naive = NaiveStore::new(dir.path(), false);
     assert_eq!(naive.list_sessions().unwrap().len(), 5);
+}
+
+/// The generator must keep the published distribution (issue 18): p50 650 B, p90 2.9 KiB,
+/// p99 29 KiB, max 178 KiB, 7.4 % over 4,096 bytes holding ~58 % of the bytes, 0.2 % over
+/// 64 KiB. Checked on the whole corpus and on the benchmarks' 2,000-entry session.
+#[test]
+fn real_shaped_sizes_follow_the_published_distribution() {
+    let corpus = RealCorpus::get();
+    assert_eq!(corpus.raw.len(), realshape::POOL);
+    check_distribution("corpus", &corpus.raw, 0.02);
+    check_distribution("session", corpus.session(), 0.05);
+}
+
+fn check_distribution(what: &str, entries: &[annals::RawEntry], slack: f64) {
+    let stats = SizeStats::of(entries);
+    eprintln!("{what}: {stats}");
+    let within = |name: &str, got: f64, want: f64, tolerance: f64| {
+        assert!(
+            (got / want - 1.0).abs() <= tolerance,
+            "{what}: {name} is {got:.4}, the real logs' is {want:.4} (±{:.0}%)",
+            tolerance * 100.0
+        );
+    };
+    let n = stats.entries as f64;
+    within("p50", stats.p50 as f64, 650.0, 0.05 + slack);
+    within("p90", stats.p90 as f64, 2_970.0, 0.05 + slack);
+    within("p99", stats.p99 as f64, 29_700.0, 0.10 + slack);
+    assert!(stats.max <= 178 * 1024, "{what}: max {}", stats.max);
+    if stats.entries >= 10_000 {
+        within("max", stats.max as f64, 178.0 * 1024.0, 0.15);
+    }
+    within(
+        "share of entries over 4 KiB",
+        stats.over_4k as f64 / n,
+        0.074,
+        0.05 + slack,
+    );
+    within(
+        "byte share of entries over 4 KiB",
+        stats.over_4k_bytes,
+        0.58,
+        0.04 + slack,
+    );
+    within(
+        "share of entries over 64 KiB",
+        stats.over_64k as f64 / n,
+        0.002,
+        0.15 + 3.0 * slack,
+    );
+}
+
+#[test]
+fn real_shaped_events_are_agent_like_and_round_trip() {
+    let corpus = RealCorpus::get();
+    for (i, (event, raw)) in corpus
+        .events
+        .iter()
+        .zip(&corpus.raw)
+        .enumerate()
+        .step_by(97)
+    {
+        let again: Event = serde_json::from_str(raw.as_str()).unwrap();
+        assert_eq!(&again, event, "event {i}");
+    }
+    let all = |needle: &str| {
+        corpus
+            .raw
+            .iter()
+            .filter(|r| r.as_str().contains(needle))
+            .count()
+    };
+    // Tool outputs with newlines and ANSI colours, non-ASCII prose, nested tool arguments.
+    assert!(all("\\n") > realshape::POOL / 4);
+    assert!(all("\\u001b[32m") > 100);
+    assert!(all("日本語") > 100 && all("é") > 100);
+    assert!(all("\"type\":\"tool_use\"") > 1_000);
+    assert!(all("\"type\":\"tool_result\"") > 1_000);
+    assert!(all("\"options\":{") > 100);
+    for kind in [Kind::User, Kind::Assistant, Kind::Tool, Kind::System] {
+        assert!(
+            corpus.events.iter().filter(|e| e.kind == kind).count() > 100,
+            "{kind:?}"
+        );
+    }
+}
+
+#[test]
+fn real_shaped_sessions_are_10_to_2000_entries_and_linked() {
+    let corpus = RealCorpus::get();
+    assert_eq!(corpus.sessions[0].len(), realshape::SESSION_LEN);
+    let mut next = 0;
+    for (k, range) in corpus.sessions.iter().enumerate() {
+        assert_eq!(range.start, next);
+        next = range.end;
+        let last = k + 1 == corpus.sessions.len();
+        assert!(
+            realshape::SESSION_LENS.contains(&range.len()) || last,
+            "session {k} has {} entries",
+            range.len()
+        );
+        let events = &corpus.events[range.clone()];
+        assert!(events.iter().all(|e| e.session == events[0].session));
+        assert!(events[0].parent.is_none());
+        for pair in events.windows(2) {
+            assert_eq!(pair[1].parent.as_ref(), Some(&pair[0].uuid));
+        }
+    }
+    assert_eq!(next, realshape::POOL);
+    assert!(corpus.sessions.len() > 10);
+}
+
+#[test]
+fn real_shaped_generation_is_deterministic() {
+    let a = RealCorpus::generate(1_200, 7);
+    let b = RealCorpus::generate(1_200, 7);
+    assert_eq!(a.raw, b.raw);
+    let c = RealCorpus::generate(1_200, 8);
+    assert_ne!(a.raw, c.raw);
 }

@@ -220,9 +220,9 @@ pub fn store_error(e: Error, store: &str) -> Failure {
                     .unwrap_or("check that it exists and that you may access it"),
             )
         }
-        Error::Poisoned { path, cause } => Failure::new(
+        Error::Poisoned { path, op, source } => Failure::new(
             CANNOT_RUN,
-            format!("an fsync failed earlier ({cause}); the file's durable state is unknown"),
+            format!("an earlier {op} failed ({source}); the file's durable state is unknown"),
             path.display(),
             "fix the cause (free space, the device), then run `annals verify` on it; a new \
              `annals` process may write to it again",

@@ -202,15 +202,14 @@ impl Printer {
             ));
         }
         self.line.clear();
+        let frame = annals::codec::Frame::v1(entry.seq);
         let framed = match entry.body {
             Body::Blob { reference, .. } => {
-                annals::codec::encode_blob(entry.seq, reference, &mut self.line)
+                annals::codec::encode_blob(&frame, reference, &mut self.line)
             }
-            Body::Inline(json) => annals::codec::encode_entry(entry.seq, json, &mut self.line),
+            Body::Inline(json) => annals::codec::encode_entry(&frame, json, &mut self.line),
         };
-        framed.map_err(|size| {
-            io::Error::other(format!("entry {} re-frames to {size} bytes", entry.seq))
-        })?;
+        framed.map_err(|e| io::Error::other(format!("entry {}: {e}", entry.seq)))?;
         out.write_all(&self.line)
     }
 

@@ -1,7 +1,8 @@
 //! Attachments, reading blobs, and blob garbage collection.
 
 use annals::{
-    Attachment, AttachmentMeta, BlobId, CorruptReason, Error, GcReport, Result, SessionId,
+    Attachment, AttachmentMeta, BlobFault, BlobId, CorruptReason, Error, GcReport, Result,
+    SessionId,
 };
 use postgres::types::Type;
 
@@ -125,7 +126,9 @@ impl PgStore {
                         offset: 0,
                         reason: CorruptReason::Blob {
                             id: *id,
-                            problem: "its bytes do not hash to its SHA-256".to_owned(),
+                            problem: BlobFault::Hash {
+                                found: BlobId::of(&data),
+                            },
                         },
                     }));
                 }

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use annals::{
-    BlobId, BlobRef, Body, CorruptReason, Entry, Error, Lineage, Problem, ReadMode, ReplayOptions,
-    Result, ScanReport, SegmentId, SegmentInfo, SessionId, Sink, Tip,
+    BlobFault, BlobId, BlobRef, Body, CorruptReason, Entry, Error, Lineage, Problem, ReadMode,
+    ReplayOptions, Result, ScanReport, SegmentId, SegmentInfo, SessionId, Sink, Tip,
 };
 use postgres::types::Type;
 use postgres::{IsolationLevel, Row, Transaction};
@@ -283,32 +283,39 @@ impl PgStore {
             &self.sql.blob,
             &[(session.as_uuid(), Type::UUID), (&blob, Type::BYTEA)],
         )?;
-        let problem = |problem: String| Ok(Checked::Problem(CorruptReason::Blob { id, problem }));
+        let problem =
+            |problem: BlobFault| Ok(Checked::Problem(CorruptReason::Blob { id, problem }));
         let Some(found) = found else {
-            return problem("missing".to_owned());
+            return problem(BlobFault::Missing);
         };
         let blob_len: i64 = found.try_get(0)?;
         let blob_crc = u32::from_ne_bytes(found.try_get::<_, i32>(1)?.to_ne_bytes());
         let data: Vec<u8> = found.try_get(2)?;
         if blob_len != len || data.len() as u64 != unsigned(len) {
-            return problem(format!("holds {} bytes, the entry says {len}", data.len()));
+            return problem(BlobFault::Length {
+                expected: unsigned(len),
+                found: data.len() as u64,
+            });
         }
         let data_crc = crc32fast::hash(&data);
         if data_crc != blob_crc {
-            return problem(format!(
-                "CRC mismatch: the blob row says {blob_crc:08x}, its bytes hash to {data_crc:08x}"
-            ));
+            return problem(BlobFault::Crc {
+                stored: blob_crc,
+                computed: data_crc,
+            });
         }
         if verify && BlobId::of(&data) != id {
-            return problem("its bytes do not hash to its SHA-256".to_owned());
+            return problem(BlobFault::Hash {
+                found: BlobId::of(&data),
+            });
         }
         if !data.starts_with(body.as_bytes()) {
-            return problem("does not start with the head its entry keeps".to_owned());
+            return problem(BlobFault::HeadMismatch);
         }
         match String::from_utf8(data) {
             Ok(_) if options.blob_refs => Ok(Checked::Blob(reference, None)),
             Ok(text) => Ok(Checked::Blob(reference, Some(text))),
-            Err(_) => problem("not UTF-8 text".to_owned()),
+            Err(_) => problem(BlobFault::NotText),
         }
     }
 

@@ -107,10 +107,13 @@ impl BlobRef {
     /// The reference for an entry's JSON text.
     #[must_use]
     pub fn for_entry(json: &str) -> Self {
-        let mut cut = json.len().min(Self::HEAD_BYTES);
-        while !json.is_char_boundary(cut) {
-            cut -= 1;
-        }
+        let end = json.len().min(Self::HEAD_BYTES);
+        // A UTF-8 character is at most 4 bytes, so a boundary is at most 3 bytes back; a bounded
+        // search rather than a loop that a wrong step could make endless.
+        let cut = (end.saturating_sub(3)..=end)
+            .rev()
+            .find(|&i| json.is_char_boundary(i))
+            .unwrap_or(0);
         Self {
             sha256: BlobId::of(json.as_bytes()),
             len: json.len() as u64,
@@ -178,6 +181,36 @@ mod tests {
             serde_json::from_str::<BlobId>(&serde_json::to_string(&id).unwrap()).unwrap(),
             id
         );
+    }
+
+    #[test]
+    fn a_blob_id_is_its_raw_digest_and_debug_prints_it_in_hex() {
+        let id = BlobId::of(b"abc");
+        let digest = id.as_bytes();
+        assert_eq!(digest[..4], [0xba, 0x78, 0x16, 0xbf]);
+        assert_eq!(digest[28..], [0xf2, 0x00, 0x15, 0xad]);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, id.to_hex());
+        assert_eq!(format!("{id:?}"), format!("BlobId({hex})"));
+    }
+
+    #[test]
+    fn a_blob_reference_heads_with_at_most_200_bytes_cut_at_a_character_boundary() {
+        // docs/FORMAT.md: `head` is the first at most 200 bytes of the entry's JSON text.
+        assert_eq!(BlobRef::HEAD_BYTES, 200);
+        let ascii = format!("\"{}\"", "a".repeat(298));
+        let r = BlobRef::for_entry(&ascii);
+        assert_eq!(r.head, ascii[..200]);
+        assert_eq!((r.len, r.sha256), (300, BlobId::of(ascii.as_bytes())));
+
+        // Byte 200 falls inside a two-byte character: the head stops before it.
+        let straddling = format!("\"{}\"", "é".repeat(150));
+        let r = BlobRef::for_entry(&straddling);
+        assert_eq!(r.head.len(), 199);
+        assert!(straddling.starts_with(&r.head));
+
+        let short = "{\"k\":1}";
+        assert_eq!(BlobRef::for_entry(short).head, short);
     }
 
     #[test]

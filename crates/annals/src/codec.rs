@@ -1,33 +1,238 @@
-//! The line codec: frames entries and headers into lines, and checks lines. Bytes in, bytes or a
-//! typed outcome out.
+//! The line codec: frames entries and headers into lines. Bytes in, bytes or a typed outcome
+//! out. This module is the small stable part: the encoders and the types they take, for tools
+//! that write annals lines themselves (a benchmark's `write(2)` floor, a CLI that prints the
+//! stored line of an entry it verified). Checking lines is [`decode`]'s job, which is not part
+//! of the public API.
 //!
 //! **Invariant:** this module does no I/O. Everything that touches a file lives in `fs/`.
 //!
 //! A line is `{"crc":"xxxxxxxx",` (18 bytes, fixed) followed by the *covered* bytes and a `\n`.
 //! The CRC-32 (IEEE) is computed over the covered bytes exactly as written, so a reader checks a
-//! line without parsing JSON. Entry lines continue `"seq":N,"e":ENTRY}`; the header line (line 1
-//! of every file) continues `"annals":VERSION,...}`. See docs/FORMAT.md.
+//! line without parsing JSON. Keys come in one fixed order and every number has one spelling, so
+//! one entry has exactly one line:
+//!
+//! - version 1: `{"crc":"…","seq":N,"e":ENTRY}` or `{"crc":"…","seq":N,"blob":REF}`;
+//! - version 2: `{"crc":"…","seq":N,"t":MS[,"u":U][,"more":M],"e":ENTRY}` (or `,"blob":REF}`),
+//!   `u` and `more` left out when 0;
+//! - the header (line 1 of every file): `{"crc":"…","annals":VERSION,…}`.
+//!
+//! See docs/FORMAT.md.
 
 use serde::{Deserialize, Serialize};
 
 use crate::blob::BlobRef;
-use crate::error::CorruptReason;
 use crate::{SegmentId, SessionId};
+
+pub(crate) mod decode;
+
+pub(crate) use decode::{check_entry, check_entry_line};
 
 /// Largest line annals writes or accepts, newline included: `PIPE_BUF` on Linux.
 pub const MAX_LINE: usize = 4096;
 
-/// The on-disk format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest on-disk format version this build reads (it reads every [`Version`]). Which
+/// version a file has is fixed when it is created.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Largest sequence number a line may carry: `2^64 − 2`, so that the entry count after it,
+/// `seq + 1`, still fits a `u64`. The encoders refuse a larger one
+/// ([`EncodeError::SeqOutOfRange`]) and readers report a line that carries one as malformed;
+/// sequence numbers never wrap. A writer that reaches it reports the segment full.
+pub const MAX_SEQ: u64 = u64::MAX - 1;
+
+/// Most lines one write may hold in format 2 (its first line's `more` is at most one less).
+/// A reader holds back the lines of a write until its last line has checked out, so this bounds
+/// that memory by `MAX_WRITE_LINES × MAX_LINE` (4 MiB); a writer splits a larger batch into
+/// writes of at most this many lines, each all-or-nothing across a power cut.
+pub const MAX_WRITE_LINES: u64 = 1024;
+
+/// Longest entry JSON kept inline in a version-1 line whatever its sequence number: 4096 minus
+/// the line's overhead with a 20-digit sequence number (4045 bytes). Longer entries are kept as
+/// blobs, so the choice never depends on where in the segment an entry lands. See
+/// [`Version::max_inline`] for every version.
+pub const MAX_INLINE: usize = Version::V1.max_inline();
 
 const CRC_OPEN: &[u8] = b"{\"crc\":\"";
 const CRC_CLOSE: &[u8] = b"\",";
-/// Length of the fixed prefix `{"crc":"xxxxxxxx",` that precedes the covered bytes.
-pub const PREFIX_LEN: usize = 18;
+pub(crate) use decode::PREFIX_LEN;
 const SEQ_KEY: &[u8] = b"\"seq\":";
+const TIME_KEY: &[u8] = b",\"t\":";
+const UNSYNCED_KEY: &[u8] = b",\"u\":";
+const MORE_KEY: &[u8] = b",\"more\":";
 const ENTRY_KEY: &[u8] = b",\"e\":";
 const HEADER_KEY: &[u8] = b"\"annals\":";
 const BLOB_KEY: &[u8] = b",\"blob\":";
+/// Digits of the largest `u64`.
+const U64_DIGITS: usize = 20;
+
+/// An on-disk format version. A file's version is fixed when it is created: appends to a
+/// version-1 file write version-1 lines, truncate and repair keep the version, a fork takes its
+/// source's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Version {
+    /// Lines carry `seq` and the entry.
+    V1,
+    /// Lines also carry the append time `t`, and the write marks `u` (the writer's durable
+    /// watermark) and `more` (lines of the same write that follow), which let recovery tell an
+    /// interrupted last write from damage using only the bytes.
+    V2,
+}
+
+impl Version {
+    /// The newest version, [`FORMAT_VERSION`].
+    pub const NEWEST: Self = Self::V2;
+
+    /// The version this build gives the files it creates: version 1 until the store's writer
+    /// emits version-2 lines. Tools that write files the store would write use it.
+    pub const NEW_FILES: Self = Self::V1;
+
+    /// The version with this number, if this build knows it.
+    #[must_use]
+    pub fn from_number(n: u64) -> Option<Self> {
+        match n {
+            1 => Some(Self::V1),
+            2 => Some(Self::V2),
+            _ => None,
+        }
+    }
+
+    /// The number the header's `annals` field holds.
+    #[must_use]
+    pub fn number(self) -> u64 {
+        match self {
+            Self::V1 => 1,
+            Self::V2 => 2,
+        }
+    }
+
+    /// Longest entry JSON kept inline in a line of this version whatever its sequence number
+    /// and marks: 4045 bytes in version 1, 3983 in version 2 (20-digit `seq`, `t` and `u`, a
+    /// 4-digit `more`). Longer entries are kept as blobs.
+    #[must_use]
+    pub const fn max_inline(self) -> usize {
+        let marks = match self {
+            Self::V1 => 0,
+            // `more` is below MAX_WRITE_LINES = 1024: at most 4 digits.
+            Self::V2 => {
+                TIME_KEY.len() + U64_DIGITS + UNSYNCED_KEY.len() + U64_DIGITS + MORE_KEY.len() + 4
+            }
+        };
+        MAX_LINE - (PREFIX_LEN + SEQ_KEY.len() + U64_DIGITS + marks + ENTRY_KEY.len() + 2)
+    }
+}
+
+/// What a version-2 line says besides its entry: when it was appended, and where its write
+/// stands. Version-1 lines have none of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Marks {
+    /// `t`: append time, milliseconds since the Unix epoch, set by the store; the same for every
+    /// line of one write.
+    pub appended_ms: u64,
+    /// `u`: when this line was written, the entries from `seq − u` on were not known to be
+    /// durable. The writer's durable watermark is `seq − u`; a `Sync` append with no other
+    /// write in flight writes 0. At most `seq`.
+    pub unsynced: u64,
+    /// `more`: how many lines of the same `write(2)` follow this one; 0 on a write's last line.
+    /// Below [`MAX_WRITE_LINES`].
+    pub more: u64,
+}
+
+impl Marks {
+    /// The writer's durable watermark for a line with sequence number `seq`: it claims that
+    /// every entry below this one was durable when the line was written.
+    #[must_use]
+    pub fn durable_watermark(&self, seq: u64) -> u64 {
+        seq.saturating_sub(self.unsynced)
+    }
+}
+
+/// How one entry line is framed: the file's version, the sequence number and, in version 2, the
+/// marks (ignored in version 1, whose lines carry none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Frame {
+    /// The version of the file the line goes to.
+    pub version: Version,
+    /// Sequence number, at most [`MAX_SEQ`].
+    pub seq: u64,
+    /// Time and write marks (version 2).
+    pub marks: Marks,
+}
+
+impl Frame {
+    /// A version-1 frame.
+    #[must_use]
+    pub fn v1(seq: u64) -> Self {
+        Self {
+            version: Version::V1,
+            seq,
+            marks: Marks::default(),
+        }
+    }
+
+    /// A version-2 frame.
+    #[must_use]
+    pub fn v2(seq: u64, marks: Marks) -> Self {
+        Self {
+            version: Version::V2,
+            seq,
+            marks,
+        }
+    }
+}
+
+/// Why a line could not be encoded. Nothing was written to the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The line would exceed [`MAX_LINE`].
+    TooLong {
+        /// Its length, newline included.
+        size: usize,
+    },
+    /// The sequence number is above [`MAX_SEQ`]: the segment is full.
+    SeqOutOfRange {
+        /// The sequence number asked for.
+        seq: u64,
+    },
+    /// The marks cannot be a writer's: `u` above `seq`, or `more` not below [`MAX_WRITE_LINES`].
+    BadMarks,
+    /// The blob reference did not serialize.
+    BadReference,
+}
+
+impl std::fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TooLong { size } => write!(f, "line of {size} bytes exceeds {MAX_LINE}"),
+            Self::SeqOutOfRange { seq } => {
+                write!(f, "sequence number {seq} is past the last one, {MAX_SEQ}")
+            }
+            Self::BadMarks => f.write_str("u above seq, or more not below 1024"),
+            Self::BadReference => f.write_str("blob reference does not serialize"),
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {}
+
+impl EncodeError {
+    /// As the store reports it: a line too long is an entry too large (only an entry can make
+    /// one); a sequence number past [`MAX_SEQ`] is a full segment.
+    pub(crate) fn into_error(self) -> crate::Error {
+        match self {
+            Self::TooLong { size } => crate::Error::EntryTooLarge {
+                size,
+                limit: MAX_LINE,
+            },
+            Self::SeqOutOfRange { .. } | Self::BadMarks | Self::BadReference => crate::Error::Io {
+                op: "frame a line for",
+                path: std::path::PathBuf::new(),
+                source: std::io::Error::new(std::io::ErrorKind::FileTooLarge, self),
+            },
+        }
+    }
+}
 
 /// What a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -53,7 +258,7 @@ pub struct Lineage {
 /// The first line of every file: format version, identity, rewrite generation and lineage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
-    /// Format version; always [`FORMAT_VERSION`] when written by this build.
+    /// Format version ([`Version::number`]); fixed when the file is created.
     pub annals: u64,
     /// What the file holds.
     pub kind: FileKind,
@@ -61,7 +266,7 @@ pub struct Header {
     pub session: SessionId,
     /// The segment the file belongs to.
     pub segment: SegmentId,
-    /// Incremented by every rewrite (truncate); 0 for a fresh segment.
+    /// Incremented by every rewrite (truncate, repair); 0 for a fresh segment.
     pub generation: u64,
     /// When this segment was created, milliseconds since the Unix epoch.
     pub created_ms: u64,
@@ -70,77 +275,51 @@ pub struct Header {
     pub fork: Option<Lineage>,
 }
 
-/// A decoded line: borrowed from the buffer it was decoded from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Line<'a> {
-    /// The header (first line of a file).
-    Header(Header),
-    /// An entry with its sequence number and its JSON text.
-    Entry {
-        /// Sequence number.
-        seq: u64,
-        /// The entry's JSON text, exactly as appended.
-        json: &'a str,
-    },
-    /// An entry kept as a blob: the line holds a reference to it.
-    Blob {
-        /// Sequence number.
-        seq: u64,
-        /// Where the entry is.
-        reference: BlobRef,
-    },
+impl Header {
+    /// The header's version, if this build reads it.
+    #[must_use]
+    pub fn version(&self) -> Option<Version> {
+        Version::from_number(self.annals)
+    }
 }
 
-/// An entry line whose CRC and shape check out: its sequence number and where its body is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EntryLine {
-    /// Sequence number.
-    pub seq: u64,
-    /// Byte range of the body within the line: the entry's JSON text, or for a blob line the
-    /// reference object.
-    pub body: std::ops::Range<usize>,
-    /// True for a blob line (`"blob":{...}` instead of `"e":...`).
-    pub is_blob: bool,
-}
-
-/// Encodes the entry line for `seq` and `json` (compact JSON, no newline) onto `out`.
-/// Returns the line's length. On `Err`, `out` is left as it was.
+/// Appends the entry line of `json` (compact JSON text, no newline) framed by `frame` to `out`.
+/// Returns the line's length, newline included. O(line); no allocation beyond `out` growing.
 ///
 /// # Errors
-/// `Err(size)` with the size the line would have if it exceeds [`MAX_LINE`].
-pub fn encode_entry(seq: u64, json: &str, out: &mut Vec<u8>) -> Result<usize, usize> {
-    let start = begin_entry_line(seq, ENTRY_KEY, out);
+/// [`EncodeError`]; `out` is then left as it was.
+pub fn encode_entry(frame: &Frame, json: &str, out: &mut Vec<u8>) -> Result<usize, EncodeError> {
+    let start = begin_entry_line(frame, ENTRY_KEY, out)?;
     out.extend_from_slice(json.as_bytes());
     out.push(b'}');
     finish_line(out, start)
 }
 
-/// Encodes the line of an entry kept as a blob. Returns the line's length. On `Err`, `out` is
-/// left as it was.
+/// Appends the line of an entry kept as a blob. Returns the line's length.
 ///
 /// # Errors
-/// `Err(size)` if the line exceeds [`MAX_LINE`] (not for references annals makes: their head is
-/// bounded).
-pub fn encode_blob(seq: u64, reference: &BlobRef, out: &mut Vec<u8>) -> Result<usize, usize> {
-    let start = begin_entry_line(seq, BLOB_KEY, out);
+/// [`EncodeError`] (not [`EncodeError::TooLong`] for references annals makes: their head is
+/// bounded); `out` is then left as it was.
+pub fn encode_blob(
+    frame: &Frame,
+    reference: &BlobRef,
+    out: &mut Vec<u8>,
+) -> Result<usize, EncodeError> {
+    let start = begin_entry_line(frame, BLOB_KEY, out)?;
     if serde_json::to_writer(&mut *out, reference).is_err() {
         out.truncate(start);
-        return Err(usize::MAX);
+        return Err(EncodeError::BadReference);
     }
     out.push(b'}');
     finish_line(out, start)
 }
 
-/// Longest entry JSON kept inline in its line whatever its sequence number: 4096 minus the
-/// line's overhead with a 20-digit sequence number. Longer entries are kept as blobs, so the
-/// choice never depends on where in the segment an entry lands.
-pub const MAX_INLINE: usize = MAX_LINE - (PREFIX_LEN + SEQ_KEY.len() + 20 + ENTRY_KEY.len() + 2);
-
-/// Encodes a header line onto `out`. Returns the line's length.
+/// Appends a header line to `out`. Returns the line's length.
 ///
 /// # Errors
-/// `Err(size)` if the header line exceeds [`MAX_LINE`] (cannot happen for headers annals makes).
-pub fn encode_header(header: &Header, out: &mut Vec<u8>) -> Result<usize, usize> {
+/// [`EncodeError::TooLong`] if the header line exceeds [`MAX_LINE`] (cannot happen for headers
+/// annals makes).
+pub fn encode_header(header: &Header, out: &mut Vec<u8>) -> Result<usize, EncodeError> {
     let start = out.len();
     out.extend_from_slice(CRC_OPEN);
     out.extend_from_slice(b"00000000");
@@ -150,31 +329,51 @@ pub fn encode_header(header: &Header, out: &mut Vec<u8>) -> Result<usize, usize>
         Ok(body) => body,
         Err(_) => {
             out.truncate(start);
-            return Err(usize::MAX);
+            return Err(EncodeError::BadReference);
         }
     };
     out.extend_from_slice(body.get(1..).unwrap_or_default());
     finish_line(out, start)
 }
 
-/// Writes `{"crc":"00000000","seq":N` and `key` (the CRC is filled in by [`finish_line`]).
-/// Returns where the line starts.
-fn begin_entry_line(seq: u64, key: &[u8], out: &mut Vec<u8>) -> usize {
+/// Writes `{"crc":"00000000","seq":N`, the marks of a version-2 frame, and `key` (the CRC is
+/// filled in by [`finish_line`]). Returns where the line starts.
+fn begin_entry_line(frame: &Frame, key: &[u8], out: &mut Vec<u8>) -> Result<usize, EncodeError> {
+    if frame.seq > MAX_SEQ {
+        return Err(EncodeError::SeqOutOfRange { seq: frame.seq });
+    }
+    let marks = frame.marks;
+    if frame.version == Version::V2 && (marks.unsynced > frame.seq || marks.more >= MAX_WRITE_LINES)
+    {
+        return Err(EncodeError::BadMarks);
+    }
     let start = out.len();
     out.extend_from_slice(CRC_OPEN);
     out.extend_from_slice(b"00000000");
     out.extend_from_slice(CRC_CLOSE);
     out.extend_from_slice(SEQ_KEY);
-    push_decimal(out, seq);
+    push_decimal(out, frame.seq);
+    if frame.version == Version::V2 {
+        out.extend_from_slice(TIME_KEY);
+        push_decimal(out, marks.appended_ms);
+        if marks.unsynced > 0 {
+            out.extend_from_slice(UNSYNCED_KEY);
+            push_decimal(out, marks.unsynced);
+        }
+        if marks.more > 0 {
+            out.extend_from_slice(MORE_KEY);
+            push_decimal(out, marks.more);
+        }
+    }
     out.extend_from_slice(key);
-    start
+    Ok(start)
 }
 
-fn finish_line(out: &mut Vec<u8>, start: usize) -> Result<usize, usize> {
+fn finish_line(out: &mut Vec<u8>, start: usize) -> Result<usize, EncodeError> {
     let len = out.len() - start + 1;
     if len > MAX_LINE {
         out.truncate(start);
-        return Err(len);
+        return Err(EncodeError::TooLong { size: len });
     }
     let covered = out.get(start + PREFIX_LEN..).unwrap_or_default();
     let crc = crc32fast::hash(covered);
@@ -186,7 +385,7 @@ fn finish_line(out: &mut Vec<u8>, start: usize) -> Result<usize, usize> {
 }
 
 fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
+    let mut digits = [0u8; U64_DIGITS];
     let mut i = digits.len();
     loop {
         i -= 1;
@@ -213,191 +412,10 @@ fn write_hex(slot: &mut [u8], crc: u32) {
     }
 }
 
-fn parse_hex(hex: &[u8]) -> Option<u32> {
-    let mut v: u32 = 0;
-    for &b in hex {
-        let d = match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            _ => return None,
-        };
-        v = (v << 4) | u32::from(d);
-    }
-    Some(v)
-}
-
-/// Parses a JSON unsigned integer at the start of `s` (no sign, no leading zeros).
-/// Returns the value and the number of bytes it took.
-fn parse_decimal(s: &[u8]) -> Option<(u64, usize)> {
-    let n = s.iter().take_while(|b| b.is_ascii_digit()).count();
-    if n == 0 || n > 20 || (n > 1 && s.first() == Some(&b'0')) {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for &b in s.get(..n)? {
-        v = v.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
-    }
-    Some((v, n))
-}
-
-/// Checks the line's CRC and returns its covered bytes. `line` excludes the newline.
-///
-/// # Errors
-/// A [`CorruptReason`] if the prefix is malformed or the CRC does not match.
-pub fn check_crc(line: &[u8]) -> Result<&[u8], CorruptReason> {
-    if line.len() + 1 > MAX_LINE {
-        return Err(CorruptReason::TooLong {
-            len: line.len() as u64,
-        });
-    }
-    let (prefix, covered) = match (line.get(..PREFIX_LEN), line.get(PREFIX_LEN..)) {
-        (Some(p), Some(c)) => (p, c),
-        _ => return Err(CorruptReason::BadPrefix),
-    };
-    if !prefix.starts_with(CRC_OPEN) || !prefix.ends_with(CRC_CLOSE) {
-        return Err(CorruptReason::BadPrefix);
-    }
-    let stored = prefix
-        .get(CRC_OPEN.len()..CRC_OPEN.len() + 8)
-        .and_then(parse_hex)
-        .ok_or(CorruptReason::BadPrefix)?;
-    let computed = crc32fast::hash(covered);
-    if stored != computed {
-        return Err(CorruptReason::CrcMismatch { stored, computed });
-    }
-    Ok(covered)
-}
-
-/// Checks CRC and shape of an entry line and returns its sequence number and the byte range of
-/// its body, without validating UTF-8 or JSON. This is the verify-only fast path. For a blob
-/// line the range covers the reference object.
-///
-/// # Errors
-/// A [`CorruptReason`] naming what is wrong.
-pub fn check_entry(line: &[u8]) -> Result<(u64, std::ops::Range<usize>), CorruptReason> {
-    check_entry_line(line).map(|e| (e.seq, e.body))
-}
-
-/// Checks CRC and shape of an entry line (inline or blob); see [`check_entry`].
-///
-/// # Errors
-/// A [`CorruptReason`] naming what is wrong.
-pub fn check_entry_line(line: &[u8]) -> Result<EntryLine, CorruptReason> {
-    let covered = check_crc(line)?;
-    if covered.starts_with(HEADER_KEY) {
-        return Err(CorruptReason::UnexpectedHeader);
-    }
-    let rest = covered
-        .strip_prefix(SEQ_KEY)
-        .ok_or(CorruptReason::Malformed("no \"seq\" after the CRC"))?;
-    let (seq, n) = parse_decimal(rest).ok_or(CorruptReason::Malformed("bad sequence number"))?;
-    let after_seq = rest.get(n..).unwrap_or_default();
-    let (after, key_len, is_blob) = if let Some(after) = after_seq.strip_prefix(ENTRY_KEY) {
-        (after, ENTRY_KEY.len(), false)
-    } else if let Some(after) = after_seq.strip_prefix(BLOB_KEY) {
-        (after, BLOB_KEY.len(), true)
-    } else {
-        return Err(CorruptReason::Malformed(
-            "no \"e\" or \"blob\" after the sequence number",
-        ));
-    };
-    if after.len() < 2 || after.last() != Some(&b'}') {
-        return Err(CorruptReason::Malformed("entry is not closed by '}'"));
-    }
-    let start = PREFIX_LEN + SEQ_KEY.len() + n + key_len;
-    Ok(EntryLine {
-        seq,
-        body: start..line.len() - 1,
-        is_blob,
-    })
-}
-
-/// Decodes one line (without its newline): header or entry. Entries are checked for CRC, shape
-/// and UTF-8; their JSON is not parsed.
-///
-/// # Errors
-/// A [`CorruptReason`] naming what is wrong.
-pub fn decode_line(line: &[u8]) -> Result<Line<'_>, CorruptReason> {
-    let covered = check_crc(line)?;
-    if covered.starts_with(HEADER_KEY) {
-        return decode_header_covered(covered).map(Line::Header);
-    }
-    let entry = check_entry_line(line)?;
-    let bytes = line
-        .get(entry.body)
-        .ok_or(CorruptReason::Malformed("entry range"))?;
-    if entry.is_blob {
-        let reference = serde_json::from_slice(bytes)
-            .map_err(|_| CorruptReason::Malformed("bad blob reference"))?;
-        return Ok(Line::Blob {
-            seq: entry.seq,
-            reference,
-        });
-    }
-    let json =
-        std::str::from_utf8(bytes).map_err(|_| CorruptReason::Malformed("entry is not UTF-8"))?;
-    Ok(Line::Entry {
-        seq: entry.seq,
-        json,
-    })
-}
-
-/// Decodes a header line (without its newline).
-///
-/// # Errors
-/// [`CorruptReason::BadHeader`] if it is not a header annals can read; the version is checked
-/// by the caller so that it can report [`Error::UnsupportedVersion`](crate::Error).
-pub fn decode_header(line: &[u8]) -> Result<Header, CorruptReason> {
-    let covered = check_crc(line)?;
-    if !covered.starts_with(HEADER_KEY) {
-        return Err(CorruptReason::BadHeader(
-            "first line is not a header".into(),
-        ));
-    }
-    decode_header_covered(covered)
-}
-
-fn decode_header_covered(covered: &[u8]) -> Result<Header, CorruptReason> {
-    let mut object = Vec::with_capacity(covered.len() + 1);
-    object.push(b'{');
-    object.extend_from_slice(covered);
-    // Read the version alone first, so that a future header layout is reported as a version
-    // problem and not as a parse error.
-    #[derive(Deserialize)]
-    struct Version {
-        annals: u64,
-    }
-    let version: Version = serde_json::from_slice(&object)
-        .map_err(|e| CorruptReason::BadHeader(format!("no readable version: {e}")))?;
-    if version.annals != u64::from(FORMAT_VERSION) {
-        return Ok(Header {
-            annals: version.annals,
-            kind: FileKind::Segment,
-            session: SessionId::from_uuid(uuid::Uuid::nil()),
-            segment: SegmentId::from_uuid(uuid::Uuid::nil()),
-            generation: 0,
-            created_ms: 0,
-            fork: None,
-        });
-    }
-    serde_json::from_slice(&object).map_err(|e| CorruptReason::BadHeader(e.to_string()))
-}
-
-/// Could these unterminated bytes at the end of a file be the beginning of a line annals was
-/// writing when it crashed? (A prefix of some valid line, no longer than a line can be.)
-#[must_use]
-pub fn is_plausible_torn_tail(tail: &[u8]) -> bool {
-    if tail.len() >= MAX_LINE {
-        return false;
-    }
-    let n = tail.len().min(CRC_OPEN.len());
-    tail.get(..n) == CRC_OPEN.get(..n)
-}
-
 /// Removes JSON whitespace outside strings, so that JSON text fits on one line. Returns `None`
 /// if the text has nothing to remove.
 #[must_use]
-pub fn minify(json: &str) -> Option<String> {
+pub(crate) fn minify(json: &str) -> Option<String> {
     if !json
         .bytes()
         .any(|b| matches!(b, b'\n' | b'\r' | b' ' | b'\t'))

@@ -4,8 +4,9 @@
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use crate::{SegmentId, SessionId};
+use crate::{EntryKind, SegmentId, SessionId};
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -13,6 +14,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Why a line (or a file) is not what annals wrote. Used both in [`Error::Corrupt`] and in the
 /// [`Problem`](crate::Problem)s of a tolerant scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CorruptReason {
     /// The line does not start with the fixed `{"crc":"xxxxxxxx",` prefix.
     BadPrefix,
@@ -39,7 +41,7 @@ pub enum CorruptReason {
         found: u64,
     },
     /// The first line of the file is not a valid header.
-    BadHeader(String),
+    BadHeader(HeaderProblem),
     /// A header line where only entries may stand.
     UnexpectedHeader,
     /// The header names another session or segment than the file's place in the store.
@@ -62,8 +64,49 @@ pub enum CorruptReason {
         /// The blob the line names.
         id: crate::BlobId,
         /// What is wrong with it.
-        problem: String,
+        problem: BlobFault,
     },
+    /// Format 2: this line does not continue the write whose first lines precede it (its `more`
+    /// is not one less than the line before said), so that write lost its last lines.
+    BrokenWrite {
+        /// Lines of the write that came before this one.
+        lines: u64,
+        /// Lines the write said it has.
+        of: u64,
+        /// The `more` this line carries (0 when it has none).
+        more: u64,
+    },
+    /// An interrupted last write that [`RecoveryMode::AbsoluteConsistency`](crate::RecoveryMode)
+    /// does not cut (every other mode does): not damage to readers.
+    InterruptedWrite(crate::TailKind),
+    /// Format 2: the file ends inside a write: its first lines are there, its last are not.
+    UnfinishedWrite {
+        /// Lines of the write that are there.
+        lines: u64,
+        /// Lines the write said it has.
+        of: u64,
+    },
+}
+
+impl CorruptReason {
+    /// Could a write that a crash or power cut interrupted have left this? True for what
+    /// partly persisted pages leave behind (bytes that fail the frame or CRC check, over-long
+    /// runs where zeros swallowed newlines, unterminated bytes, a write whose last lines are
+    /// missing, a blob that never reached the disk); false for what only a writer or a person
+    /// can make (a CRC-valid line of the wrong shape, a sequence number out of order, a line
+    /// whose `more` does not continue its write, a header problem). Only the first kind can begin an interrupted tail (docs/FORMAT.md, *Recovery*).
+    #[must_use]
+    pub fn may_be_interrupted_write(&self) -> bool {
+        matches!(
+            self,
+            Self::BadPrefix
+                | Self::CrcMismatch { .. }
+                | Self::TooLong { .. }
+                | Self::BadTail { .. }
+                | Self::Blob { .. }
+                | Self::UnfinishedWrite { .. }
+        )
+    }
 }
 
 impl fmt::Display for CorruptReason {
@@ -77,7 +120,10 @@ impl fmt::Display for CorruptReason {
                 "CRC mismatch: line says {stored:08x}, its bytes hash to {computed:08x}"
             ),
             Self::Malformed(what) => write!(f, "malformed line: {what}"),
-            Self::TooLong { len } => write!(f, "line of {len} bytes exceeds the 4096-byte limit"),
+            Self::TooLong { len } => write!(
+                f,
+                "line of {len} bytes exceeds the limit of 4096 bytes with its newline"
+            ),
             Self::SeqMismatch { expected, found } => {
                 if found < expected {
                     write!(f, "sequence number {found} repeats or goes back (expected {expected}): two writers appended without seeing each other")
@@ -98,6 +144,200 @@ impl fmt::Display for CorruptReason {
             ),
             Self::MissingHeader => f.write_str("file has no complete header line"),
             Self::Blob { id, problem } => write!(f, "blob {id}: {problem}"),
+            Self::BrokenWrite { lines, of, more } => write!(
+                f,
+                "a write of {of} lines breaks off after {lines}: this line says {more} more \
+                 follow, the write needs {}",
+                of.saturating_sub(*lines).saturating_sub(1)
+            ),
+            Self::InterruptedWrite(kind) => write!(
+                f,
+                "the last write was interrupted ({kind}); this recovery mode cuts only torn lines"
+            ),
+            Self::UnfinishedWrite { lines, of } => write!(
+                f,
+                "the file ends inside a write: {lines} of its {of} lines are there"
+            ),
+        }
+    }
+}
+
+/// What is wrong with a header line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeaderProblem {
+    /// The first line is an entry line, or another line that does not begin with `"annals":`.
+    NotAHeader,
+    /// `"annals":` is not followed by a version number.
+    NoVersion,
+    /// The line is not a JSON object (serde's words, and the column where it stopped).
+    Syntax {
+        /// 1-based column in the line.
+        column: u64,
+        /// What the JSON parser says.
+        message: String,
+    },
+    /// A field every header has is not there.
+    MissingField(&'static str),
+    /// A field holds a value of the wrong kind.
+    BadField {
+        /// The field.
+        field: &'static str,
+        /// What it must hold.
+        expected: &'static str,
+        /// What it holds (at most 80 bytes of it).
+        found: String,
+    },
+}
+
+impl fmt::Display for HeaderProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotAHeader => f.write_str(
+                "the first line is not a header (it does not begin with \"annals\": after the CRC)",
+            ),
+            Self::NoVersion => f.write_str("\"annals\" is not followed by a version number"),
+            Self::Syntax { column, message } => {
+                write!(f, "not a JSON object at column {column}: {message}")
+            }
+            Self::MissingField(field) => write!(f, "field \"{field}\" is missing"),
+            Self::BadField {
+                field,
+                expected,
+                found,
+            } => write!(f, "field \"{field}\" is {found}, expected {expected}"),
+        }
+    }
+}
+
+/// Why a blob could not be served: what a reader found instead of the entry a line refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BlobFault {
+    /// There is no blob of that name.
+    Missing,
+    /// The blob's length is not the one its reference gives.
+    Length {
+        /// Length the reference gives.
+        expected: u64,
+        /// Length of the blob.
+        found: u64,
+    },
+    /// The blob's bytes hash to another name than their own (they changed on disk).
+    Hash {
+        /// What they hash to.
+        found: crate::BlobId,
+    },
+    /// The blob is not UTF-8 text, so it cannot be an entry's JSON.
+    NotText,
+    /// The checksum stored with the blob does not match its bytes (a cheaper check than the hash,
+    /// which backends and readers that store one make on every read).
+    Crc {
+        /// Checksum stored with the blob.
+        stored: u32,
+        /// Checksum of its bytes.
+        computed: u32,
+    },
+    /// The blob's bytes do not start with the head its reference keeps: it is another entry's.
+    HeadMismatch,
+    /// The blob is larger than the store's largest entry, so no reference annals wrote can name
+    /// it: it was not read (a reader's memory never depends on what a file claims).
+    TooLarge {
+        /// Its size.
+        found: u64,
+        /// The store's largest entry.
+        limit: u64,
+    },
+}
+
+impl fmt::Display for BlobFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing => f.write_str("blob file is missing"),
+            Self::Length { expected, found } => {
+                write!(f, "blob has {found} bytes, its reference says {expected}")
+            }
+            Self::Hash { found } => write!(f, "blob content hashes to {found}, not to its name"),
+            Self::NotText => f.write_str("blob is not UTF-8 text, so it is not an entry's JSON"),
+            Self::Crc { stored, computed } => write!(
+                f,
+                "blob checksum mismatch: stored {stored:08x}, its bytes hash to {computed:08x}"
+            ),
+            Self::HeadMismatch => {
+                f.write_str("blob does not start with the head its reference keeps")
+            }
+            Self::TooLarge { found, limit } => write!(
+                f,
+                "blob has {found} bytes, more than the store's largest entry ({limit}): not read"
+            ),
+        }
+    }
+}
+
+/// Why a listed segment's header or last line could not be read, as
+/// [`SegmentInfo::damage`](crate::SegmentInfo::damage) reports it. A listing never fails
+/// because one segment is damaged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Damage {
+    /// The header or the last line is not what annals wrote.
+    Corrupt(crate::Problem),
+    /// The header names a format version this build does not read.
+    UnsupportedVersion {
+        /// The version found.
+        found: u64,
+    },
+    /// Something other than a regular file stands where the segment's file should.
+    NotOurs {
+        /// What is there.
+        found: EntryKind,
+    },
+    /// The file could not be read.
+    Unreadable {
+        /// The kind of the I/O error.
+        kind: io::ErrorKind,
+        /// The error, as the system worded it.
+        message: String,
+    },
+}
+
+impl Damage {
+    /// What a listing reports for a segment whose probe failed with `e`.
+    pub(crate) fn of(e: &Error) -> Self {
+        match e {
+            Error::Corrupt {
+                line,
+                offset,
+                reason,
+                ..
+            } => Self::Corrupt(crate::Problem {
+                line: *line,
+                offset: *offset,
+                reason: reason.clone(),
+            }),
+            Error::UnsupportedVersion { found, .. } => Self::UnsupportedVersion { found: *found },
+            Error::NotOurs { found, .. } => Self::NotOurs { found: *found },
+            Error::Io { source, .. } => Self::Unreadable {
+                kind: source.kind(),
+                message: e.to_string(),
+            },
+            other => Self::Unreadable {
+                kind: io::ErrorKind::Other,
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Corrupt(problem) => problem.fmt(f),
+            Self::UnsupportedVersion { found } => {
+                write!(f, "format version {found} is not supported by this build")
+            }
+            Self::NotOurs { found } => write!(f, "{found} stands where the segment file should"),
+            Self::Unreadable { message, .. } => f.write_str(message),
         }
     }
 }
@@ -206,14 +446,33 @@ pub enum Error {
         count: u64,
     },
 
-    /// An fsync of this file failed earlier. Its state on disk is unknown, so every later write to
-    /// it fails with this error until the store is reopened. Never retried.
-    #[error("{}: an earlier fsync failed ({cause}); the file's durable state is unknown, reopen the store and verify it", path.display())]
+    /// An fsync of this file failed earlier (or the rollback of a failed append did). Its state
+    /// on disk is unknown, so every later write to it fails with this error until the store is
+    /// reopened. Never retried.
+    #[error("{}: an earlier {op} failed ({source}); the file's durable state is unknown, reopen the store and verify it", path.display())]
     Poisoned {
         /// The file.
         path: PathBuf,
-        /// The error of the failed fsync.
-        cause: String,
+        /// What failed: `"fsync"`, `"fsync directory"`, `"rollback of a failed append"`.
+        op: &'static str,
+        /// The error of that call, as the system reported it (its `kind()` and
+        /// `raw_os_error()` say whether it was `EIO`, `ENOSPC`, ...).
+        #[source]
+        source: Arc<io::Error>,
+    },
+
+    /// Something that is not the store's is where the store keeps a file or directory of its
+    /// own: a symbolic link, a FIFO, a socket, a device, a directory where a file belongs or a
+    /// file where a directory belongs. annals does not follow it, open it, write through it or
+    /// remove it.
+    #[error("{}: {found} is in the way where annals keeps {expected}; annals does not follow links or open special files inside its store, and leaves it as it is: move it away", path.display())]
+    NotOurs {
+        /// The name.
+        path: PathBuf,
+        /// What is there.
+        found: EntryKind,
+        /// What annals keeps there.
+        expected: EntryKind,
     },
 
     /// The caller handed in text that is not one JSON value.

@@ -14,8 +14,9 @@
 //!   ([`BlobRef`]) and re-inflated on replay; attachments share the blob store
 //!   ([`Store::put_attachment`], [`Store::gc_blobs`]).
 //!
-//! Features: `testing` (the conformance suite, `annals::testing`), `fault-injection` (named failure
-//! points in the filesystem store, for tests of failure handling).
+//! Features: `testing` (the conformance suite, `annals::testing`), `fault-injection` (the
+//! filesystem store over `FaultFs`, which fails any call through its I/O seam on a plan, or
+//! over `SimFs`, a simulated file system that can lose power, for tests of failure handling).
 //!
 //! ```
 //! use annals::{FsStore, SessionId, SegmentId, Store, StoreExt};
@@ -38,19 +39,27 @@ mod error;
 mod fs;
 mod ids;
 mod mem;
+mod recovery;
 mod scan;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use blob::{Attachment, AttachmentMeta, BlobId, BlobRef, GcReport};
-pub use codec::{FileKind, Header, Lineage, FORMAT_VERSION, MAX_INLINE, MAX_LINE};
-pub use error::{BackendErrorKind, CorruptReason, Error, Result};
-pub use fs::{Durability, FsOptions, FsStore, Repair};
+pub use codec::{FileKind, Header, Lineage, Version, FORMAT_VERSION, MAX_INLINE, MAX_LINE};
+pub use error::{BackendErrorKind, BlobFault, CorruptReason, Damage, Error, HeaderProblem, Result};
+pub use fs::{
+    Access, DirEntry, Durability, EntryKind, FileSystem, FsOptions, FsStore, LockKind, Lookup,
+    OsDir, OsFile, OsFs, Repair, Stat,
+};
 #[cfg(feature = "fault-injection")]
-pub use fs::{FailNth, Fault, FaultPlan, InjectionPoint as FaultPoint, IoOp};
+pub use fs::{
+    Call, CountCalls, Crash, FailNth, Fault, FaultDir, FaultFile, FaultFs, FaultPlan, Op, SimDir,
+    SimFile, SimFs,
+};
 pub use ids::{SegmentId, SessionId};
 pub use mem::MemStore;
+pub use recovery::{plan as recovery_plan, CutReason, RecoveryMode, RecoveryPlan, TailKind};
 pub use store::{
     Body, Entry, EntryMeta, Problem, RawEntry, ReadMode, ReplayOptions, ScanReport, SegmentInfo,
     SegmentWriter, Sink, SinkResult, Store, StoreExt, Tip, TornTail, DEFAULT_MAX_ENTRY_BYTES,
@@ -79,26 +88,45 @@ pub fn check_image(
     let shown = tail.get(..tail.len().min(MAX_LINE)).unwrap_or_default();
     // There is no blob store here: entries kept as blobs come out as their references.
     let mut deliver = |delivery: scan::Delivery<'_>| match delivery {
-        scan::Delivery::Entry { seq, json } => sink(Entry {
+        scan::Delivery::Entry {
             seq,
-            appended_ms: None,
+            appended_ms,
+            json,
+        } => sink(Entry {
+            seq,
+            appended_ms,
             body: Body::Inline(json),
         }),
-        scan::Delivery::Blob { seq, reference, .. } => sink(Entry {
+        scan::Delivery::Blob {
             seq,
-            appended_ms: None,
+            appended_ms,
+            reference,
+            ..
+        } => sink(Entry {
+            seq,
+            appended_ms,
             body: Body::Blob {
                 reference: &reference,
                 json: None,
             },
         }),
     };
-    fs::scan_slice(lines, shown, tail.len() as u64, checker, &mut deliver, name).map(
+    scan::scan_slice(lines, shown, tail.len() as u64, checker, &mut deliver, name).map(
         |(mut report, _)| {
             report.path = Some(name.to_path_buf());
             report
         },
     )
+}
+
+/// Not part of the API: the line checks behind the readers, for annals' own fuzz targets and
+/// tests. Anything here may change in any release.
+#[doc(hidden)]
+pub mod unstable {
+    pub use crate::codec::decode::{
+        check_crc, check_entry, check_entry_line, check_line_as, decode_header, decode_line,
+        is_plausible_torn_tail, EntryLine, Line, PREFIX_LEN,
+    };
 }
 
 /// The README's code compiles (it is part of the doc tests).

@@ -9,7 +9,7 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Serialize;
 
 use crate::blob::{Attachment, AttachmentMeta, BlobId, BlobRef, GcReport};
-use crate::codec::{self, Lineage, MAX_INLINE, MAX_LINE};
+use crate::codec::{self, Lineage, MAX_INLINE};
 use crate::error::CorruptReason;
 use crate::{Error, Result, SegmentId, SessionId};
 
@@ -95,7 +95,9 @@ impl fmt::Display for RawEntry {
 pub struct Tip {
     /// Number of entries; also the sequence number the next entry gets.
     pub count: u64,
-    /// Rewrite generation: 0 at creation, incremented by every truncate.
+    /// Rewrite generation: 0 at creation, incremented by every rewrite of the file: a truncate,
+    /// and a repair that cuts a damaged line (cutting only a torn tail rewrites nothing and
+    /// keeps it).
     pub generation: u64,
 }
 
@@ -181,14 +183,35 @@ impl ReplayOptions {
     }
 }
 
-/// Unterminated bytes at the end of a log: a line a crash interrupted. Never part of the log;
-/// readers skip it and the next append removes it.
+/// The end of a file that a crash or power cut interrupted: the bytes from `offset` to the end
+/// of the file are the last write(s), never acknowledged as durable, that did not fully reach
+/// the disk. Not damage and never part of the log: readers deliver nothing from it, strict
+/// replay does not fail on it, and the next writer removes it (see docs/FORMAT.md, *Recovery*).
+/// In format 1 it is always an unterminated last line ([`TailKind::TornLine`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TornTail {
-    /// Where the unterminated bytes start.
+    /// 1-based number of the line where the interrupted bytes start.
+    pub line: u64,
+    /// Where the interrupted bytes start: the end of the last complete write.
     pub offset: u64,
-    /// How many there are.
+    /// How many there are (to the end of the file).
     pub len: u64,
+    /// What they are.
+    pub kind: crate::TailKind,
+}
+
+impl TornTail {
+    /// An unterminated last line (number `line`) of `len` bytes at `offset`: the torn tail of
+    /// every version.
+    #[must_use]
+    pub fn torn_line(line: u64, offset: u64, len: u64) -> Self {
+        Self {
+            line,
+            offset,
+            len,
+            kind: crate::TailKind::TornLine,
+        }
+    }
 }
 
 /// One problem found by a scan.
@@ -223,7 +246,8 @@ pub struct ScanReport {
     pub valid_up_to: u64,
     /// Bytes in the file when the scan started.
     pub file_len: u64,
-    /// An unterminated last line, if any (not a problem).
+    /// The interrupted end of the file, if any (not a problem): an unterminated last line, or in
+    /// format 2 also an interrupted last write (a partial batch, zero-filled pages).
     pub torn_tail: Option<TornTail>,
     /// Problems, in file order; at most [`ScanReport::MAX_PROBLEMS`] are kept.
     pub problems: Vec<Problem>,
@@ -266,7 +290,7 @@ pub struct SegmentInfo {
     pub fork: Option<Lineage>,
     /// Set when the segment's header or last line cannot be read; `tip`, `created_ms` and
     /// `fork` are then unknown (zero). A listing never fails because one segment is damaged.
-    pub damage: Option<String>,
+    pub damage: Option<crate::Damage>,
 }
 
 /// One entry as a replay hands it out, borrowed from the reader's buffer for the duration of the
@@ -1010,16 +1034,17 @@ impl<'a> Prepared<'a> {
         }
     }
 
-    /// Appends the entry's line for `seq` to `out`.
+    /// Appends the entry's (version-1) line for `seq` to `out`.
     pub(crate) fn encode(&self, seq: u64, out: &mut Vec<u8>) -> Result<()> {
+        let frame = codec::Frame::v1(seq);
         match self {
-            Self::Inline(e) => codec::encode_entry(seq, e.as_str(), out),
-            Self::Blob(r) => codec::encode_blob(seq, r, out),
+            Self::Inline(e) => codec::encode_entry(&frame, e.as_str(), out),
+            Self::Blob(r) => codec::encode_blob(&frame, r, out),
         }
         .map(|_| ())
-        .map_err(|size| Error::EntryTooLarge {
-            size,
-            limit: MAX_LINE,
-        })
+        .map_err(codec::EncodeError::into_error)
     }
 }
+
+#[cfg(test)]
+mod tests;

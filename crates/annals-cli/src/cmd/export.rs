@@ -217,7 +217,10 @@ fn export_session<W: Write>(
             format!(
                 "cannot export a damaged session (segment {}: {})",
                 bad.segment,
-                bad.damage.as_deref().unwrap_or("")
+                bad.damage
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
             ),
             target.describe(),
             "`annals verify` shows the damage and `annals repair` cuts it; to report the damage \

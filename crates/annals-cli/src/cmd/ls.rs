@@ -235,7 +235,7 @@ fn segments(target: &Target, session: SessionId, args: &LsArgs) -> Outcome {
                     "fork": i.fork.map(|f| json!({"segment": f.segment.to_string(), "at": f.at})),
                     "depth": n.depth,
                     "newest": n.newest,
-                    "damage": i.damage,
+                    "damage": i.damage.as_ref().map(ToString::to_string),
                     "path": path(i.segment),
                 })
             })

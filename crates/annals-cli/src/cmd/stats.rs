@@ -86,7 +86,7 @@ pub fn run(location: &Location, args: &StatsArgs) -> Outcome {
             entries += info.tip.count;
             bytes += info.bytes;
             forks += u64::from(info.fork.is_some());
-            if let Some(d) = info.damage {
+            if let Some(d) = info.damage.map(|d| d.to_string()) {
                 damaged_count += 1;
                 if damaged.len() < MAX_DAMAGED_LISTED {
                     damaged.push((session, info.segment, d));

@@ -62,7 +62,7 @@ pub fn run(location: &Location, args: &TreeArgs) -> Outcome {
                     "created_ms": i.created_ms,
                     "newest": n.newest,
                     "why": why(&target, session, i.segment, i.fork.is_some()),
-                    "damage": i.damage,
+                    "damage": i.damage.as_ref().map(ToString::to_string),
                 })
             })
             .collect();

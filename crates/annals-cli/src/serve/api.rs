@@ -192,7 +192,7 @@ fn segment_json(store: &dyn Store, session: SessionId, info: &SegmentInfo) -> Va
         "created_ms": info.created_ms,
         "last_ms": last_entry_ms(store, session, info),
         "fork": info.fork.map(|f| json!({"segment": f.segment.to_string(), "at": f.at})),
-        "damage": info.damage,
+        "damage": info.damage.as_ref().map(ToString::to_string),
     })
 }
 

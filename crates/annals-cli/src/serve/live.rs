@@ -355,7 +355,7 @@ impl Watch {
                     "entries": i.tip.count,
                     "generation": i.tip.generation,
                     "fork": i.fork.map(|f| json!({"segment": f.segment.to_string(), "at": f.at})),
-                    "damage": i.damage,
+                    "damage": i.damage.as_ref().map(ToString::to_string),
                 });
                 (i.segment, summary)
             })

@@ -194,7 +194,7 @@ fn damaged_or_missing_blobs_are_found_and_sha256_damage_by_verify_and_get_blob()
     let report = d.store.verify(d.session, d.segment).unwrap();
     assert_eq!(report.problem_count, 2, "{report:?}");
     assert!(
-        matches!(&report.problems[1].reason, CorruptReason::Blob { id, problem } if *id == other && problem == "missing"),
+        matches!(&report.problems[1].reason, CorruptReason::Blob { id, problem } if *id == other && *problem == annals::BlobFault::Missing),
         "{report:?}"
     );
     assert_eq!(d.tolerant_seqs(), vec![0]);

@@ -1,98 +1,110 @@
 //! The per-session blob directory: `{session}/blobs/ab/abcdef…` where the name is the SHA-256
-//! of the bytes. Blobs are written crash-atomically (temp file, fsync, rename, directory fsync)
+//! of the bytes, and `{session}/blobs/lock`, the lock between spilling appends and garbage
+//! collection. Blobs are written crash-atomically (temp file, fsync, rename, directory fsync)
 //! and checked against their name on every read.
 
-use std::fs;
-use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::cell::OnceCell;
+use std::io;
+use std::path::PathBuf;
 
-use super::fault::Faults;
-use super::{create_dir, is_regular_file, sync_dir, TempFile};
+use super::atomic::TempFile;
+use super::seam::{Access, EntryKind, FileSystem, LockKind};
+use super::tree::{Dir, Tree};
 use crate::blob::BlobId;
 use crate::{Error, Result};
 
-/// Why a blob could not be served.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum BlobFault {
-    Missing,
-    Length { expected: u64, found: u64 },
-    Hash { found: BlobId },
+pub(crate) use crate::error::BlobFault;
+
+/// The session's blob lock, held shared by appends that write blobs, from the blob to the line
+/// that refers to it, and exclusive by garbage collection. Released when dropped (closing the
+/// file releases its `flock`).
+#[derive(Debug)]
+pub(crate) struct BlobLock<F: FileSystem>(
+    #[allow(dead_code, reason = "held for its lock")] F::File,
+);
+
+pub(crate) struct BlobDir<'t, F: FileSystem> {
+    tree: &'t Tree<F>,
+    session: &'t Dir<F>,
+    /// The largest blob read: nothing larger is ever allocated for, whatever the file says.
+    max_len: u64,
+    /// `blobs/`, kept open once a reader found it.
+    root: OnceCell<Dir<F>>,
 }
 
-impl std::fmt::Display for BlobFault {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Missing => f.write_str("blob file is missing"),
-            Self::Length { expected, found } => {
-                write!(f, "blob has {found} bytes, its reference says {expected}")
-            }
-            Self::Hash { found } => write!(f, "blob content hashes to {found}, not to its name"),
-        }
-    }
+const ROOT: &str = "blobs";
+const LOCK: &str = "lock";
+
+fn shard_of(hex: &str) -> &str {
+    hex.get(..2).unwrap_or("00")
 }
 
-pub(crate) struct BlobDir<'a> {
-    session_dir: &'a Path,
-    faults: &'a Faults,
-}
-
-impl<'a> BlobDir<'a> {
-    pub(crate) fn new(session_dir: &'a Path, faults: &'a Faults) -> Self {
+impl<'t, F: FileSystem> BlobDir<'t, F> {
+    pub(crate) fn new(tree: &'t Tree<F>, session: &'t Dir<F>, max_len: usize) -> Self {
         Self {
-            session_dir,
-            faults,
+            tree,
+            session,
+            max_len: max_len as u64,
+            root: OnceCell::new(),
         }
-    }
-
-    pub(crate) fn root(&self) -> PathBuf {
-        self.session_dir.join("blobs")
     }
 
     pub(crate) fn path(&self, id: &BlobId) -> PathBuf {
         let hex = id.to_hex();
-        self.root().join(hex.get(..2).unwrap_or("00")).join(hex)
+        self.session.path_of(ROOT).join(shard_of(&hex)).join(hex)
+    }
+
+    /// `blobs/`, if the session ever had a blob.
+    pub(crate) fn root(&self) -> Result<Option<&Dir<F>>> {
+        if let Some(root) = self.root.get() {
+            return Ok(Some(root));
+        }
+        match self.tree.dir(self.session, ROOT)? {
+            Some(root) => Ok(Some(self.root.get_or_init(|| root))),
+            None => Ok(None),
+        }
     }
 
     /// Stores `bytes` durably unless an intact copy is there already. Returns its id.
     pub(crate) fn put(&self, bytes: &[u8]) -> Result<BlobId> {
         let id = BlobId::of(bytes);
-        let path = self.path(&id);
-        if is_regular_file(&path) && matches!(self.read(&id, Some(bytes.len() as u64)), Ok(Ok(_))) {
+        if self.read(&id, Some(bytes.len() as u64))?.is_ok() {
             return Ok(id);
         }
         // A damaged or missing copy is replaced: rename over it with the right bytes.
-        let root = self.root();
-        if create_dir(&root, self.faults)? {
-            sync_dir(self.session_dir, self.faults)?;
-        }
-        let shard = path.parent().unwrap_or(&root).to_path_buf();
-        if create_dir(&shard, self.faults)? {
-            sync_dir(&root, self.faults)?;
-        }
-        let mut temp = TempFile::create(&shard, id, self.faults)?;
+        let hex = id.to_hex();
+        let root = self.tree.make_dir(self.session, ROOT)?;
+        let shard = self.tree.make_dir(&root, shard_of(&hex))?;
+        let mut temp = TempFile::create(self.tree, &shard, id)?;
         temp.write(bytes)?;
         temp.sync()?;
-        temp.replace(&path)?;
-        sync_dir(&shard, self.faults)?;
+        temp.replace(&hex)?;
+        self.tree.sync_dir(&shard)?;
         Ok(id)
     }
 
-    /// Reads a blob and checks it against its name (and `len`, if given).
+    /// Reads a blob and checks it against its name (and `len`, if given). A file longer than
+    /// the reference says, or than the store's largest entry, is refused before it is read.
     pub(crate) fn read(
         &self,
         id: &BlobId,
         len: Option<u64>,
     ) -> Result<std::result::Result<Vec<u8>, BlobFault>> {
-        let path = self.path(id);
-        let mut file = match fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Err(BlobFault::Missing)),
-            Err(e) => return Err(Error::io("open blob", &path, e)),
+        let hex = id.to_hex();
+        let Some(root) = self.root()? else {
+            return Ok(Err(BlobFault::Missing));
         };
-        let size = file
-            .metadata()
-            .map_err(|e| Error::io("stat", &path, e))?
-            .len();
+        let Some(shard) = self.tree.dir(root, shard_of(&hex))? else {
+            return Ok(Err(BlobFault::Missing));
+        };
+        let Some(file) = self.tree.open_file(&shard, &hex, Access::Read)? else {
+            return Ok(Err(BlobFault::Missing));
+        };
+        let fs = &self.tree.fs;
+        let path = shard.path_of(&hex);
+        let (size, _) = fs
+            .size_and_links(&file)
+            .map_err(|e| Error::io("stat", &path, e))?;
         if let Some(expected) = len {
             if size != expected {
                 return Ok(Err(BlobFault::Length {
@@ -101,9 +113,23 @@ impl<'a> BlobDir<'a> {
                 }));
             }
         }
-        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        file.read_to_end(&mut bytes)
-            .map_err(|e| Error::io("read blob", &path, e))?;
+        if size > self.max_len {
+            return Ok(Err(BlobFault::TooLarge {
+                found: size,
+                limit: self.max_len,
+            }));
+        }
+        let mut bytes = vec![0u8; usize::try_from(size).unwrap_or(0)];
+        let mut done = 0;
+        while done < bytes.len() {
+            let slot = bytes.get_mut(done..).unwrap_or_default();
+            match fs.read_at(&file, slot, done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) => return Err(Error::io("read blob", &path, e)),
+            }
+        }
+        bytes.truncate(done);
         let found = BlobId::of(&bytes);
         if found != *id {
             return Ok(Err(BlobFault::Hash { found }));
@@ -111,30 +137,30 @@ impl<'a> BlobDir<'a> {
         Ok(Ok(bytes))
     }
 
-    /// Every blob file, with its size. Names that are not blob ids are not ours and skipped.
+    /// Every blob file, with its size. Names that are not blob ids, and anything that is not a
+    /// regular file in a shard directory, are not ours and skipped.
     pub(crate) fn list(&self) -> Result<Vec<(BlobId, u64)>> {
-        let root = self.root();
-        let shards = match fs::read_dir(&root) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io("list", &root, e)),
+        let Some(root) = self.root()? else {
+            return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for shard in shards.flatten() {
-            if !shard.file_type().is_ok_and(|t| t.is_dir()) {
+        for shard in self.tree.list(root)? {
+            if shard.kind != EntryKind::Directory {
                 continue;
             }
-            let Ok(entries) = fs::read_dir(shard.path()) else {
+            let Ok(Some(dir)) = self.tree.dir(root, &shard.name) else {
                 continue;
             };
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let Some(id) = name.to_str().and_then(|n| n.parse::<BlobId>().ok()) else {
+            for entry in self.tree.list(&dir)? {
+                let Ok(id) = entry.name.parse::<BlobId>() else {
                     continue;
                 };
-                if let Ok(meta) = entry.metadata() {
-                    if meta.is_file() {
-                        out.push((id, meta.len()));
+                if entry.kind != EntryKind::File || shard_of(&entry.name) != shard.name {
+                    continue;
+                }
+                if let Some(stat) = self.tree.stat(&dir, &entry.name)? {
+                    if stat.kind == EntryKind::File {
+                        out.push((id, stat.len));
                     }
                 }
             }
@@ -143,13 +169,68 @@ impl<'a> BlobDir<'a> {
         Ok(out)
     }
 
+    /// Removes a blob's file (never anything but a regular file).
     pub(crate) fn remove(&self, id: &BlobId) -> Result<()> {
-        let path = self.path(id);
-        match fs::remove_file(&path) {
+        let hex = id.to_hex();
+        let Some(root) = self.root()? else {
+            return Ok(());
+        };
+        let Some(shard) = self.tree.dir(root, shard_of(&hex))? else {
+            return Ok(());
+        };
+        match self.tree.stat(&shard, &hex)? {
+            Some(stat) if stat.kind == EntryKind::File => {}
+            _ => return Ok(()),
+        }
+        match self.tree.fs.remove_file(&shard.handle, &hex) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io("remove blob", &path, e)),
+            Err(e) => Err(Error::io("remove blob", shard.path_of(&hex), e)),
         }
+    }
+
+    /// Takes the blob lock, creating `blobs/lock` (and `blobs/`) if needed.
+    pub(crate) fn lock(&self, exclusive: bool) -> Result<Option<BlobLock<F>>> {
+        let root = self.tree.make_dir(self.session, ROOT)?;
+        let fs = &self.tree.fs;
+        let file = loop {
+            if let Some(file) = self.tree.open_file(&root, LOCK, Access::Append)? {
+                break file;
+            }
+            match fs.create_new(&root.handle, LOCK) {
+                Ok(file) => break file,
+                // Another process made it first: open theirs.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io("create", root.path_of(LOCK), e)),
+            }
+        };
+        self.take(file, &root, exclusive).map(Some)
+    }
+
+    /// Takes the blob lock if `blobs/lock` exists, opening it read-only and creating nothing
+    /// (a dry run, which must work on a read-only mount). `None` if there is no lock file:
+    /// then no append ever wrote a blob through this lock.
+    pub(crate) fn lock_existing(&self, exclusive: bool) -> Result<Option<BlobLock<F>>> {
+        let Some(root) = self.root()? else {
+            return Ok(None);
+        };
+        let Some(file) = self.tree.open_file(root, LOCK, Access::Read)? else {
+            return Ok(None);
+        };
+        self.take(file, root, exclusive).map(Some)
+    }
+
+    fn take(&self, file: F::File, root: &Dir<F>, exclusive: bool) -> Result<BlobLock<F>> {
+        let kind = if exclusive {
+            LockKind::Exclusive
+        } else {
+            LockKind::Shared
+        };
+        self.tree
+            .fs
+            .lock(&file, kind)
+            .map_err(|e| Error::io("lock", root.path_of(LOCK), e))?;
+        Ok(BlobLock(file))
     }
 }
 
@@ -160,8 +241,8 @@ mod tests {
     #[test]
     fn blobs_are_stored_once_by_content_and_checked_on_read() {
         let dir = tempfile::tempdir().unwrap();
-        let faults = Faults::default();
-        let blobs = BlobDir::new(dir.path(), &faults);
+        let tree = Tree::open(super::super::OsFs, dir.path(), false).unwrap();
+        let blobs = BlobDir::new(&tree, &tree.root, 1 << 20);
         let data = vec![7u8; 100_000];
         let id = blobs.put(&data).unwrap();
         assert_eq!(blobs.put(&data).unwrap(), id, "same bytes, same blob");
@@ -181,6 +262,14 @@ mod tests {
         assert!(matches!(
             blobs.read(&id, Some(5)).unwrap(),
             Err(BlobFault::Length { expected: 5, .. })
+        ));
+        let small = BlobDir::new(&tree, &tree.root, 1000);
+        assert!(matches!(
+            small.read(&id, None).unwrap(),
+            Err(BlobFault::TooLarge {
+                found: 100_000,
+                limit: 1000
+            })
         ));
         blobs.put(&data).unwrap();
         assert_eq!(blobs.read(&id, None).unwrap().unwrap(), data);

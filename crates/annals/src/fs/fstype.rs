@@ -3,10 +3,6 @@
 //! Local file systems do; network and FUSE file systems may not (NFS emulates `O_APPEND` on the
 //! client, so two machines can overwrite each other's lines). See docs/DURABILITY.md.
 
-use std::path::Path;
-
-use crate::{Error, Result};
-
 /// File systems whose `O_APPEND` or `flock` semantics are not guaranteed across writers.
 /// Magic numbers from `statfs(2)`.
 const UNSAFE: &[(u32, &str)] = &[
@@ -25,26 +21,18 @@ const UNSAFE: &[(u32, &str)] = &[
     (0x7461_636f, "ocfs2"),
 ];
 
-/// Refuses a root on a file system listed in [`UNSAFE`]. Unknown types pass: the check exists
-/// to catch the common mistake (a store on an NFS home directory), not to certify a device.
-pub(crate) fn check(root: &Path) -> Result<()> {
-    let Ok(stat) = rustix::fs::statfs(root) else {
-        // Not knowing is not a reason to refuse; the store works or fails on its own terms.
-        return Ok(());
-    };
+/// The name of the file system of the open directory `root` if it is listed in [`UNSAFE`].
+/// Unknown types pass, and so does a failing `fstatfs`: the check exists to catch the common
+/// mistake (a store on an NFS home directory), not to certify a device.
+pub(crate) fn of_root(root: impl std::os::fd::AsFd) -> Option<&'static str> {
+    let stat = rustix::fs::fstatfs(root).ok()?;
     #[expect(
         clippy::cast_sign_loss,
         clippy::cast_possible_truncation,
         reason = "f_type is a 32-bit magic number stored in a wider signed field"
     )]
     let magic = stat.f_type as u32;
-    match unsafe_fs(magic) {
-        Some(name) => Err(Error::UnsafeFileSystem {
-            path: root.to_path_buf(),
-            fs: name,
-        }),
-        None => Ok(()),
-    }
+    unsafe_fs(magic)
 }
 
 /// The name of the file system with this `statfs` magic number, if it is one where the
@@ -77,6 +65,7 @@ mod tests {
     fn the_test_machine_root_is_a_local_file_system() {
         let dir = tempfile::tempdir().unwrap();
         // /tmp on a developer or CI machine is local (ext4, xfs, btrfs, tmpfs, overlayfs).
-        assert!(super::check(dir.path()).is_ok());
+        let root = std::fs::File::open(dir.path()).unwrap();
+        assert_eq!(super::of_root(&root), None);
     }
 }

@@ -5,99 +5,54 @@
 //! rewrite, repair) holds `flock(LOCK_EX)` on the file while it checks the tip and writes.
 //! Readers hold `LOCK_SH` only while they read the committed length. After taking a lock, a
 //! holder checks `st_nlink`: zero means the file was replaced by a rewrite (or deleted) while
-//! it waited, so it reopens the path and locks again. Cost of an append: lock, statx, write,
-//! unlock (plus fdatasync in `Sync` mode).
+//! it waited, so it opens the name again from the root and locks again. Cost of an append:
+//! lock, statx, write, unlock (plus fdatasync in `Sync` mode), each one call through the seam.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use super::append::{encode_write, write_time, WriteMeta};
+use super::read::{Reader, TailState};
+use super::seam::{Access, FileSystem, LockKind};
+use super::tree::Tree;
 use crate::codec::Header;
-use crate::fs::fault::{FaultPoint, Faults, IoOp, WriteLen};
-use crate::fs::read::{probe_tail, read_header, TailState};
 use crate::scan::Identity;
 use crate::store::Prepared;
 use crate::{Error, Result, Tip};
 
-pub(crate) fn open_append(path: &std::path::Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(no_follow())
-        .open(path)
-        .map_err(explain_link)
-}
-
-/// Size and link count of an open file: all an append needs to know. On Linux only these two
-/// are asked for (`statx`): asking for timestamps too, as `File::metadata` does, makes ext4 with
-/// multigrain timestamps (Linux 6.13+) give the next write a fine-grained ctime, which dirties
-/// the inode through the journal on every append (measured: 200,008 inode updates for 200,000
-/// appends, against under 100 without the stat).
-pub(crate) fn size_and_links(file: &File) -> io::Result<(u64, u64)> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        use rustix::fs::{statx, AtFlags, StatxFlags};
-        match statx(
-            file,
-            "",
-            AtFlags::EMPTY_PATH,
-            StatxFlags::SIZE | StatxFlags::NLINK,
-        ) {
-            Ok(st) => return Ok((st.stx_size, u64::from(st.stx_nlink))),
-            // Kernels before 4.11, or a seccomp filter that refuses it.
-            Err(e) if e == rustix::io::Errno::NOSYS || e == rustix::io::Errno::PERM => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let meta = file.metadata()?;
-    Ok((meta.len(), meta.nlink()))
-}
-
-/// `O_NOFOLLOW`: the store never follows a symbolic link where a file of its own should be, so
-/// a link cannot make it write into (or read from) a file outside its layout.
-pub(crate) fn no_follow() -> i32 {
-    i32::try_from(rustix::fs::OFlags::NOFOLLOW.bits()).unwrap_or(0)
-}
-
-/// Turns the `ELOOP` of `O_NOFOLLOW` into words a person can act on.
-pub(crate) fn explain_link(e: io::Error) -> io::Error {
-    if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "is a symbolic link; annals does not follow links inside its store",
-        )
-    } else {
-        e
-    }
+/// Why a file's state is unknown: the call that failed, and its error. Sticky.
+#[derive(Debug, Clone)]
+pub(crate) struct Poison {
+    op: &'static str,
+    source: Arc<io::Error>,
 }
 
 #[derive(Debug)]
-pub(crate) struct Handle {
+pub(crate) struct Handle<F: FileSystem> {
     pub path: PathBuf,
     pub identity: Identity,
-    pub file: File,
+    pub file: F::File,
     /// Header of the currently open file and the offset where entries start; `None` until the
     /// file has been read under the lock.
     pub header: Option<(Header, u64)>,
     pub tail: TailState,
+    /// Entries this handle knows to be durable (its last fdatasync covered them): the durable
+    /// watermark a line records (line format v2).
+    pub durable: u64,
     /// Set when an fsync (or a rollback) failed: the file's state is unknown from then on.
-    pub poisoned: Option<String>,
-    faults: Faults,
+    pub poisoned: Option<Poison>,
     buf: Vec<u8>,
 }
 
-impl Handle {
-    /// Opens an existing file. `Ok(None)` if it does not exist.
-    pub(crate) fn open(path: PathBuf, identity: Identity, faults: Faults) -> Result<Option<Self>> {
-        let file = match open_append(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("open", &path, e)),
+impl<F: FileSystem> Handle<F> {
+    /// Opens an existing file. `Ok(None)` if it (or its session) does not exist.
+    pub(crate) fn open(tree: &Tree<F>, identity: Identity) -> Result<Option<Self>> {
+        let Some(file) = tree.open_identity(identity, Access::Append)? else {
+            return Ok(None);
         };
         Ok(Some(Self {
-            path,
+            path: tree.identity_path(identity),
             identity,
             file,
             header: None,
@@ -106,10 +61,18 @@ impl Handle {
                 count: 0,
                 torn: 0,
             },
+            durable: 0,
             poisoned: None,
-            faults,
             buf: Vec::new(),
         }))
+    }
+
+    pub(crate) fn reader<'a>(&'a self, fs: &'a F) -> Reader<'a, F> {
+        Reader {
+            fs,
+            file: &self.file,
+            path: &self.path,
+        }
     }
 
     pub(crate) fn tip(&self) -> Tip {
@@ -126,52 +89,51 @@ impl Handle {
         }
     }
 
-    /// Takes the exclusive lock on the current file at the path and brings the cached state up
-    /// to date with it. On `Err` the lock is not held.
-    fn lock(&mut self) -> Result<()> {
+    /// Takes the exclusive lock on the current file at the name and brings the cached state
+    /// up to date with it. On `Err` the lock is not held.
+    fn lock(&mut self, tree: &Tree<F>) -> Result<()> {
         loop {
-            self.file
-                .lock()
+            tree.fs
+                .lock(&self.file, LockKind::Exclusive)
                 .map_err(|e| Error::io("lock", &self.path, e))?;
-            match self.refresh() {
+            match self.refresh(&tree.fs) {
                 Ok(true) => return Ok(()),
                 Ok(false) => {
-                    // Replaced or deleted while we waited: follow the path.
-                    let _ = self.file.unlock();
-                    self.file = match open_append(&self.path) {
-                        Ok(f) => f,
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                            return Err(self.not_found())
-                        }
-                        Err(e) => return Err(Error::io("open", &self.path, e)),
-                    };
+                    // Replaced or deleted while we waited: follow the name, from the root (the
+                    // session itself may have been deleted and made again).
+                    let _ = tree.fs.unlock(&self.file);
+                    self.file = tree
+                        .open_identity(self.identity, Access::Append)?
+                        .ok_or_else(|| self.not_found())?;
                     self.header = None;
                 }
                 Err(e) => {
-                    let _ = self.file.unlock();
+                    let _ = tree.fs.unlock(&self.file);
                     return Err(e);
                 }
             }
         }
     }
 
-    /// Under the lock: `Ok(false)` if the open file is no longer the one at the path.
-    fn refresh(&mut self) -> Result<bool> {
-        let (size, links) =
-            size_and_links(&self.file).map_err(|e| Error::io("stat", &self.path, e))?;
+    /// Under the lock: `Ok(false)` if the open file is no longer the one at the name.
+    fn refresh(&mut self, fs: &F) -> Result<bool> {
+        let (size, links) = fs
+            .size_and_links(&self.file)
+            .map_err(|e| Error::io("stat", &self.path, e))?;
         if links == 0 {
             return Ok(false);
         }
         let (header_end, known) = match &self.header {
             Some((_, end)) => (*end, (self.tail.committed, self.tail.count)),
             None => {
-                let (header, end) = read_header(&self.file, &self.path, self.identity)?;
+                let (header, end) = self.reader(fs).header(self.identity)?;
                 self.header = Some((header, end));
                 self.tail = TailState {
                     committed: end,
                     count: 0,
                     torn: 0,
                 };
+                self.durable = 0;
                 (end, (end, 0))
             }
         };
@@ -184,38 +146,54 @@ impl Handle {
             } else {
                 (header_end, 0)
             };
-            self.tail = probe_tail(&self.file, &self.path, size, known)?;
+            self.tail = self.reader(fs).tail(size, known)?;
+            self.durable = self.durable.min(self.tail.count);
         }
         Ok(true)
     }
 
     /// Runs `f` with the exclusive lock held and the state fresh.
-    pub(crate) fn locked<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        self.lock()?;
+    pub(crate) fn locked<T>(
+        &mut self,
+        tree: &Tree<F>,
+        f: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        self.lock(tree)?;
         let result = f(self);
-        let _ = self.file.unlock();
+        let _ = tree.fs.unlock(&self.file);
         result
     }
 
     pub(crate) fn check_poison(&self) -> Result<()> {
         match &self.poisoned {
-            Some(cause) => Err(Error::Poisoned {
+            Some(poison) => Err(Error::Poisoned {
                 path: self.path.clone(),
-                cause: cause.clone(),
+                op: poison.op,
+                source: Arc::clone(&poison.source),
             }),
             None => Ok(()),
         }
     }
 
+    /// Marks the file's state unknown from now on: `op` failed with `error`.
+    pub(crate) fn poison(&mut self, op: &'static str, error: &io::Error) {
+        self.poisoned = Some(Poison {
+            op,
+            source: Arc::new(copy_of(error)),
+        });
+    }
+
     /// Appends `entries` as one `write(2)`, under the lock. `expected` is the detector's tip.
     pub(crate) fn append(
         &mut self,
+        tree: &Tree<F>,
         entries: &[Prepared<'_>],
         expected: Option<Tip>,
         sync: bool,
     ) -> Result<Tip> {
         self.check_poison()?;
-        self.locked(|h| {
+        let fs = &tree.fs;
+        self.locked(tree, |h| {
             let tip = h.tip();
             if let Some(expected) = expected {
                 if expected != tip {
@@ -229,57 +207,60 @@ impl Handle {
             if entries.is_empty() {
                 return Ok(tip);
             }
-            h.buf.clear();
-            for (seq, entry) in (tip.count..).zip(entries) {
-                entry.encode(seq, &mut h.buf)?;
+            // This writer frames version-1 lines only; a file of another version gets none.
+            if let Some((header, _)) = &h.header {
+                if header.version() != Some(crate::codec::Version::NEW_FILES) {
+                    return Err(Error::UnsupportedVersion {
+                        path: h.path.clone(),
+                        found: header.annals,
+                        supported: 1,
+                    });
+                }
             }
+            h.buf.clear();
+            let version = h.header.as_ref().map_or(0, |(header, _)| header.annals);
+            let write = WriteMeta {
+                first_seq: tip.count,
+                appended_ms: write_time(version),
+                durable_below: h.durable,
+            };
+            encode_write(&write, entries, &mut h.buf)?;
             if h.tail.torn > 0 {
                 // A crash left an unterminated line; it was never committed. Remove it so that
                 // the new line does not glue onto it. Safe: we hold the exclusive lock.
-                h.faults
-                    .check(FaultPoint::TornTailCut, &h.path)
-                    .and_then(|()| h.file.set_len(h.tail.committed))
+                fs.set_len(&h.file, h.tail.committed)
                     .map_err(|e| Error::io("remove torn tail of", &h.path, e))?;
-                h.faults.observe(&IoOp::SetLen {
-                    path: &h.path,
-                    len: h.tail.committed,
-                });
                 h.tail.torn = 0;
             }
-            h.write_all_once()?;
-            if sync {
-                h.sync_data()?;
-            }
+            h.write_all_once(fs)?;
             h.tail.committed += h.buf.len() as u64;
             h.tail.count += entries.len() as u64;
-            h.faults
-                .check(FaultPoint::AppendDone, &h.path)
-                .map_err(|e| Error::io("append to", &h.path, e))?;
+            if sync {
+                h.sync_data(fs)?;
+            }
             Ok(h.tip())
         })
     }
 
     /// Makes everything written to the file durable: one `fdatasync`. Sticky: after a failure
     /// the handle is poisoned and never synced again.
-    pub(crate) fn sync(&mut self) -> Result<()> {
+    pub(crate) fn sync(&mut self, fs: &F) -> Result<()> {
         self.check_poison()?;
-        self.sync_data()
+        self.sync_data(fs)
     }
 
-    fn sync_data(&mut self) -> Result<()> {
-        let synced = self
-            .faults
-            .check(FaultPoint::AppendSync, &self.path)
-            .and_then(|()| self.file.sync_data());
-        match synced {
+    fn sync_data(&mut self, fs: &F) -> Result<()> {
+        // What is in the file now; a concurrent writer's later lines are not covered.
+        let covered = self.tail.count;
+        match fs.sync_data(&self.file) {
             Ok(()) => {
-                self.faults.observe(&IoOp::Sync { path: &self.path });
+                self.durable = covered;
                 Ok(())
             }
+            // Never retried: after a failed fsync the kernel may have dropped the dirty
+            // pages, and a second fsync could report success for lost data.
             Err(e) => {
-                // Never retried: after a failed fsync the kernel may have dropped the dirty
-                // pages, and a second fsync could report success for lost data.
-                self.poisoned = Some(e.to_string());
+                self.poison("fsync", &e);
                 Err(Error::io("fsync", &self.path, e))
             }
         }
@@ -288,27 +269,8 @@ impl Handle {
     /// One `write(2)` of the whole buffer. A short or failed write is rolled back (cut to the
     /// committed length, which only removes bytes of this write since we hold the lock), so it
     /// never becomes a committed line.
-    fn write_all_once(&mut self) -> Result<()> {
-        let outcome = loop {
-            let attempt = match self.faults.write_check(FaultPoint::AppendWrite, &self.path) {
-                Ok(WriteLen::All) => self.file.write(&self.buf),
-                Ok(WriteLen::Short(n)) => self
-                    .file
-                    .write(self.buf.get(..n.min(self.buf.len())).unwrap_or_default()),
-                Err(e) => Err(e),
-            };
-            match attempt {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => break other,
-            }
-        };
-        if let Ok(n) = outcome {
-            self.faults.observe(&IoOp::Append {
-                path: &self.path,
-                data: self.buf.get(..n).unwrap_or_default(),
-            });
-        }
-        let error = match outcome {
+    fn write_all_once(&mut self, fs: &F) -> Result<()> {
+        let error = match fs.append(&self.file, &self.buf) {
             Ok(n) if n == self.buf.len() => return Ok(()),
             Ok(n) => io::Error::new(
                 io::ErrorKind::WriteZero,
@@ -316,22 +278,19 @@ impl Handle {
             ),
             Err(e) => e,
         };
-        let rolled_back = self
-            .faults
-            .check(FaultPoint::Rollback, &self.path)
-            .and_then(|()| self.file.set_len(self.tail.committed));
-        if rolled_back.is_ok() {
-            self.faults.observe(&IoOp::SetLen {
-                path: &self.path,
-                len: self.tail.committed,
-            });
-        }
-        if let Err(rollback) = rolled_back {
-            self.poisoned = Some(format!(
-                "append failed ({error}) and its rollback failed too ({rollback})"
-            ));
+        if let Err(rollback) = fs.set_len(&self.file, self.tail.committed) {
+            self.poison("rollback of a failed append", &rollback);
         }
         Err(Error::io("append to", &self.path, error))
+    }
+}
+
+/// A copy of an `io::Error` that keeps what a caller tests: its `errno` if it has one, else its
+/// kind and words.
+fn copy_of(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
     }
 }
 
@@ -339,7 +298,7 @@ impl Handle {
 mod tests {
     use std::io::Write;
 
-    use crate::codec::encode_entry;
+    use crate::codec::{encode_entry, Frame};
     use crate::{Error, FsStore, SegmentId, SessionId, Store, StoreExt, Tip};
 
     /// Found by the `store_ops` fuzz target: a writer that had seen a torn tail trusted its
@@ -360,9 +319,9 @@ mod tests {
             .unwrap();
 
         let mut line = Vec::new();
-        encode_entry(1, r#"{"n":2}"#, &mut line).unwrap();
+        encode_entry(&Frame::v1(1), r#"{"n":2}"#, &mut line).unwrap();
         let mut crashed = Vec::new();
-        encode_entry(1, r#"{"torn":true}"#, &mut crashed).unwrap();
+        encode_entry(&Frame::v1(1), r#"{"torn":true}"#, &mut crashed).unwrap();
         std::fs::OpenOptions::new()
             .append(true)
             .open(a.segment_path(session, segment))

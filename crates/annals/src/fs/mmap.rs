@@ -1,4 +1,5 @@
-//! The mapped fast path for verification. The only module with `unsafe`.
+//! The mapped fast path for verification, used by [`OsFs`](super::OsFs) only. The only module
+//! with `unsafe`.
 
 #![allow(
     unsafe_code,
@@ -6,28 +7,24 @@
 )]
 
 use std::fs::File;
-use std::path::Path;
+use std::io;
 
 use memmap2::{Advice, Mmap, MmapOptions, UncheckedAdvice};
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// Maps the first `len` bytes of `file` read-only.
 ///
 /// `len` must be a committed length: it ends right after a newline and was read under the
 /// segment's shared lock (see `FsStore::verify`).
-pub(crate) fn map_committed(file: &File, len: u64, path: &Path) -> Result<Option<Mmap>> {
+pub(crate) fn map_committed(file: &File, len: u64) -> io::Result<Option<Mmap>> {
     if len == 0 {
         return Ok(None);
     }
     let len = usize::try_from(len).map_err(|_| {
-        Error::io(
-            "map",
-            path,
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "file larger than the address space",
-            ),
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "file larger than the address space",
         )
     })?;
     // SAFETY: the mapping is sound as long as no byte of it changes or disappears while it is
@@ -40,8 +37,7 @@ pub(crate) fn map_committed(file: &File, len: u64, path: &Path) -> Result<Option
     // over the old one, which leaves the mapped inode, and so this mapping, intact. Other
     // programs that truncate annals files in place break this promise; docs/DURABILITY.md
     // says so.
-    let map =
-        unsafe { MmapOptions::new().len(len).map(file) }.map_err(|e| Error::io("map", path, e))?;
+    let map = unsafe { MmapOptions::new().len(len).map(file) }?;
     // Only a hint; a failure changes nothing.
     let _ = map.advise(Advice::Sequential);
     Ok(Some(map))

@@ -1,337 +1,34 @@
-//! Reading files: the streaming line splitter that feeds the [`Checker`], header and tail
-//! probes, and the mapping between checker outcomes and errors. Never writes.
+//! Reading files through the seam: the streaming reader that feeds the [`Checker`] bounded
+//! buffers, and the header and tail probes. Never writes; every verdict on what the bytes mean
+//! is `scan.rs`'s.
 
-use std::fs::File;
-use std::io::Read;
 use std::ops::ControlFlow;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::codec::{self, Header, FORMAT_VERSION, MAX_LINE};
+use super::seam::FileSystem;
+use crate::codec::{self, Header, MAX_LINE};
 use crate::error::CorruptReason;
-use crate::scan::{Checker, Delivery, Identity, Stop};
+use crate::scan::{self, feed, stop_to_error, Checker, HeaderFault, Identity, LineSink};
 use crate::{Error, Result, ScanReport};
 
-/// Receives what the checker delivers, in file order; `Break` ends the scan there.
-pub(crate) type LineSink<'a> = dyn FnMut(Delivery<'_>) -> Result<ControlFlow<()>> + 'a;
-
-/// `Read` over a file by positioned reads, so that it never moves (or depends on) the
-/// descriptor's shared offset.
-pub(crate) struct ReadAt<'f> {
-    file: &'f File,
-    pos: u64,
+/// An open file as a reader reads it: positioned reads through the seam, so that it never
+/// moves (or depends on) a descriptor's shared offset, and its path for errors.
+pub(crate) struct Reader<'a, F: FileSystem> {
+    pub(crate) fs: &'a F,
+    pub(crate) file: &'a F::File,
+    pub(crate) path: &'a Path,
 }
 
-impl<'f> ReadAt<'f> {
-    pub(crate) fn new(file: &'f File) -> Self {
-        Self::at(file, 0)
-    }
-
-    pub(crate) fn at(file: &'f File, pos: u64) -> Self {
-        Self { file, pos }
+impl<F: FileSystem> Clone for Reader<'_, F> {
+    fn clone(&self) -> Self {
+        *self
     }
 }
 
-impl Read for ReadAt<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.file.read_at(buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
+impl<F: FileSystem> Copy for Reader<'_, F> {}
 
 /// Read buffer of the streaming reader: replay memory stays at about this much per scan.
 const BUF: usize = 256 * 1024;
-
-pub(crate) fn stop_to_error(stop: Stop, path: &Path) -> Error {
-    match stop {
-        Stop::Corrupt {
-            line,
-            offset,
-            reason,
-        } => Error::Corrupt {
-            path: path.to_path_buf(),
-            line,
-            offset,
-            reason,
-        },
-        Stop::Version(found) => Error::UnsupportedVersion {
-            path: path.to_path_buf(),
-            found,
-            supported: FORMAT_VERSION,
-        },
-    }
-}
-
-/// Feeds the complete lines of `buf` (which starts at file offset `base`) to the checker and
-/// the sink. Returns how many bytes were consumed (up to and including the last newline), or
-/// `Break` if the sink asked to stop.
-pub(crate) fn feed(
-    buf: &[u8],
-    base: u64,
-    checker: &mut Checker,
-    sink: &mut LineSink<'_>,
-    path: &Path,
-) -> Result<ControlFlow<(), usize>> {
-    let mut start = 0;
-    for nl in memchr::memchr_iter(b'\n', buf) {
-        let line = buf.get(start..nl).unwrap_or_default();
-        match checker.line(base + start as u64, line) {
-            Ok(Some(delivery)) => {
-                if sink(delivery)?.is_break() {
-                    return Ok(ControlFlow::Break(()));
-                }
-            }
-            Ok(None) => {}
-            Err(stop) => return Err(stop_to_error(stop, path)),
-        }
-        start = nl + 1;
-    }
-    Ok(ControlFlow::Continue(start))
-}
-
-/// Scans the first `len` bytes of `reader` with bounded memory. Lines longer than the limit
-/// are skipped (and reported) without being buffered.
-pub(crate) fn scan_stream(
-    reader: impl Read,
-    len: u64,
-    checker: Checker,
-    sink: &mut LineSink<'_>,
-    path: &Path,
-) -> Result<(ScanReport, Option<Header>)> {
-    scan_stream_from(reader, 0, len, checker, sink, path)
-}
-
-/// [`scan_stream`] of a reader positioned at byte `start` of a file of `len` bytes.
-pub(crate) fn scan_stream_from(
-    mut reader: impl Read,
-    start: u64,
-    len: u64,
-    mut checker: Checker,
-    sink: &mut LineSink<'_>,
-    path: &Path,
-) -> Result<(ScanReport, Option<Header>)> {
-    let mut buf = vec![0u8; BUF];
-    let mut filled = 0usize;
-    let mut base = start;
-    let mut remaining = len.saturating_sub(start);
-    // An over-long line being skipped: where it started and how long it is so far.
-    let mut skipping: Option<(u64, u64)> = None;
-    loop {
-        let want = usize::try_from(remaining)
-            .unwrap_or(usize::MAX)
-            .min(BUF - filled);
-        let n = if want == 0 {
-            0
-        } else {
-            let slot = buf.get_mut(filled..filled + want).unwrap_or_default();
-            match reader.read(slot) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io("read", path, e)),
-            }
-        };
-        if n == 0 {
-            // End of the snapshot, or the file shrank under us: what we have is all there is.
-            remaining = 0;
-        }
-        filled += n;
-        remaining -= n as u64;
-        let window = buf.get(..filled).unwrap_or_default();
-        let mut start = 0;
-        if let Some((at, so_far)) = skipping {
-            match memchr::memchr(b'\n', window) {
-                Some(nl) => {
-                    checker
-                        .oversize(at, so_far + nl as u64)
-                        .map_err(|s| stop_to_error(s, path))?;
-                    skipping = None;
-                    start = nl + 1;
-                }
-                None => {
-                    skipping = Some((at, so_far + filled as u64));
-                    start = filled;
-                }
-            }
-        }
-        if skipping.is_none() {
-            let rest = window.get(start..).unwrap_or_default();
-            match feed(rest, base + start as u64, &mut checker, sink, path)? {
-                ControlFlow::Continue(consumed) => start += consumed,
-                ControlFlow::Break(()) => return Ok(checker.stopped(len)),
-            }
-        }
-        let left = filled - start;
-        if skipping.is_none() && left >= MAX_LINE {
-            skipping = Some((base + start as u64, left as u64));
-            start = filled;
-        }
-        if remaining == 0 {
-            let tail = buf.get(start..filled).unwrap_or_default();
-            let result = match skipping {
-                Some((at, so_far)) => checker.tail(at, &[], so_far),
-                None => checker.tail(base + start as u64, tail, tail.len() as u64),
-            };
-            result.map_err(|s| stop_to_error(s, path))?;
-            return checker.finish(len).map_err(|s| stop_to_error(s, path));
-        }
-        buf.copy_within(start..filled, 0);
-        base += start as u64;
-        filled -= start;
-    }
-}
-
-/// Scans an in-memory image of the committed part of a file (the mapped fast path), then the
-/// unterminated `tail` (its first bytes; `tail_len` in all) that follows it.
-pub(crate) fn scan_slice(
-    bytes: &[u8],
-    tail: &[u8],
-    tail_len: u64,
-    mut checker: Checker,
-    sink: &mut LineSink<'_>,
-    path: &Path,
-) -> Result<(ScanReport, Option<Header>)> {
-    let end = match feed(bytes, 0, &mut checker, sink, path)? {
-        ControlFlow::Continue(end) => end,
-        ControlFlow::Break(()) => return Ok(checker.stopped(bytes.len() as u64 + tail_len)),
-    };
-    let leftover = bytes.get(end..).unwrap_or_default();
-    let (tail, tail_len) = if leftover.is_empty() {
-        (tail, tail_len)
-    } else {
-        (leftover, leftover.len() as u64 + tail_len)
-    };
-    finish_scan(checker, end as u64, tail, tail_len, path)
-}
-
-/// Ends a scan whose complete lines (up to `end`) were fed: the unterminated tail, then the
-/// report.
-pub(crate) fn finish_scan(
-    mut checker: Checker,
-    end: u64,
-    tail: &[u8],
-    tail_len: u64,
-    path: &Path,
-) -> Result<(ScanReport, Option<Header>)> {
-    checker
-        .tail(end, tail, tail_len)
-        .map_err(|s| stop_to_error(s, path))?;
-    checker
-        .finish(end + tail_len)
-        .map_err(|s| stop_to_error(s, path))
-}
-
-/// Finds where to start reading for the entries from sequence number `target` on, by binary
-/// search over line boundaries between `start` (the end of the header) and `len`: O(log n)
-/// positioned reads of at most two lines each. Returns a line start whose entry has a sequence
-/// number below `target` (or `start` itself) and that sequence number, with at most about 64
-/// KiB of lines between it and the target. `None` if a probe met a line that does not check
-/// out: the caller then reads from the start, which reports the damage properly.
-pub(crate) fn seek_seq(
-    file: &File,
-    path: &Path,
-    start: u64,
-    len: u64,
-    target: u64,
-) -> Result<Option<(u64, u64)>> {
-    const CLOSE_ENOUGH: u64 = 64 * 1024;
-    let window = 2 * MAX_LINE + 1;
-    let (mut lo, mut lo_seq, mut hi) = (start, 0u64, len);
-    let mut buf = vec![0u8; window];
-    while hi.saturating_sub(lo) > CLOSE_ENOUGH {
-        let mid = lo + (hi - lo) / 2;
-        let n = read_at_most(file, &mut buf, mid, path)?;
-        let bytes = buf.get(..n).unwrap_or_default();
-        let Some(nl) = memchr::memchr(b'\n', bytes) else {
-            return Ok(None);
-        };
-        let line_start = mid + nl as u64 + 1;
-        if line_start >= hi {
-            hi = mid;
-            continue;
-        }
-        let rest = bytes.get(nl + 1..).unwrap_or_default();
-        let Some(end) = memchr::memchr(b'\n', rest) else {
-            return Ok(None);
-        };
-        match codec::check_entry_line(rest.get(..end).unwrap_or_default()) {
-            Ok(line) if line.seq < target => {
-                lo = line_start;
-                lo_seq = line.seq;
-            }
-            Ok(_) => hi = line_start,
-            Err(_) => return Ok(None),
-        }
-    }
-    Ok(Some((lo, lo_seq)))
-}
-
-/// End of the last complete line of a file of `size` bytes (0 if it has none), reading
-/// backwards in 64 KiB steps.
-pub(crate) fn committed_end(file: &File, path: &Path, size: u64) -> Result<u64> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut end = size;
-    while end > 0 {
-        let start = end.saturating_sub(buf.len() as u64);
-        let slot = buf
-            .get_mut(..usize::try_from(end - start).unwrap_or(0))
-            .unwrap_or_default();
-        let n = read_at_most(file, slot, start, path)?;
-        if let Some(nl) = memchr::memrchr(b'\n', slot.get(..n).unwrap_or_default()) {
-            return Ok(start + nl as u64 + 1);
-        }
-        end = start;
-    }
-    Ok(0)
-}
-
-/// Reads and checks the header (line 1) of an open file.
-pub(crate) fn read_header(file: &File, path: &Path, identity: Identity) -> Result<(Header, u64)> {
-    let mut buf = vec![0u8; MAX_LINE];
-    let n = read_at_most(file, &mut buf, 0, path)?;
-    let bytes = buf.get(..n).unwrap_or_default();
-    let corrupt = |reason| Error::Corrupt {
-        path: path.to_path_buf(),
-        line: 1,
-        offset: 0,
-        reason,
-    };
-    let nl = memchr::memchr(b'\n', bytes).ok_or_else(|| corrupt(CorruptReason::MissingHeader))?;
-    let header = codec::decode_header(bytes.get(..nl).unwrap_or_default()).map_err(corrupt)?;
-    if header.annals != u64::from(FORMAT_VERSION) {
-        return Err(Error::UnsupportedVersion {
-            path: path.to_path_buf(),
-            found: header.annals,
-            supported: FORMAT_VERSION,
-        });
-    }
-    if (header.kind, header.session, header.segment)
-        != (identity.kind, identity.session, identity.segment)
-    {
-        return Err(corrupt(CorruptReason::WrongIdentity {
-            expected: format!(
-                "{:?} {}/{}",
-                identity.kind, identity.session, identity.segment
-            ),
-            found: format!("{:?} {}/{}", header.kind, header.session, header.segment),
-        }));
-    }
-    Ok((header, nl as u64 + 1))
-}
-
-pub(crate) fn read_at_most(file: &File, buf: &mut [u8], offset: u64, path: &Path) -> Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        let slot = buf.get_mut(done..).unwrap_or_default();
-        match file.read_at(slot, offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io("read", path, e)),
-        }
-    }
-    Ok(done)
-}
 
 /// The end of a file as a writer needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,147 +41,334 @@ pub(crate) struct TailState {
     pub torn: u64,
 }
 
-/// Finds the committed end and the entry count of a file of `size` bytes from its last
-/// complete line, reading at most two lines' worth of bytes: O(1) in the file's size.
-/// `known` is a line boundary with its entry count (the header end, or a writer's last state)
-/// that the window may start at.
-pub(crate) fn probe_tail(
-    file: &File,
-    path: &Path,
-    size: u64,
-    known: (u64, u64),
-) -> Result<TailState> {
-    let (known_end, known_count) = known;
-    let window = 2 * MAX_LINE as u64 + 1;
-    let start = if size.saturating_sub(known_end) <= window {
-        known_end
-    } else {
-        size - window
-    };
-    let mut buf = vec![0u8; usize::try_from(size - start).unwrap_or(0)];
-    let n = read_at_most(file, &mut buf, start, path)?;
-    buf.truncate(n);
-    let size = start + n as u64;
-    let Some(last_nl) = memchr::memrchr(b'\n', &buf) else {
-        return tail_only(file, start == known_end, known, size, &buf, path);
-    };
-    let committed = start + last_nl as u64 + 1;
-    let torn = size - committed;
-    if torn > 0 && !codec::is_plausible_torn_tail(buf.get(last_nl + 1..).unwrap_or_default()) {
-        return Err(Error::Corrupt {
-            path: path.to_path_buf(),
-            line: line_number_at(file, path, committed)?,
-            offset: committed,
-            reason: CorruptReason::BadTail { len: torn },
-        });
-    }
-    if committed == known_end {
-        return Ok(TailState {
-            committed,
-            count: known_count,
-            torn,
-        });
-    }
-    let line_start = match memchr::memrchr(b'\n', buf.get(..last_nl).unwrap_or_default()) {
-        Some(prev) => prev + 1,
-        None if start == known_end => 0,
-        None => {
-            // The last line began before the window: find where, so that the error names its
-            // real position and length (error path only, so the backward scan is affordable).
-            let line_start = committed_end(file, path, start)?;
-            return Err(Error::Corrupt {
-                path: path.to_path_buf(),
-                line: line_number_at(file, path, line_start)?,
-                offset: line_start,
-                reason: CorruptReason::TooLong {
-                    len: committed - 1 - line_start,
-                },
-            });
+impl<F: FileSystem> Reader<'_, F> {
+    /// Scans bytes `start..len` of the file (a line boundary, or 0 for the whole file) with
+    /// bounded memory, feeding the checker. Lines longer than the limit are skipped (and
+    /// reported) without being buffered.
+    pub(crate) fn scan(
+        &self,
+        start: u64,
+        len: u64,
+        mut checker: Checker,
+        sink: &mut LineSink<'_>,
+    ) -> Result<(ScanReport, Option<Header>)> {
+        let path = self.path;
+        let mut buf = vec![0u8; BUF];
+        let mut next = start;
+        let mut filled = 0usize;
+        let mut base = start;
+        let mut remaining = len.saturating_sub(start);
+        // An over-long line being skipped: where it started and how long it is so far.
+        let mut skipping: Option<(u64, u64)> = None;
+        loop {
+            let want = usize::try_from(remaining)
+                .unwrap_or(usize::MAX)
+                .min(BUF - filled);
+            let n = if want == 0 {
+                0
+            } else {
+                let slot = buf.get_mut(filled..filled + want).unwrap_or_default();
+                let n = self
+                    .fs
+                    .read_at(self.file, slot, next)
+                    .map_err(|e| Error::io("read", path, e))?;
+                next += n as u64;
+                n
+            };
+            if n == 0 {
+                // End of the snapshot, or the file shrank under us: what we have is all there is.
+                remaining = 0;
+            }
+            filled += n;
+            remaining -= n as u64;
+            let window = buf.get(..filled).unwrap_or_default();
+            let mut start = 0;
+            if let Some((at, so_far)) = skipping {
+                match memchr::memchr(b'\n', window) {
+                    Some(nl) => {
+                        checker
+                            .oversize(at, so_far + nl as u64)
+                            .map_err(|s| stop_to_error(s, path))?;
+                        skipping = None;
+                        start = nl + 1;
+                    }
+                    None => {
+                        skipping = Some((at, so_far + filled as u64));
+                        start = filled;
+                    }
+                }
+            }
+            if skipping.is_none() {
+                let rest = window.get(start..).unwrap_or_default();
+                match feed(rest, base + start as u64, &mut checker, sink, path)? {
+                    ControlFlow::Continue(consumed) => start += consumed,
+                    ControlFlow::Break(()) => return Ok(checker.stopped(len)),
+                }
+            }
+            let left = filled - start;
+            if skipping.is_none() && left >= MAX_LINE {
+                skipping = Some((base + start as u64, left as u64));
+                start = filled;
+            }
+            if remaining == 0 {
+                let tail = buf.get(start..filled).unwrap_or_default();
+                let result = match skipping {
+                    Some((at, so_far)) => checker.tail(at, &[], so_far),
+                    None => checker.tail(base + start as u64, tail, tail.len() as u64),
+                };
+                result.map_err(|s| stop_to_error(s, path))?;
+                return checker.finish(len).map_err(|s| stop_to_error(s, path));
+            }
+            buf.copy_within(start..filled, 0);
+            base += start as u64;
+            filled -= start;
         }
-    };
-    let line = buf.get(line_start..last_nl).unwrap_or_default();
-    let offset = start + line_start as u64;
-    let corrupt = |reason| -> Result<TailState> {
-        Err(Error::Corrupt {
-            path: path.to_path_buf(),
-            line: line_number_at(file, path, offset)?,
-            offset,
-            reason,
-        })
-    };
-    match codec::check_entry(line) {
-        Ok((seq, _)) => Ok(TailState {
-            committed,
-            count: seq.saturating_add(1),
-            torn,
-        }),
-        Err(CorruptReason::UnexpectedHeader) if offset == 0 => Ok(TailState {
-            committed,
-            count: 0,
-            torn,
-        }),
-        Err(reason) => corrupt(reason),
     }
-}
 
-fn tail_only(
-    file: &File,
-    from_known: bool,
-    known: (u64, u64),
-    size: u64,
-    buf: &[u8],
-    path: &Path,
-) -> Result<TailState> {
-    let (known_end, known_count) = known;
-    if from_known && known_end > 0 && codec::is_plausible_torn_tail(buf) {
-        return Ok(TailState {
-            committed: known_end,
-            count: known_count,
-            torn: size - known_end,
-        });
+    /// Finds where to start reading for the entries from sequence number `target` on, by binary
+    /// search over line boundaries between `start` (the end of the header) and `len`: O(log n)
+    /// positioned reads of at most two lines each. Returns a line start whose entry has a sequence
+    /// number below `target` (or `start` itself) and that sequence number, with at most about 64
+    /// KiB of lines between it and the target. `None` if a probe met a line that does not check
+    /// out: the caller then reads from the start, which reports the damage properly.
+    pub(crate) fn seek_seq(&self, start: u64, len: u64, target: u64) -> Result<Option<(u64, u64)>> {
+        const CLOSE_ENOUGH: u64 = 64 * 1024;
+        let window = 2 * MAX_LINE + 1;
+        let (mut lo, mut lo_seq, mut hi) = (start, 0u64, len);
+        let mut buf = vec![0u8; window];
+        while hi.saturating_sub(lo) > CLOSE_ENOUGH {
+            let mid = lo + (hi - lo) / 2;
+            let n = self.read_at_most(&mut buf, mid)?;
+            let bytes = buf.get(..n).unwrap_or_default();
+            let Some(nl) = memchr::memchr(b'\n', bytes) else {
+                return Ok(None);
+            };
+            let line_start = mid + nl as u64 + 1;
+            if line_start >= hi {
+                hi = mid;
+                continue;
+            }
+            let rest = bytes.get(nl + 1..).unwrap_or_default();
+            let Some(end) = memchr::memchr(b'\n', rest) else {
+                return Ok(None);
+            };
+            match codec::check_entry_line(rest.get(..end).unwrap_or_default()) {
+                Ok(line) if line.seq < target => {
+                    lo = line_start;
+                    lo_seq = line.seq;
+                }
+                Ok(_) => hi = line_start,
+                Err(_) => return Ok(None),
+            }
+        }
+        Ok(Some((lo, lo_seq)))
     }
-    if known_end == 0 {
-        return Err(Error::Corrupt {
-            path: path.to_path_buf(),
+
+    /// End of the last complete line of a file of `size` bytes (0 if it has none), reading
+    /// backwards in 64 KiB steps.
+    pub(crate) fn committed_end(&self, size: u64) -> Result<u64> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut end = size;
+        while end > 0 {
+            let start = end.saturating_sub(buf.len() as u64);
+            let slot = buf
+                .get_mut(..usize::try_from(end - start).unwrap_or(0))
+                .unwrap_or_default();
+            let n = self.read_at_most(slot, start)?;
+            if let Some(nl) = memchr::memrchr(b'\n', slot.get(..n).unwrap_or_default()) {
+                return Ok(start + nl as u64 + 1);
+            }
+            end = start;
+        }
+        Ok(0)
+    }
+
+    /// Reads and checks the header (line 1) of an open file.
+    pub(crate) fn header(&self, identity: Identity) -> Result<(Header, u64)> {
+        let mut buf = vec![0u8; MAX_LINE];
+        let n = self.read_at_most(&mut buf, 0)?;
+        let bytes = buf.get(..n).unwrap_or_default();
+        let corrupt = |reason| Error::Corrupt {
+            path: self.path.to_path_buf(),
             line: 1,
             offset: 0,
-            reason: CorruptReason::MissingHeader,
-        });
-    }
-    // A window that started past the known boundary holds no newline: the unterminated bytes
-    // begin after the last newline before it, which may lie far back (error path only).
-    let committed = if from_known {
-        known_end
-    } else {
-        committed_end(file, path, size - buf.len() as u64)?
-    };
-    Err(Error::Corrupt {
-        path: path.to_path_buf(),
-        line: line_number_at(file, path, committed)?,
-        offset: committed,
-        reason: CorruptReason::BadTail {
-            len: size - committed,
-        },
-    })
-}
-
-/// 1-based number of the line starting at `offset` (error paths only: reads the file up to
-/// `offset`).
-pub(crate) fn line_number_at(file: &File, path: &Path, offset: u64) -> Result<u64> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut pos = 0u64;
-    let mut lines = 1u64;
-    while pos < offset {
-        let want = usize::try_from(offset - pos)
-            .unwrap_or(usize::MAX)
-            .min(buf.len());
-        let slot = buf.get_mut(..want).unwrap_or_default();
-        let n = read_at_most(file, slot, pos, path)?;
-        if n == 0 {
-            break;
+            reason,
+        };
+        let nl =
+            memchr::memchr(b'\n', bytes).ok_or_else(|| corrupt(CorruptReason::MissingHeader))?;
+        match scan::check_header(bytes.get(..nl).unwrap_or_default(), Some(identity)) {
+            Ok(header) => Ok((header, nl as u64 + 1)),
+            Err(HeaderFault::Version(found)) => {
+                Err(stop_to_error(scan::Stop::Version(found), self.path))
+            }
+            Err(HeaderFault::Corrupt { reason, .. }) => Err(corrupt(reason)),
         }
-        lines += memchr::memchr_iter(b'\n', slot.get(..n).unwrap_or_default()).count() as u64;
-        pos += n as u64;
     }
-    Ok(lines)
+
+    pub(crate) fn read_at_most(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
+        let mut done = 0;
+        while done < buf.len() {
+            let slot = buf.get_mut(done..).unwrap_or_default();
+            match self.fs.read_at(self.file, slot, offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("read", self.path, e)),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Finds the committed end and the entry count of a file of `size` bytes from its last
+    /// complete line, reading at most two lines' worth of bytes: O(1) in the file's size.
+    /// `known` is a line boundary with its entry count (the header end, or a writer's last state)
+    /// that the window may start at.
+    pub(crate) fn tail(&self, size: u64, known: (u64, u64)) -> Result<TailState> {
+        let (known_end, known_count) = known;
+        let window = 2 * MAX_LINE as u64 + 1;
+        let start = if size.saturating_sub(known_end) <= window {
+            known_end
+        } else {
+            size - window
+        };
+        let mut buf = vec![0u8; usize::try_from(size - start).unwrap_or(0)];
+        let n = self.read_at_most(&mut buf, start)?;
+        buf.truncate(n);
+        let size = start + n as u64;
+        let Some(last_nl) = memchr::memrchr(b'\n', &buf) else {
+            return self.tail_only(start == known_end, known, size, &buf);
+        };
+        let committed = start + last_nl as u64 + 1;
+        let torn = size - committed;
+        if torn > 0 && !scan::is_torn_tail(buf.get(last_nl + 1..).unwrap_or_default(), torn) {
+            return Err(Error::Corrupt {
+                path: self.path.to_path_buf(),
+                line: self.line_number_at(committed)?,
+                offset: committed,
+                reason: CorruptReason::BadTail { len: torn },
+            });
+        }
+        if committed == known_end {
+            return Ok(TailState {
+                committed,
+                count: known_count,
+                torn,
+            });
+        }
+        let line_start = match memchr::memrchr(b'\n', buf.get(..last_nl).unwrap_or_default()) {
+            Some(prev) => prev + 1,
+            None if start == known_end => 0,
+            None => {
+                // The last line began before the window: find where, so that the error names its
+                // real position and length (error path only, so the backward scan is affordable).
+                let line_start = self.committed_end(start)?;
+                return Err(Error::Corrupt {
+                    path: self.path.to_path_buf(),
+                    line: self.line_number_at(line_start)?,
+                    offset: line_start,
+                    reason: CorruptReason::TooLong {
+                        len: committed - 1 - line_start,
+                    },
+                });
+            }
+        };
+        let line = buf.get(line_start..last_nl).unwrap_or_default();
+        let offset = start + line_start as u64;
+        let corrupt = |reason| -> Result<TailState> {
+            Err(Error::Corrupt {
+                path: self.path.to_path_buf(),
+                line: self.line_number_at(offset)?,
+                offset,
+                reason,
+            })
+        };
+        match codec::check_entry(line) {
+            Ok((seq, _)) => Ok(TailState {
+                committed,
+                count: seq.saturating_add(1),
+                torn,
+            }),
+            Err(CorruptReason::UnexpectedHeader) if offset == 0 => Ok(TailState {
+                committed,
+                count: 0,
+                torn,
+            }),
+            Err(reason) => corrupt(reason),
+        }
+    }
+
+    fn tail_only(
+        &self,
+        from_known: bool,
+        known: (u64, u64),
+        size: u64,
+        buf: &[u8],
+    ) -> Result<TailState> {
+        let (known_end, known_count) = known;
+        if from_known && known_end > 0 && scan::is_torn_tail(buf, size - known_end) {
+            return Ok(TailState {
+                committed: known_end,
+                count: known_count,
+                torn: size - known_end,
+            });
+        }
+        if known_end == 0 {
+            return Err(Error::Corrupt {
+                path: self.path.to_path_buf(),
+                line: 1,
+                offset: 0,
+                reason: CorruptReason::MissingHeader,
+            });
+        }
+        // A window that started past the known boundary holds no newline: the unterminated bytes
+        // begin after the last newline before it, which may lie far back (error path only).
+        let committed = if from_known {
+            known_end
+        } else {
+            self.committed_end(size - buf.len() as u64)?
+        };
+        Err(Error::Corrupt {
+            path: self.path.to_path_buf(),
+            line: self.line_number_at(committed)?,
+            offset: committed,
+            reason: CorruptReason::BadTail {
+                len: size - committed,
+            },
+        })
+    }
+
+    /// 1-based number of the line starting at `offset` (error paths only: reads the file up to
+    /// `offset`).
+    pub(crate) fn line_number_at(&self, offset: u64) -> Result<u64> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut pos = 0u64;
+        let mut lines = 1u64;
+        while pos < offset {
+            let want = usize::try_from(offset - pos)
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            let slot = buf.get_mut(..want).unwrap_or_default();
+            let n = self.read_at_most(slot, pos)?;
+            if n == 0 {
+                break;
+            }
+            lines += memchr::memchr_iter(b'\n', slot.get(..n).unwrap_or_default()).count() as u64;
+            pos += n as u64;
+        }
+        Ok(lines)
+    }
+
+    /// End of the first line (the header), for copying the lines after it.
+    pub(crate) fn first_line_end(&self) -> Result<u64> {
+        let mut buf = vec![0u8; MAX_LINE];
+        let n = self.read_at_most(&mut buf, 0)?;
+        memchr::memchr(b'\n', buf.get(..n).unwrap_or_default())
+            .map(|p| p as u64 + 1)
+            .ok_or_else(|| Error::Corrupt {
+                path: self.path.to_path_buf(),
+                line: 1,
+                offset: 0,
+                reason: CorruptReason::MissingHeader,
+            })
+    }
 }

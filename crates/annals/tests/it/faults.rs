@@ -1,15 +1,18 @@
-//! Fault injection: every named point of the filesystem store, made to fail with EIO or ENOSPC,
-//! to write short, or to crash the process. For each, what the caller saw is a clear error, no
-//! acknowledged append is lost, no unacknowledged one appears half-written, the store reopens and
-//! replays, and the next append works (on a new store where the old one is poisoned).
+//! Fault injection: calls through the filesystem store's I/O seam (`FaultFs`), made to fail
+//! with EIO or ENOSPC, to write short, or to crash the process before or after them. For each,
+//! what the caller saw is a clear error, no acknowledged append is lost, no unacknowledged one
+//! appears half-written, the store reopens and replays, and the next append works (on a new
+//! store where the old one is poisoned).
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
+use annals::testing::support::{entry, TempStore};
 use annals::{
-    Durability, Error, FailNth, Fault, FaultPoint, FsOptions, FsStore, SegmentId, SessionId, Store,
-    StoreExt,
+    Call, CountCalls, Durability, Error, FailNth, Fault, FaultFs, FaultPlan, FsOptions, FsStore,
+    Op, OsFs, SegmentId, SessionId, Store, StoreExt, Tip,
 };
 use serde_json::{json, Value};
 
@@ -20,13 +23,34 @@ fn options(durability: Durability) -> FsOptions {
     }
 }
 
-fn faulty(root: &Path, durability: Durability, point: FaultPoint, fault: Fault) -> FsStore {
-    let plan = Arc::new(FailNth::new(point, 0, fault));
-    FsStore::open_with_faults(root, options(durability), plan).unwrap()
+/// A temporary file of a crash-atomic create or rewrite (`.{stem}.{uuid}.tmp`).
+fn is_temp(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "tmp")
 }
 
-fn entry(n: u64) -> Value {
-    json!({ "n": n, "text": format!("entry number {n}") })
+/// A segment's log (not a temporary file, a trace or a blob).
+fn is_log(path: &Path) -> bool {
+    let name = path.file_name().unwrap().to_string_lossy();
+    name.ends_with(".jsonl") && !name.ends_with(".trace.jsonl") && !name.starts_with('.')
+}
+
+/// The `nth` call of kind `op` on a segment's log.
+fn on_log(op: Op, nth: u64, fault: Fault) -> FailNth {
+    FailNth::new(op, nth, fault).only(is_log)
+}
+
+/// The `nth` call of kind `op` on a temporary file.
+fn on_temp(op: Op, nth: u64, fault: Fault) -> FailNth {
+    FailNth::new(op, nth, fault).only(is_temp)
+}
+
+fn faulty(root: &Path, durability: Durability, plan: impl FaultPlan + 'static) -> FsStore<FaultFs> {
+    FsStore::open_with_faults(root, options(durability), Arc::new(plan)).unwrap()
+}
+
+/// An entry too long for a line, kept as a blob.
+fn big(n: u64) -> Value {
+    json!({ "i": n, "text": "x".repeat(9000) })
 }
 
 /// Strict replay from a fresh store: returns the entries; panics on any damage.
@@ -66,12 +90,17 @@ fn io_error_names(err: &Error, op: &str, path_part: &str) {
 
 const ERRORS: [Fault; 3] = [Fault::Eio, Fault::Enospc, Fault::ShortWrite(7)];
 
+fn errno(fault: Fault) -> i32 {
+    match fault {
+        Fault::Enospc => 28,
+        _ => 5,
+    }
+}
+
 /// A segment with three acknowledged entries, written without faults.
-fn seeded(root: &Path) -> (SessionId, SegmentId) {
+fn seeded(t: &TempStore) -> (SessionId, SegmentId) {
     let (session, segment) = (SessionId::new(), SegmentId::new());
-    let store = FsStore::open(root).unwrap();
-    store
-        .create(session, segment, &[entry(0), entry(1), entry(2)])
+    t.create(session, segment, &[entry(0), entry(1), entry(2)])
         .unwrap();
     (session, segment)
 }
@@ -79,14 +108,9 @@ fn seeded(root: &Path) -> (SessionId, SegmentId) {
 #[test]
 fn a_failed_or_short_append_write_is_rolled_back_and_the_next_append_works() {
     for fault in ERRORS {
-        let dir = tempfile::tempdir().unwrap();
-        let (session, segment) = seeded(dir.path());
-        let store = faulty(
-            dir.path(),
-            Durability::Buffered,
-            FaultPoint::AppendWrite,
-            fault,
-        );
+        let t = TempStore::new();
+        let (session, segment) = seeded(&t);
+        let store = faulty(t.root(), Durability::Buffered, on_log(Op::Append, 0, fault));
         let err = store.append(session, segment, &entry(3)).unwrap_err();
         io_error_names(&err, "append to", &segment.to_string());
 
@@ -96,7 +120,7 @@ fn a_failed_or_short_append_write_is_rolled_back_and_the_next_append_works() {
             "{fault:?}: {report:?}"
         );
         assert_eq!(
-            replay_fresh(dir.path(), session, segment),
+            replay_fresh(t.root(), session, segment),
             vec![entry(0), entry(1), entry(2)]
         );
 
@@ -105,26 +129,29 @@ fn a_failed_or_short_append_write_is_rolled_back_and_the_next_append_works() {
             tip.count, 4,
             "{fault:?}: the same store appends again after a rollback"
         );
-        assert_eq!(replay_fresh(dir.path(), session, segment).len(), 4);
+        assert_eq!(replay_fresh(t.root(), session, segment).len(), 4);
     }
 }
 
 #[test]
 fn a_failed_fsync_poisons_the_file_until_the_store_is_reopened() {
     for fault in [Fault::Eio, Fault::Enospc] {
-        let dir = tempfile::tempdir().unwrap();
-        let (session, segment) = seeded(dir.path());
-        let store = faulty(dir.path(), Durability::Sync, FaultPoint::AppendSync, fault);
+        let t = TempStore::new();
+        let (session, segment) = seeded(&t);
+        let store = faulty(t.root(), Durability::Sync, on_log(Op::SyncData, 0, fault));
         let err = store.append(session, segment, &entry(3)).unwrap_err();
         io_error_names(&err, "fsync", &segment.to_string());
 
-        // Sticky: never retried, whatever is asked next.
+        // Sticky: never retried, whatever is asked next; the cause keeps its errno.
         for _ in 0..3 {
             let again = store.append(session, segment, &entry(4)).unwrap_err();
-            assert!(
-                matches!(again, Error::Poisoned { .. }),
-                "{fault:?}: {again:?}"
-            );
+            match &again {
+                Error::Poisoned { op, source, .. } => {
+                    assert_eq!(*op, "fsync");
+                    assert_eq!(source.raw_os_error(), Some(errno(fault)), "{again}");
+                }
+                other => panic!("{fault:?}: {other:?}"),
+            }
             assert!(again.to_string().contains("fsync"), "{again}");
         }
         assert!(matches!(
@@ -133,14 +160,14 @@ fn a_failed_fsync_poisons_the_file_until_the_store_is_reopened() {
         ));
 
         // The unacknowledged line is whole or absent, never half; acknowledged ones are there.
-        let after = replay_fresh(dir.path(), session, segment);
+        let after = replay_fresh(t.root(), session, segment);
         assert_eq!(after[..3], [entry(0), entry(1), entry(2)]);
         assert!(after.len() <= 4);
 
-        let reopened = FsStore::open_with(dir.path(), options(Durability::Sync)).unwrap();
+        let reopened = FsStore::open_with(t.root(), options(Durability::Sync)).unwrap();
         reopened.append(session, segment, &entry(9)).unwrap();
         assert_eq!(
-            replay_fresh(dir.path(), session, segment).last(),
+            replay_fresh(t.root(), session, segment).last(),
             Some(&entry(9))
         );
     }
@@ -148,22 +175,22 @@ fn a_failed_fsync_poisons_the_file_until_the_store_is_reopened() {
 
 #[test]
 fn a_failed_rollback_poisons_and_leaves_only_an_ignorable_torn_tail() {
-    let dir = tempfile::tempdir().unwrap();
-    let (session, segment) = seeded(dir.path());
+    let t = TempStore::new();
+    let (session, segment) = seeded(&t);
     // The write is short, then cutting it fails too.
     #[derive(Debug)]
     struct ShortThenNoRollback;
-    impl annals::FaultPlan for ShortThenNoRollback {
-        fn at(&self, point: FaultPoint, _: &Path) -> Option<Fault> {
-            match point {
-                FaultPoint::AppendWrite => Some(Fault::ShortWrite(11)),
-                FaultPoint::Rollback => Some(Fault::Eio),
+    impl FaultPlan for ShortThenNoRollback {
+        fn at(&self, call: &Call<'_>) -> Option<Fault> {
+            match call.op {
+                Op::Append => Some(Fault::ShortWrite(11)),
+                Op::SetLen => Some(Fault::Eio),
                 _ => None,
             }
         }
     }
     let store = FsStore::open_with_faults(
-        dir.path(),
+        t.root(),
         FsOptions::default(),
         Arc::new(ShortThenNoRollback),
     )
@@ -175,53 +202,50 @@ fn a_failed_rollback_poisons_and_leaves_only_an_ignorable_torn_tail() {
         Error::Poisoned { .. }
     ));
 
-    let fresh = FsStore::open(dir.path()).unwrap();
+    let fresh = FsStore::open(t.root()).unwrap();
     let report = fresh.verify(session, segment).unwrap();
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.torn_tail.map(|t| t.len), Some(11));
     assert_eq!(fresh.read::<Value>(session, segment).unwrap().len(), 3);
     fresh.append(session, segment, &entry(3)).unwrap();
-    assert_eq!(replay_fresh(dir.path(), session, segment).len(), 4);
+    assert_eq!(replay_fresh(t.root(), session, segment).len(), 4);
     assert!(fresh.verify(session, segment).unwrap().torn_tail.is_none());
 }
 
 #[test]
 fn a_torn_tail_that_cannot_be_cut_fails_the_append_and_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let (session, segment) = seeded(dir.path());
-    let path = FsStore::open(dir.path())
-        .unwrap()
-        .segment_path(session, segment);
+    let t = TempStore::new();
+    let (session, segment) = seeded(&t);
+    let path = t.segment_path(session, segment);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes.extend_from_slice(b"{\"crc\":\"0");
     std::fs::write(&path, &bytes).unwrap();
 
     let store = faulty(
-        dir.path(),
+        t.root(),
         Durability::Buffered,
-        FaultPoint::TornTailCut,
-        Fault::Eio,
+        on_log(Op::SetLen, 0, Fault::Eio),
     );
     let err = store.append(session, segment, &entry(3)).unwrap_err();
     io_error_names(&err, "remove torn tail of", &segment.to_string());
     assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing written");
 
     store.append(session, segment, &entry(3)).unwrap();
-    assert_eq!(replay_fresh(dir.path(), session, segment).len(), 4);
+    assert_eq!(replay_fresh(t.root(), session, segment).len(), 4);
     assert!(store.verify(session, segment).unwrap().torn_tail.is_none());
 }
 
 #[test]
 fn a_create_that_fails_before_the_link_leaves_no_segment_and_no_temp_file() {
-    for point in [
-        FaultPoint::TempWrite,
-        FaultPoint::TempSync,
-        FaultPoint::Link,
-    ] {
+    for point in [Op::Append, Op::SyncData, Op::Link] {
         for fault in ERRORS {
-            let dir = tempfile::tempdir().unwrap();
+            let t = TempStore::new();
             let (session, segment) = (SessionId::new(), SegmentId::new());
-            let store = faulty(dir.path(), Durability::Buffered, point, fault);
+            let plan = match point {
+                Op::Link => FailNth::new(point, 0, fault),
+                _ => on_temp(point, 0, fault),
+            };
+            let store = faulty(t.root(), Durability::Buffered, plan);
             let err = store.create(session, segment, &[entry(0)]).unwrap_err();
             assert!(
                 matches!(err, Error::Io { .. }),
@@ -231,28 +255,26 @@ fn a_create_that_fails_before_the_link_leaves_no_segment_and_no_temp_file() {
                 !store.exists(session, segment).unwrap(),
                 "{point:?}/{fault:?}"
             );
-            no_temp_files_left(dir.path(), session);
+            no_temp_files_left(t.root(), session);
             store.create(session, segment, &[entry(0)]).unwrap();
-            assert_eq!(replay_fresh(dir.path(), session, segment), vec![entry(0)]);
+            assert_eq!(replay_fresh(t.root(), session, segment), vec![entry(0)]);
         }
     }
 }
 
 #[test]
 fn a_truncate_that_fails_before_the_rename_changes_nothing() {
-    for point in [
-        FaultPoint::TempWrite,
-        FaultPoint::TempSync,
-        FaultPoint::Rename,
-    ] {
+    for point in [Op::Append, Op::SyncData, Op::Rename] {
         for fault in ERRORS {
-            let dir = tempfile::tempdir().unwrap();
-            let (session, segment) = seeded(dir.path());
-            let path = FsStore::open(dir.path())
-                .unwrap()
-                .segment_path(session, segment);
+            let t = TempStore::new();
+            let (session, segment) = seeded(&t);
+            let path = t.segment_path(session, segment);
             let before = std::fs::read(&path).unwrap();
-            let store = faulty(dir.path(), Durability::Buffered, point, fault);
+            let plan = match point {
+                Op::Rename => FailNth::new(point, 0, fault),
+                _ => on_temp(point, 0, fault),
+            };
+            let store = faulty(t.root(), Durability::Buffered, plan);
             let err = store.truncate(session, segment, 1).unwrap_err();
             assert!(
                 matches!(err, Error::Io { .. }),
@@ -260,7 +282,7 @@ fn a_truncate_that_fails_before_the_rename_changes_nothing() {
             );
             assert_eq!(std::fs::read(&path).unwrap(), before, "{point:?}/{fault:?}");
             assert_eq!(store.tip(session, segment).unwrap().generation, 0);
-            no_temp_files_left(dir.path(), session);
+            no_temp_files_left(t.root(), session);
             assert_eq!(store.append(session, segment, &entry(3)).unwrap().count, 4);
         }
     }
@@ -268,13 +290,12 @@ fn a_truncate_that_fails_before_the_rename_changes_nothing() {
 
 #[test]
 fn a_failed_directory_sync_after_a_rewrite_poisons_the_segment() {
-    let dir = tempfile::tempdir().unwrap();
-    let (session, segment) = seeded(dir.path());
+    let t = TempStore::new();
+    let (session, segment) = seeded(&t);
     let store = faulty(
-        dir.path(),
+        t.root(),
         Durability::Buffered,
-        FaultPoint::DirSync,
-        Fault::Eio,
+        FailNth::new(Op::SyncDir, 0, Fault::Eio),
     );
     let err = store.truncate(session, segment, 1).unwrap_err();
     io_error_names(&err, "fsync directory", &session.to_string());
@@ -284,7 +305,7 @@ fn a_failed_directory_sync_after_a_rewrite_poisons_the_segment() {
     ));
     // The rename happened; whether it is durable is what is unknown. A new store sees a whole
     // segment either way, and can append.
-    let fresh = FsStore::open(dir.path()).unwrap();
+    let fresh = FsStore::open(t.root()).unwrap();
     let entries: Vec<Value> = fresh.read(session, segment).unwrap();
     assert_eq!(entries, vec![entry(0)]);
     fresh.append(session, segment, &entry(1)).unwrap();
@@ -292,23 +313,450 @@ fn a_failed_directory_sync_after_a_rewrite_poisons_the_segment() {
 
 #[test]
 fn a_failed_directory_sync_after_a_create_reports_the_error_and_leaves_a_whole_segment() {
-    let dir = tempfile::tempdir().unwrap();
+    let t = TempStore::new();
     let (session, segment) = (SessionId::new(), SegmentId::new());
     // Fail the second directory sync (the first one is the new session directory's).
-    let plan = Arc::new(FailNth::new(FaultPoint::DirSync, 1, Fault::Eio));
-    let store = FsStore::open_with_faults(dir.path(), FsOptions::default(), plan).unwrap();
+    let store = faulty(
+        t.root(),
+        Durability::Buffered,
+        FailNth::new(Op::SyncDir, 1, Fault::Eio),
+    );
     let err = store.create(session, segment, &[entry(0)]).unwrap_err();
     io_error_names(&err, "fsync directory", &session.to_string());
-    assert_eq!(replay_fresh(dir.path(), session, segment), vec![entry(0)]);
-    no_temp_files_left(dir.path(), session);
+    assert_eq!(replay_fresh(t.root(), session, segment), vec![entry(0)]);
+    no_temp_files_left(t.root(), session);
+}
+
+#[test]
+fn a_failed_sync_keeps_its_errno_poisons_the_segment_and_is_never_retried() {
+    for fault in [Fault::Eio, Fault::Enospc] {
+        let t = TempStore::new();
+        let (session, segment) = seeded(&t);
+        let plan = Arc::new(on_log(Op::SyncData, 0, fault));
+        let store =
+            FsStore::open_with_faults(t.root(), FsOptions::default(), plan.clone()).unwrap();
+        store.append(session, segment, &entry(3)).unwrap();
+        let err = store.sync(session, segment).unwrap_err();
+        io_error_names(&err, "fsync", &segment.to_string());
+        let Error::Io { source, .. } = &err else {
+            unreachable!()
+        };
+        assert_eq!(source.raw_os_error(), Some(errno(fault)));
+        for again in [
+            store.sync(session, segment).unwrap_err(),
+            store.append(session, segment, &entry(4)).unwrap_err(),
+            store
+                .fork(session, segment, 1, SegmentId::new())
+                .unwrap_err(),
+            store.repair(session, segment, false).unwrap_err(),
+        ] {
+            match &again {
+                Error::Poisoned { op, source, .. } => {
+                    assert_eq!(*op, "fsync");
+                    assert_eq!(source.raw_os_error(), Some(errno(fault)));
+                }
+                other => panic!("{fault:?}: {other:?}"),
+            }
+        }
+        assert_eq!(plan.hits(), 1, "the failed fsync was tried again");
+        // The acknowledged append is in the page cache, whole.
+        assert_eq!(replay_fresh(t.root(), session, segment).len(), 4);
+    }
+}
+
+// ---- every call of repair, delete_session and gc, failing ----------------------------------
+
+/// Runs `operation` once on a fresh fixture with its calls counted, then once for every call
+/// it makes that changes the medium, each time on a fresh fixture and with that call failing
+/// with EIO and then ENOSPC; `check` judges what is left. Returns how many runs failed a call.
+fn fail_each_call<X>(
+    setup: impl Fn(&TempStore) -> X,
+    operation: impl Fn(&FsStore<FaultFs>, &X) -> annals::Result<()>,
+    check: impl Fn(&TempStore, &X, &annals::Result<()>, &str),
+) -> usize {
+    let counted = TempStore::new();
+    let x = setup(&counted);
+    let counts = Arc::new(CountCalls::default());
+    let store = FsStore::open_on(
+        FaultFs::new(OsFs, counts.clone()),
+        counted.root(),
+        FsOptions::default(),
+    )
+    .unwrap();
+    operation(&store, &x).unwrap();
+    let mut runs = 0;
+    for op in Op::ALL.into_iter().filter(|op| op.changes_media()) {
+        for nth in 0..counts.count(op) {
+            for fault in [Fault::Eio, Fault::Enospc] {
+                let t = TempStore::new();
+                let x = setup(&t);
+                let store = faulty(t.root(), Durability::Buffered, FailNth::new(op, nth, fault));
+                let outcome = operation(&store, &x);
+                drop(store);
+                check(
+                    &t,
+                    &x,
+                    &outcome,
+                    &format!("{op:?}#{nth} {fault:?}: {outcome:?}"),
+                );
+                runs += 1;
+            }
+        }
+    }
+    assert!(runs > 0);
+    runs
+}
+
+/// The names in a session directory that start with `prefix`.
+fn names_with(t: &TempStore, session: SessionId, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(t.root().join(session.to_string()))
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A damaged segment for repair: five entries (one kept as a blob), then either a torn tail
+/// (`torn`) or a flipped byte in the fourth entry's line. Returns the bytes a repair drops.
+fn damaged(t: &TempStore, torn: bool) -> (SessionId, SegmentId, Vec<u8>) {
+    let (session, segment) = (SessionId::new(), SegmentId::new());
+    t.create(
+        session,
+        segment,
+        &[entry(0), big(1), entry(2), entry(3), entry(4)],
+    )
+    .unwrap();
+    let path = t.segment_path(session, segment);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let cut = if torn {
+        let at = bytes.len();
+        bytes.extend_from_slice(b"{\"crc\":\"0f");
+        at
+    } else {
+        let at = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b == b'\n')
+            .nth(3)
+            .map(|(i, _)| i + 1)
+            .unwrap();
+        bytes[at + 30] ^= 0x01;
+        at
+    };
+    std::fs::write(&path, &bytes).unwrap();
+    (session, segment, bytes[cut..].to_vec())
+}
+
+#[test]
+fn a_repair_failing_at_any_call_loses_no_byte_and_a_later_repair_finishes_it() {
+    let mut runs = 0;
+    for torn in [true, false] {
+        let kept = if torn { 5 } else { 3 };
+        runs += fail_each_call(
+            |t| damaged(t, torn),
+            |store, (session, segment, _)| store.repair(*session, *segment, false).map(|_| ()),
+            |t, (session, segment, dropped), outcome, context| {
+                // The dropped bytes are at the end of the segment or in a backup, whole.
+                let log = std::fs::read(t.segment_path(*session, *segment)).unwrap();
+                let prefix = format!("{segment}.jsonl.dropped-");
+                let saved = names_with(t, *session, &prefix).iter().any(|name| {
+                    std::fs::read(t.root().join(session.to_string()).join(name)).unwrap()
+                        == *dropped
+                });
+                assert!(log.ends_with(dropped) || saved, "{context}: bytes lost");
+                if outcome.is_ok() {
+                    assert!(saved && !log.ends_with(dropped), "{context}");
+                }
+                no_temp_files_left(t.root(), *session);
+                // Whatever happened, a fresh store repairs (or finds repaired) and keeps what
+                // came before the damage.
+                let fresh = t.open_another();
+                fresh.repair(*session, *segment, false).unwrap();
+                let report = fresh.verify(*session, *segment).unwrap();
+                assert!(report.is_clean() && report.torn_tail.is_none(), "{context}");
+                assert_eq!(
+                    fresh.entry_count(*session, *segment).unwrap(),
+                    kept,
+                    "{context}"
+                );
+            },
+        );
+    }
+    println!("{runs} repairs failed at a call");
+}
+
+#[test]
+fn a_delete_failing_at_any_call_leaves_the_session_whole_or_gone_and_others_untouched() {
+    let runs = fail_each_call(
+        |t| {
+            let (doomed, kept) = (SessionId::new(), SessionId::new());
+            let segment = SegmentId::new();
+            for session in [doomed, kept] {
+                t.create(session, segment, &[entry(0), big(1)]).unwrap();
+                t.append_trace(session, segment, &json!({"event": 1}))
+                    .unwrap();
+            }
+            (doomed, kept, segment)
+        },
+        |store, (doomed, _, _)| store.delete_session(*doomed),
+        |t, (doomed, kept, segment), outcome, context| {
+            let fresh = t.open_another();
+            let listed = fresh.list_sessions().unwrap();
+            assert!(listed.contains(kept), "{context}");
+            assert_eq!(
+                fresh.read::<Value>(*kept, *segment).unwrap().len(),
+                2,
+                "{context}"
+            );
+            if listed.contains(doomed) {
+                // Not renamed away: whole.
+                assert!(outcome.is_err(), "{context}");
+                assert_eq!(
+                    fresh.read::<Value>(*doomed, *segment).unwrap().len(),
+                    2,
+                    "{context}"
+                );
+                fresh.delete_session(*doomed).unwrap();
+            }
+            assert!(
+                !fresh.list_sessions().unwrap().contains(doomed),
+                "{context}"
+            );
+            assert!(!fresh.exists(*doomed, *segment).unwrap(), "{context}");
+        },
+    );
+    println!("{runs} deletes failed at a call");
+}
+
+#[test]
+fn a_gc_failing_at_any_call_removes_no_referenced_blob_and_a_later_gc_finishes_it() {
+    let runs = fail_each_call(
+        |t| {
+            let (session, segment) = (SessionId::new(), SegmentId::new());
+            t.create(session, segment, &[big(0), big(1), big(2), big(3)])
+                .unwrap();
+            t.truncate(session, segment, 2).unwrap();
+            (session, segment)
+        },
+        |store, (session, _)| store.gc_blobs(*session, false).map(|_| ()),
+        |t, (session, segment), _, context| {
+            let fresh = t.open_another();
+            let report = fresh.verify(*session, *segment).unwrap();
+            assert!(report.is_clean(), "{context}: {report:?}");
+            assert_eq!(
+                fresh.read::<Value>(*session, *segment).unwrap(),
+                [big(0), big(1)]
+            );
+            fresh.gc_blobs(*session, false).unwrap();
+            let after = fresh.gc_blobs(*session, true).unwrap();
+            assert_eq!((after.orphans.len(), after.kept), (0, 2), "{context}");
+        },
+    );
+    println!("{runs} garbage collections failed at a call");
+}
+
+// ---- races, made to happen exactly: the plan acts when the store reaches its lock ----------
+
+/// A plan that runs an action (another store's operation) when this store is about to take the
+/// exclusive lock of a segment's log, once it is armed.
+#[derive(Default)]
+struct AtLock {
+    armed: AtomicBool,
+    action: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for AtLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AtLock").finish_non_exhaustive()
+    }
+}
+
+impl AtLock {
+    fn arm(&self, action: impl FnOnce() + Send + 'static) {
+        *self.action.lock().unwrap() = Some(Box::new(action));
+        self.armed.store(true, Ordering::SeqCst);
+    }
+}
+
+impl FaultPlan for AtLock {
+    fn at(&self, call: &Call<'_>) -> Option<Fault> {
+        if call.op == Op::Lock && is_log(call.path) && self.armed.swap(false, Ordering::SeqCst) {
+            if let Some(action) = self.action.lock().unwrap().take() {
+                action();
+            }
+        }
+        None
+    }
+}
+
+/// A store whose segment handle is open, with a plan that can make a race happen at its lock.
+fn racing(
+    t: &TempStore,
+    session: SessionId,
+    segment: SegmentId,
+) -> (FsStore<FaultFs>, Arc<AtLock>) {
+    let plan = Arc::new(AtLock::default());
+    let store = FsStore::open_with_faults(t.root(), FsOptions::default(), plan.clone()).unwrap();
+    assert_eq!(store.append(session, segment, &entry(3)).unwrap().count, 4);
+    (store, plan)
+}
+
+#[test]
+fn an_append_waiting_for_the_lock_while_another_store_truncates_lands_in_the_new_file() {
+    let t = TempStore::new();
+    let (session, segment) = seeded(&t);
+    let (store, plan) = racing(&t, session, segment);
+    let other = t.open_another();
+    plan.arm(move || {
+        other.truncate(session, segment, 1).unwrap();
+    });
+    let tip = store.append(session, segment, &entry(9)).unwrap();
+    assert_eq!(
+        tip,
+        Tip {
+            count: 2,
+            generation: 1
+        }
+    );
+    assert_eq!(
+        replay_fresh(t.root(), session, segment),
+        [entry(0), entry(9)]
+    );
+    let report = t.verify(session, segment).unwrap();
+    assert!(
+        report.is_clean() && report.torn_tail.is_none(),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn a_conditional_append_racing_a_truncate_that_restores_the_count_is_refused() {
+    let t = TempStore::new();
+    let (session, segment) = seeded(&t);
+    let (store, plan) = racing(&t, session, segment);
+    let seen = store.tip(session, segment).unwrap();
+    let other = t.open_another();
+    plan.arm(move || {
+        // Same count again, new generation: only the generation tells.
+        other.truncate(session, segment, 3).unwrap();
+        other.append(session, segment, &entry(7)).unwrap();
+    });
+    let err = store
+        .append_if(
+            session,
+            segment,
+            seen,
+            &[annals::RawEntry::from_value(&entry(9)).unwrap()],
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::ConcurrentWriter { .. }), "{err:?}");
+    assert_eq!(
+        replay_fresh(t.root(), session, segment),
+        [entry(0), entry(1), entry(2), entry(7)]
+    );
+}
+
+#[test]
+fn an_append_waiting_for_the_lock_while_the_session_is_deleted_fails_and_writes_nothing() {
+    let t = TempStore::new();
+    let (session, segment) = seeded(&t);
+    let (store, plan) = racing(&t, session, segment);
+    let other = t.open_another();
+    plan.arm(move || other.delete_session(session).unwrap());
+    let err = store.append(session, segment, &entry(9)).unwrap_err();
+    assert!(matches!(err, Error::SegmentNotFound { .. }), "{err:?}");
+    let left: Vec<_> = std::fs::read_dir(t.root()).unwrap().collect();
+    assert!(left.is_empty(), "the deleted session left {left:?}");
 }
 
 // ---- crashes: the test binary re-executes itself as the child that crashes -------------------
 
 const CHILD_ENV: &str = "ANNALS_FAULT_CRASH_CHILD";
 
-/// The child's workload. It prints `begin OP` before and `ack OP` after every operation, so the
-/// parent knows what was acknowledged and what was in flight when the crash came.
+/// The crash workload, run by the child (and once in the parent, to count its calls). It says
+/// `begin OP` before and `ack OP` after every operation, so the parent knows what was
+/// acknowledged and what was in flight when the crash came. Besides appends and a truncate it
+/// syncs, spills a blob, collects it, repairs a torn tail and deletes a second session.
+fn workload(
+    store: &FsStore<FaultFs>,
+    session: SessionId,
+    segment: SegmentId,
+    say: &dyn Fn(String),
+) {
+    let torn_tail = || {
+        // As a crashed writer would leave it.
+        let path = store.segment_path(session, segment);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(b"{\"crc\":\"ab");
+        std::fs::write(&path, bytes).unwrap();
+    };
+    let step = |op: &str, f: &dyn Fn()| {
+        say(format!("begin {op}"));
+        f();
+        say(format!("ack {op}"));
+    };
+    step("create 2", &|| {
+        store
+            .create(session, segment, &[entry(0), entry(1)])
+            .unwrap();
+    });
+    torn_tail();
+    for n in 2..6 {
+        step(&format!("append {n}"), &|| {
+            store.append(session, segment, &entry(n)).unwrap();
+        });
+    }
+    step("truncate 3", &|| {
+        store.truncate(session, segment, 3).unwrap();
+    });
+    for n in 3..5 {
+        step(&format!("append {n}"), &|| {
+            store.append(session, segment, &entry(n)).unwrap();
+        });
+    }
+    step("sync 0", &|| store.sync(session, segment).unwrap());
+    step("big 5", &|| {
+        store.append(session, segment, &big(5)).unwrap();
+    });
+    step("truncate 5", &|| {
+        store.truncate(session, segment, 5).unwrap();
+    });
+    step("gc 0", &|| {
+        store.gc_blobs(session, false).unwrap();
+    });
+    torn_tail();
+    step("repair 0", &|| {
+        store.repair(session, segment, false).unwrap();
+    });
+    step("append 5", &|| {
+        store.append(session, segment, &entry(5)).unwrap();
+    });
+    let other = other_session(session);
+    step("other 0", &|| {
+        store.create(other, segment, &[big(0), entry(1)]).unwrap();
+    });
+    step("delete 0", &|| store.delete_session(other).unwrap());
+    say("done".into());
+}
+
+/// The workload's second session, derived from the first so that the parent knows it.
+fn other_session(session: SessionId) -> SessionId {
+    let mut bytes = *session.as_uuid().as_bytes();
+    bytes[15] ^= 0xff;
+    SessionId::from_uuid(uuid::Uuid::from_bytes(bytes))
+}
+
+fn durability_name(durability: Durability) -> &'static str {
+    if durability == Durability::Sync {
+        "sync"
+    } else {
+        "buffered"
+    }
+}
+
 #[test]
 fn crash_child() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
@@ -316,50 +764,30 @@ fn crash_child() {
     };
     let mut parts = spec.split(',');
     let root = parts.next().unwrap().to_string();
-    let point = point_by_name(parts.next().unwrap());
+    let op = op_by_name(parts.next().unwrap());
     let nth: u64 = parts.next().unwrap().parse().unwrap();
+    let fault = match parts.next().unwrap() {
+        "before" => Fault::Crash,
+        _ => Fault::CrashAfter,
+    };
     let durability = match parts.next().unwrap() {
         "sync" => Durability::Sync,
         _ => Durability::Buffered,
     };
     let session: SessionId = parts.next().unwrap().parse().unwrap();
     let segment: SegmentId = parts.next().unwrap().parse().unwrap();
-    let plan = Arc::new(FailNth::new(point, nth, Fault::Crash));
-    let store = FsStore::open_with_faults(&root, options(durability), plan).unwrap();
+    let store = faulty(Path::new(&root), durability, FailNth::new(op, nth, fault));
     let say = |line: String| {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         writeln!(out, "{line}").unwrap();
         out.flush().unwrap();
     };
-    say("begin create 2".into());
-    store
-        .create(session, segment, &[entry(0), entry(1)])
-        .unwrap();
-    say("ack create 2".into());
-    // A torn tail for the next append to cut, as a crashed writer would leave it.
-    let path = store.segment_path(session, segment);
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes.extend_from_slice(b"{\"crc\":\"ab");
-    std::fs::write(&path, bytes).unwrap();
-    for n in 2..6 {
-        say(format!("begin append {n}"));
-        store.append(session, segment, &entry(n)).unwrap();
-        say(format!("ack append {n}"));
-    }
-    say("begin truncate 3".into());
-    store.truncate(session, segment, 3).unwrap();
-    say("ack truncate 3".into());
-    for n in 3..5 {
-        say(format!("begin append {n}"));
-        store.append(session, segment, &entry(n)).unwrap();
-        say(format!("ack append {n}"));
-    }
-    say("done".into());
+    workload(&store, session, segment, &say);
 }
 
-fn point_by_name(name: &str) -> FaultPoint {
-    FaultPoint::ALL
+fn op_by_name(name: &str) -> Op {
+    Op::ALL
         .into_iter()
         .find(|p| format!("{p:?}") == name)
         .unwrap()
@@ -375,22 +803,26 @@ fn apply(model: &mut Vec<Value>, op: &str) {
     match verb {
         "create" => *model = (0..n).map(entry).collect(),
         "append" => model.push(entry(n)),
+        "big" => model.push(big(n)),
         "truncate" => model.truncate(usize::try_from(n).unwrap()),
+        // They change no entry of the segment.
+        "sync" | "gc" | "repair" | "other" | "delete" => {}
         other => panic!("unknown op {other}"),
     }
 }
 
-fn crash_at(point: FaultPoint, nth: u64, durability: Durability) {
+fn crash_at(op: Op, nth: u64, fault: Fault, durability: Durability) {
     let dir = tempfile::tempdir().unwrap();
     let (session, segment) = (SessionId::new(), SegmentId::new());
+    let when = if fault == Fault::Crash {
+        "before"
+    } else {
+        "after"
+    };
     let spec = format!(
-        "{},{point:?},{nth},{},{session},{segment}",
+        "{},{op:?},{nth},{when},{},{session},{segment}",
         dir.path().display(),
-        if durability == Durability::Sync {
-            "sync"
-        } else {
-            "buffered"
-        }
+        durability_name(durability),
     );
     let output = Command::new(std::env::current_exe().unwrap())
         .args([
@@ -404,11 +836,11 @@ fn crash_at(point: FaultPoint, nth: u64, durability: Durability) {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
+    let context = format!("crash {when} {op:?}#{nth} ({durability:?})");
     let finished = stdout.lines().any(|l| l == "done");
-    assert_eq!(
-        output.status.success(),
-        finished,
-        "{point:?}#{nth}: the child either crashed at the point or finished\n{stdout}"
+    assert!(
+        !output.status.success() && !finished,
+        "{context}: the child was to crash at that call, but it finished\n{stdout}"
     );
 
     let mut acked: Vec<Value> = Vec::new();
@@ -427,7 +859,8 @@ fn crash_at(point: FaultPoint, nth: u64, durability: Durability) {
         if store.exists(session, segment).unwrap() {
             assert_eq!(
                 store.read::<Value>(session, segment).unwrap(),
-                vec![entry(0), entry(1)]
+                vec![entry(0), entry(1)],
+                "{context}"
             );
         }
         return;
@@ -439,11 +872,11 @@ fn crash_at(point: FaultPoint, nth: u64, durability: Durability) {
 
     let store = FsStore::open(dir.path()).unwrap();
     let report = store.verify(session, segment).unwrap();
-    assert!(report.is_clean(), "{point:?}#{nth}: {report:?}");
+    assert!(report.is_clean(), "{context}: {report:?}");
     let found: Vec<Value> = store.read(session, segment).unwrap();
     assert!(
         found == acked || found == with_in_flight,
-        "{point:?}#{nth}: found {found:?}\nacked {acked:?}\nin flight {in_flight:?}"
+        "{context}: found {found:?}\nacked {acked:?}\nin flight {in_flight:?}"
     );
     let tip = store
         .append(session, segment, &json!("after the crash"))
@@ -451,25 +884,70 @@ fn crash_at(point: FaultPoint, nth: u64, durability: Durability) {
     assert_eq!(tip.count, found.len() as u64 + 1);
     let again: Vec<Value> = store.read(session, segment).unwrap();
     assert_eq!(again.last(), Some(&json!("after the crash")));
+
+    // The second session: whole or gone while its deletion was in flight, gone once it
+    // returned, and never half created.
+    let other = other_session(session);
+    let acked = |op: &str| stdout.lines().any(|l| l == format!("ack {op}"));
+    if acked("delete 0") {
+        assert!(
+            !store.list_sessions().unwrap().contains(&other),
+            "{context}"
+        );
+    } else if store.exists(other, segment).unwrap() {
+        let found: Vec<Value> = store.read(other, segment).unwrap();
+        assert_eq!(found, [big(0), entry(1)], "{context}");
+        assert!(
+            store.verify(other, segment).unwrap().is_clean(),
+            "{context}"
+        );
+    } else {
+        assert!(
+            !acked("other 0") || in_flight.as_deref() == Some("delete 0"),
+            "{context}: the second session vanished"
+        );
+    }
+}
+
+/// How many calls of each kind that changes the medium the workload makes, counted by running
+/// it once without faults.
+fn census(durability: Durability) -> Vec<(Op, u64)> {
+    let dir = tempfile::tempdir().unwrap();
+    let counts = Arc::new(CountCalls::default());
+    let store = FsStore::open_on(
+        FaultFs::new(OsFs, counts.clone()),
+        dir.path(),
+        options(durability),
+    )
+    .unwrap();
+    workload(&store, SessionId::new(), SegmentId::new(), &|_| {});
+    Op::ALL
+        .into_iter()
+        .filter(|op| op.changes_media())
+        .map(|op| (op, counts.count(op)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
 }
 
 #[test]
-fn a_crash_at_any_point_loses_no_acknowledged_entry_and_leaves_a_readable_log() {
-    // (point, how many times the workload reaches it, durability)
-    let cases = [
-        (FaultPoint::AppendWrite, 6, Durability::Buffered),
-        (FaultPoint::AppendDone, 6, Durability::Buffered),
-        (FaultPoint::AppendSync, 6, Durability::Sync),
-        (FaultPoint::TornTailCut, 1, Durability::Buffered),
-        (FaultPoint::TempWrite, 2, Durability::Buffered),
-        (FaultPoint::TempSync, 2, Durability::Buffered),
-        (FaultPoint::Link, 1, Durability::Buffered),
-        (FaultPoint::Rename, 1, Durability::Buffered),
-        (FaultPoint::DirSync, 3, Durability::Buffered),
-    ];
-    for (point, reached, durability) in cases {
-        for nth in 0..reached {
-            crash_at(point, nth, durability);
+fn a_crash_before_or_after_any_call_loses_no_acknowledged_entry_and_leaves_a_readable_log() {
+    let mut crashes = 0;
+    for durability in [Durability::Buffered, Durability::Sync] {
+        let calls = census(durability);
+        for (op, expected) in [(Op::Append, 8), (Op::SyncDir, 3), (Op::Rename, 1)] {
+            assert!(
+                calls.iter().any(|&(o, n)| o == op && n >= expected),
+                "the workload makes {expected} {op:?} calls or more: {calls:?}"
+            );
+        }
+        for (op, count) in calls {
+            for nth in 0..count {
+                for fault in [Fault::Crash, Fault::CrashAfter] {
+                    crash_at(op, nth, fault, durability);
+                    crashes += 1;
+                }
+            }
         }
     }
+    println!("{crashes} crashes, before and after every call that changes the medium");
 }

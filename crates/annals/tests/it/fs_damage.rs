@@ -13,7 +13,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use annals::codec::{self, PREFIX_LEN};
+use annals::codec::{self, Frame};
+use annals::unstable::{decode_header, PREFIX_LEN};
 use annals::{
     check_image, CorruptReason, Durability, Error, FileKind, FsOptions, FsStore, Header, Problem,
     RawEntry, ReplayOptions, ScanReport, SegmentId, SegmentWriter, SessionId, Store, StoreExt, Tip,
@@ -115,7 +116,7 @@ fn lines(bytes: &[u8]) -> Vec<Range<usize>> {
 
 fn entry_line(seq: u64, json: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    codec::encode_entry(seq, json, &mut out).unwrap();
+    codec::encode_entry(&Frame::v1(seq), json, &mut out).unwrap();
     out
 }
 
@@ -270,10 +271,11 @@ fn torn_tail_is_ignored_by_readers_and_removed_by_next_append() {
     let unfinished = entry_line(4, &entry(99).to_string());
     let torn = &unfinished[..25];
     append_bytes(&f.path, torn);
-    let expected_tail = Some(TornTail {
-        offset: committed.len() as u64,
-        len: torn.len() as u64,
-    });
+    let expected_tail = Some(TornTail::torn_line(
+        6,
+        committed.len() as u64,
+        torn.len() as u64,
+    ));
 
     for options in [ReplayOptions::strict(), ReplayOptions::tolerant()] {
         let (report, entries) = f.replay(options).unwrap();
@@ -360,10 +362,7 @@ fn a_file_cut_anywhere_inside_its_last_line_reads_as_a_torn_tail() {
         assert_eq!(seqs(&entries), vec![0, 1], "cut {cut}");
         assert_eq!(
             report.torn_tail,
-            Some(TornTail {
-                offset: last.start as u64,
-                len: cut as u64
-            }),
+            Some(TornTail::torn_line(4, last.start as u64, cut as u64)),
             "cut {cut}"
         );
         assert!(f.store.verify(f.session, f.segment).unwrap().is_clean());
@@ -394,10 +393,11 @@ fn repair_of_a_torn_tail_cuts_it_in_place_and_keeps_the_bytes_aside() {
     assert!(plan.first_problem.is_none());
     assert_eq!(
         plan.torn_tail,
-        Some(TornTail {
-            offset: committed.len() as u64,
-            len: torn_len as u64
-        })
+        Some(TornTail::torn_line(
+            5,
+            committed.len() as u64,
+            torn_len as u64
+        ))
     );
     let backup = plan.backup.expect("dropped bytes are saved");
     assert_eq!(
@@ -652,7 +652,15 @@ fn an_empty_file_is_reported_as_missing_its_header_and_nothing_writes_to_it() {
         .is_corruption());
     let listed = store.list_segments(f.session).unwrap();
     assert_eq!(listed.len(), 1);
-    assert!(listed[0].damage.is_some(), "{listed:?}");
+    assert_eq!(
+        listed[0].damage,
+        Some(annals::Damage::Corrupt(Problem {
+            line: 1,
+            offset: 0,
+            reason: CorruptReason::MissingHeader
+        })),
+        "{listed:?}"
+    );
     assert_eq!(f.bytes(), b"");
     assert_eq!(dir_names(&f.session_dir()).len(), 1);
 }
@@ -965,6 +973,65 @@ fn a_line_over_4096_bytes_with_a_correct_crc_is_too_long_and_leaves_a_gap() {
 // ---------------------------------------------------------------------------------------------
 // Headers that are not ours to read
 
+/// A segment file of format 2, as a writer that emits version-2 lines makes it: the header of
+/// `f`'s segment with `"annals":2`, then `n` single-entry writes, the first one durable.
+fn rewrite_as_version_2(f: &Fixture, n: u64) -> Vec<u8> {
+    let before = f.bytes();
+    let end = before.iter().position(|&b| b == b'\n').unwrap();
+    let mut header = decode_header(&before[..end]).unwrap();
+    header.annals = 2;
+    let mut bytes = Vec::new();
+    codec::encode_header(&header, &mut bytes).unwrap();
+    for seq in 0..n {
+        let marks = codec::Marks {
+            appended_ms: 1_700_000_000_000 + seq,
+            unsynced: seq.saturating_sub(1),
+            more: 0,
+        };
+        let json = entry(seq).to_string();
+        codec::encode_entry(&Frame::v2(seq, marks), &json, &mut bytes).unwrap();
+    }
+    fs::write(&f.path, &bytes).unwrap();
+    bytes
+}
+
+#[test]
+fn a_version_2_segment_is_read_with_its_times_and_forked_as_version_2_but_not_appended_to() {
+    let f = fixture(0);
+    let bytes = rewrite_as_version_2(&f, 3);
+    let store = f.fresh();
+    let mut times = Vec::new();
+    store
+        .replay_raw(f.session, f.segment, &ReplayOptions::strict(), &mut |e| {
+            times.push((e.seq, e.appended_ms));
+            Ok(std::ops::ControlFlow::Continue(()))
+        })
+        .unwrap();
+    assert_eq!(
+        times,
+        vec![
+            (0, Some(1_700_000_000_000)),
+            (1, Some(1_700_000_000_001)),
+            (2, Some(1_700_000_000_002))
+        ]
+    );
+    assert!(store.verify(f.session, f.segment).unwrap().is_clean());
+    assert_eq!(store.tip(f.session, f.segment).unwrap().count, 3);
+    // This build's writer frames version-1 lines only: it must not put one in this file.
+    match store.append(f.session, f.segment, &entry(3)) {
+        Err(Error::UnsupportedVersion { found: 2, .. }) => {}
+        other => panic!("expected UnsupportedVersion, got {other:?}"),
+    }
+    assert_eq!(f.bytes(), bytes);
+    // A fork copies the lines, so it keeps their version.
+    let fork = SegmentId::new();
+    store.fork(f.session, f.segment, 2, fork).unwrap();
+    let forked = fs::read(store.segment_path(f.session, fork)).unwrap();
+    let end = forked.iter().position(|&b| b == b'\n').unwrap();
+    assert_eq!(decode_header(&forked[..end]).unwrap().annals, 2);
+    assert_eq!(store.read::<Value>(f.session, fork).unwrap().len(), 2);
+}
+
 #[test]
 fn a_header_of_a_future_format_version_is_unsupported_everywhere_and_left_alone() {
     let f = fixture(0);
@@ -1019,10 +1086,10 @@ fn a_header_of_a_future_format_version_is_unsupported_everywhere_and_left_alone(
     );
     let listed = store.list_segments(f.session).unwrap();
     assert!(
-        listed[0]
-            .damage
-            .as_deref()
-            .is_some_and(|d| d.contains("version")),
+        matches!(
+            listed[0].damage,
+            Some(annals::Damage::UnsupportedVersion { found }) if found != u64::from(FORMAT_VERSION)
+        ),
         "{listed:?}"
     );
     assert_readers_leave_file_alone(&f);
@@ -1393,8 +1460,8 @@ fn truncate_keeps_kept_lines_byte_identical_and_bumps_the_generation() {
     for i in 1..7 {
         assert_eq!(after[new[i].clone()], before[old[i].clone()], "line {i}");
     }
-    let old_header = codec::decode_header(&before[old[0].start..old[0].end - 1]).unwrap();
-    let new_header = codec::decode_header(&after[new[0].start..new[0].end - 1]).unwrap();
+    let old_header = decode_header(&before[old[0].start..old[0].end - 1]).unwrap();
+    let new_header = decode_header(&after[new[0].start..new[0].end - 1]).unwrap();
     assert_eq!(new_header.generation, old_header.generation + 1);
     assert_eq!(
         Header {
@@ -1644,7 +1711,7 @@ fn this_build_encodes_the_v1_fixture_byte_for_byte() {
         let bytes = fs::read(store.segment_path(session, segment)).unwrap();
         let ranges = lines(&bytes);
         let header_line = &bytes[ranges[0].start..ranges[0].end - 1];
-        let header = codec::decode_header(header_line).unwrap();
+        let header = decode_header(header_line).unwrap();
         let mut again = Vec::new();
         codec::encode_header(&header, &mut again).unwrap();
         assert_eq!(again, &bytes[ranges[0].clone()], "header of {name}");

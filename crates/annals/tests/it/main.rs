@@ -14,6 +14,7 @@ mod blobs;
 mod conformance;
 mod faults;
 mod fs_damage;
+mod hostile;
 mod memory;
 mod model;
 mod multiprocess;

@@ -1,0 +1,240 @@
+//! The annals contenders. `annals` is the filesystem store with its default options; the
+//! others are other ways of appending (issue 13). Each has its opener here; one returns `None`
+//! until the API it needs exists (the writer lease), so that the harness, the tables and the
+//! report pick a contender up as soon as its opener is filled in — no other file needs to
+//! change.
+
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use annals::{
+    Durability, FsOptions, FsStore, RawEntry, ReplayOptions, SegmentId, SessionId, Store, StoreExt,
+};
+use annals_bench::entries::Message;
+use annals_bench::realshape::Event;
+use serde::de::DeserializeOwned;
+
+use crate::{Contender, Guarantee, LogId, Mode, Opener};
+
+/// The annals contenders that exist today, with their openers.
+#[must_use]
+pub fn available() -> Vec<(&'static str, Opener)> {
+    vec![
+        ("annals", open_annals),
+        ("annals_lease", open_annals_lease),
+        ("annals_turn_sync", open_annals_turn_sync),
+    ]
+}
+
+/// `FsStore` with default options (`Buffered` or `Sync`): one `append_raw` or
+/// `append_batch_raw` per append under the per-append lock, typed replay through
+/// `StoreExt::replay`. Several threads appending `Sync` to one segment get group commit
+/// here as soon as the write path has it; nothing in the harness changes.
+fn open_annals(dir: &Path, mode: Mode) -> Option<Box<dyn Contender>> {
+    Some(Box::new(AnnalsStore::open(dir, mode)))
+}
+
+/// Appending through a writer lease (issue 13: `Store::lease(session, segment, &LeaseOptions)`
+/// returning a `Lease` whose appends are just the `write(2)`, plus `fdatasync` in `Sync`).
+/// **To fill in** by the write-path track when the lease lands: open one lease per log in
+/// `new_log` and append through it; the rest can delegate to [`AnnalsStore`].
+fn open_annals_lease(_dir: &Path, _mode: Mode) -> Option<Box<dyn Contender>> {
+    None
+}
+
+/// A worker's turn: its entries appended `Buffered` one by one as they happen, then one
+/// `Store::sync(session, segment)` at the end of the turn, which makes the whole turn survive a
+/// power cut. Durable only (its buffered mode is `annals`): `append_batch` is a turn of
+/// `entries.len()` appends and one sync; `append` is a turn of one entry (append, then sync).
+fn open_annals_turn_sync(dir: &Path, mode: Mode) -> Option<Box<dyn Contender>> {
+    (mode == Mode::Durable).then(|| {
+        Box::new(AnnalsTurnSync(AnnalsStore::open(dir, Mode::Buffered))) as Box<dyn Contender>
+    })
+}
+
+/// See [`open_annals_turn_sync`].
+pub struct AnnalsTurnSync(AnnalsStore);
+
+impl AnnalsTurnSync {
+    fn sync(&self, log: LogId) {
+        let (session, segment) = self.0.ids(log);
+        self.0.store.sync(session, segment).expect("annals sync");
+    }
+}
+
+impl Contender for AnnalsTurnSync {
+    fn name(&self) -> &'static str {
+        "annals_turn_sync"
+    }
+
+    fn guarantee(&self) -> Guarantee {
+        Guarantee::PowerCut
+    }
+
+    fn config(&self) -> String {
+        "FsStore, Durability::Buffered appends, then Store::sync at the end of the turn".into()
+    }
+
+    fn new_log(&self) -> LogId {
+        self.0.new_log()
+    }
+
+    fn append(&self, log: LogId, seq: u64, entry: &RawEntry) {
+        self.0.append(log, seq, entry);
+        self.sync(log);
+    }
+
+    fn append_next(&self, log: LogId, entry: &RawEntry) {
+        self.0.append_next(log, entry);
+        self.sync(log);
+    }
+
+    fn append_batch(&self, log: LogId, seq: u64, entries: &[RawEntry]) {
+        for (i, e) in entries.iter().enumerate() {
+            self.0.append(log, seq + i as u64, e);
+        }
+        self.sync(log);
+    }
+
+    fn replay_messages(&self, log: LogId, f: &mut dyn FnMut(Message)) -> u64 {
+        self.0.replay_messages(log, f)
+    }
+
+    fn replay_events(&self, log: LogId, f: &mut dyn FnMut(Event)) -> u64 {
+        self.0.replay_events(log, f)
+    }
+
+    fn count(&self, log: LogId) -> Option<u64> {
+        self.0.count(log)
+    }
+
+    fn settle(&self) {}
+
+    fn dir(&self) -> &Path {
+        self.0.dir()
+    }
+}
+
+/// The filesystem store with default options.
+pub struct AnnalsStore {
+    dir: PathBuf,
+    store: FsStore,
+    mode: Mode,
+    logs: RwLock<Vec<(SessionId, SegmentId)>>,
+}
+
+impl AnnalsStore {
+    /// Opens a store in `dir`.
+    ///
+    /// # Panics
+    /// If the store cannot be opened.
+    #[must_use]
+    pub fn open(dir: &Path, mode: Mode) -> Self {
+        let durability = match mode {
+            Mode::Buffered => Durability::Buffered,
+            Mode::Durable => Durability::Sync,
+        };
+        let store = FsStore::open_with(
+            dir,
+            FsOptions {
+                durability,
+                ..FsOptions::default()
+            },
+        )
+        .expect("open annals store");
+        Self {
+            dir: dir.to_path_buf(),
+            store,
+            mode,
+            logs: RwLock::default(),
+        }
+    }
+
+    fn ids(&self, log: LogId) -> (SessionId, SegmentId) {
+        self.logs.read().unwrap_or_else(|e| e.into_inner())[log]
+    }
+
+    fn replay<T: DeserializeOwned>(&self, log: LogId, f: &mut dyn FnMut(T)) -> u64 {
+        let (session, segment) = self.ids(log);
+        let mut n = 0;
+        self.store
+            .replay(session, segment, &ReplayOptions::strict(), |_, value: T| {
+                f(value);
+                n += 1;
+                Ok(())
+            })
+            .expect("annals replay");
+        n
+    }
+}
+
+impl Contender for AnnalsStore {
+    fn name(&self) -> &'static str {
+        "annals"
+    }
+
+    fn guarantee(&self) -> Guarantee {
+        match self.mode {
+            Mode::Buffered => Guarantee::ProcessCrash,
+            Mode::Durable => Guarantee::PowerCut,
+        }
+    }
+
+    fn config(&self) -> String {
+        match self.mode {
+            Mode::Buffered => "FsStore, Durability::Buffered (default options)".into(),
+            Mode::Durable => "FsStore, Durability::Sync (fdatasync per append)".into(),
+        }
+    }
+
+    fn new_log(&self) -> LogId {
+        let ids = (SessionId::new(), SegmentId::new());
+        self.store
+            .create_segment(ids.0, ids.1, &[])
+            .expect("create annals segment");
+        let mut logs = self.logs.write().unwrap_or_else(|e| e.into_inner());
+        logs.push(ids);
+        logs.len() - 1
+    }
+
+    fn append(&self, log: LogId, _seq: u64, entry: &RawEntry) {
+        self.append_next(log, entry);
+    }
+
+    fn append_next(&self, log: LogId, entry: &RawEntry) {
+        let (session, segment) = self.ids(log);
+        self.store
+            .append_raw(session, segment, entry)
+            .expect("annals append");
+    }
+
+    fn append_batch(&self, log: LogId, _seq: u64, entries: &[RawEntry]) {
+        let (session, segment) = self.ids(log);
+        self.store
+            .append_batch_raw(session, segment, entries)
+            .expect("annals batch");
+    }
+
+    fn replay_messages(&self, log: LogId, f: &mut dyn FnMut(Message)) -> u64 {
+        self.replay(log, f)
+    }
+
+    fn replay_events(&self, log: LogId, f: &mut dyn FnMut(Event)) -> u64 {
+        self.replay(log, f)
+    }
+
+    fn count(&self, log: LogId) -> Option<u64> {
+        let (session, segment) = self.ids(log);
+        Some(
+            self.store
+                .entry_count(session, segment)
+                .expect("annals count"),
+        )
+    }
+
+    fn settle(&self) {}
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
