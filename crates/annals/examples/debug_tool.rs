@@ -32,13 +32,9 @@ fn report(store: &dyn Store) -> annals::Result<()> {
         for info in &segments {
             // Every line checked; a damaged line is listed and skipped, not an error.
             let report = store.verify(session, info.segment)?;
-            let state = if report.is_clean() {
-                "clean".to_owned()
-            } else {
-                format!(
-                    "{} problems, first: {}",
-                    report.problem_count, report.problems[0]
-                )
+            let state = match report.problems.first() {
+                None => "clean".to_owned(),
+                Some(first) => format!("{} problems, first: {first}", report.problem_count),
             };
             println!(
                 "  segment {}: {} entries, {state}",
