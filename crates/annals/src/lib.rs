@@ -50,12 +50,12 @@ pub use codec::{FileKind, Header, Lineage, Version, FORMAT_VERSION, MAX_INLINE, 
 pub use error::{BackendErrorKind, BlobFault, CorruptReason, Damage, Error, HeaderProblem, Result};
 pub use fs::{
     Access, DirEntry, Durability, EntryKind, FileSystem, FsOptions, FsStore, LockKind, Lookup,
-    OsDir, OsFile, OsFs, Repair, Stat,
+    MappedChunk, OsDir, OsFile, OsFs, Repair, Stat,
 };
 #[cfg(feature = "fault-injection")]
 pub use fs::{
-    Call, CountCalls, Crash, FailNth, Fault, FaultDir, FaultFile, FaultFs, FaultPlan, Op, SimDir,
-    SimFile, SimFs,
+    Call, CountCalls, Crash, FailNth, Fault, FaultDir, FaultFile, FaultFs, FaultPlan, FullDisk, Op,
+    SimDir, SimFile, SimFs,
 };
 pub use ids::{SegmentId, SessionId};
 pub use mem::MemStore;

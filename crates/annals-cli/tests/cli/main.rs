@@ -16,6 +16,7 @@ mod damage;
 mod export;
 mod find;
 mod follow;
+mod memory;
 mod paths;
 mod read;
 mod write;
