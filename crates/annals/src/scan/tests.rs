@@ -909,3 +909,41 @@ fn a_tolerant_read_holds_at_most_8_mib_of_entries_waiting_for_a_verdict() {
     assert_eq!(t.seqs, vec![0]);
     assert_eq!(interrupted(&t.result.unwrap()).offset, hole.offset as u64);
 }
+
+#[test]
+fn a_bad_line_that_claims_nothing_durable_does_not_end_the_wait_for_the_verdict() {
+    // After a hole in unsynced writes, a complete write is held; then a line whose frame and
+    // CRC check out but whose entry is not UTF-8, and which claims only what was synced. It is
+    // one more problem in what may be an interrupted tail, not a reason to hand out the write.
+    let mut w = Writer::new(Version::V2);
+    w.entries(1)
+        .sync()
+        .write(&["\"hole\""])
+        .write(&["\"held\""]);
+    let hole = w.line(1).clone();
+    let mut bytes = w.bytes.clone();
+    bytes[hole.offset..hole.end - 1].fill(0);
+    let covered = b"\"seq\":3,\"t\":5,\"u\":2,\"e\":\"\xff\"}";
+    bytes.extend_from_slice(format!("{{\"crc\":\"{:08x}\",", crc32fast::hash(covered)).as_bytes());
+    bytes.extend_from_slice(covered);
+    bytes.push(b'\n');
+    let t = tolerant(&bytes);
+    assert_eq!(t.seqs, vec![0]);
+    let report = t.result.unwrap();
+    assert_eq!(interrupted(&report).offset, hole.offset as u64);
+    assert_eq!(report.entries, 1);
+
+    // The same line claiming the hole durable (u = 1: everything below seq 2) makes it damage:
+    // the held write goes out, and the hole, the gap it leaves and the bad line are problems.
+    let mut bytes = bytes[..w.bytes.len()].to_vec();
+    let covered = b"\"seq\":3,\"t\":5,\"u\":1,\"e\":\"\xff\"}";
+    bytes.extend_from_slice(format!("{{\"crc\":\"{:08x}\",", crc32fast::hash(covered)).as_bytes());
+    bytes.extend_from_slice(covered);
+    bytes.push(b'\n');
+    let t = tolerant(&bytes);
+    assert_eq!(t.seqs, vec![0, 2]);
+    let report = t.result.unwrap();
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(report.problem_count, 3);
+    assert_eq!(report.valid_up_to, hole.offset as u64);
+}
