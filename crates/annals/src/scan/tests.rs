@@ -908,6 +908,23 @@ fn a_tolerant_read_holds_at_most_8_mib_of_entries_waiting_for_a_verdict() {
     let t = tolerant(&bytes[..short]);
     assert_eq!(t.seqs, vec![0]);
     assert_eq!(interrupted(&t.result.unwrap()).offset, hole.offset as u64);
+
+    // When the line that passes 8 MiB begins a batch, the complete writes before it go out and
+    // the batch stays held: never handed out in part, and dropped at the end of the file.
+    let mut w = Writer::new(Version::V2);
+    w.entries(1).sync().write(&["\"hole\""]);
+    for _ in 0..per_overflow - 1 {
+        w.write(&[text.as_str()]);
+    }
+    w.write(&[text.as_str(), text.as_str(), text.as_str()]);
+    let mut bytes = w.bytes.clone();
+    bytes[hole.offset..hole.end - 1].fill(0);
+    let t = tolerant(&bytes);
+    let complete: Vec<u64> = std::iter::once(0)
+        .chain(2..2 + per_overflow as u64 - 1)
+        .collect();
+    assert_eq!(t.seqs, complete);
+    assert_eq!(interrupted(&t.result.unwrap()).offset, hole.offset as u64);
 }
 
 #[test]
@@ -946,4 +963,27 @@ fn a_bad_line_that_claims_nothing_durable_does_not_end_the_wait_for_the_verdict(
     assert_eq!(report.torn_tail, None);
     assert_eq!(report.problem_count, 3);
     assert_eq!(report.valid_up_to, hole.offset as u64);
+}
+
+#[test]
+fn a_partial_batch_after_a_sync_is_an_interrupted_tail() {
+    // Everything before the batch was durable, so its lines claim exactly the entries before
+    // it (`seq - u` = the batch's first seq): that is no claim on the batch itself.
+    let mut w = Writer::new(Version::V2);
+    w.entries(2).sync().write(&["\"a\"", "\"b\"", "\"c\""]);
+    assert_eq!(w.line(2).claim, 2);
+    let batch = w.writes[2] as u64;
+    let cut = w.line(4).offset + 10;
+    for s in [strict(&w.bytes[..cut]), tolerant(&w.bytes[..cut])] {
+        assert_eq!(s.seqs, vec![0, 1]);
+        assert_eq!(
+            interrupted(&s.result.unwrap()),
+            TornTail {
+                line: 4,
+                offset: batch,
+                len: cut as u64 - batch,
+                kind: TailKind::PartialWrite { lines: 2, of: 3 }
+            }
+        );
+    }
 }
