@@ -550,3 +550,25 @@ fn a_bad_header_field_is_shown_cut_to_80_bytes_at_a_character_boundary() {
     // Short values whole.
     assert_eq!(found("\"log\""), "\"log\"");
 }
+
+/// What a refused frame says (the message an error that carries it shows).
+#[test]
+fn encode_errors_say_what_was_refused() {
+    for (error, text) in [
+        (
+            EncodeError::TooLong { size: 5000 },
+            "line of 5000 bytes exceeds 4096",
+        ),
+        (
+            EncodeError::SeqOutOfRange { seq: u64::MAX },
+            "sequence number 18446744073709551615 is past the last one, 18446744073709551614",
+        ),
+        (EncodeError::BadMarks, "u above seq, or more not below 1024"),
+        (
+            EncodeError::BadReference,
+            "blob reference does not serialize",
+        ),
+    ] {
+        assert_eq!(error.to_string(), text);
+    }
+}
