@@ -274,7 +274,8 @@ impl Checker {
         let open = self.write.take();
         let kind = match (&reason, open) {
             (CorruptReason::Blob { .. }, _) => TailKind::LostBlob,
-            (_, Some(w)) if w.lines > 0 => TailKind::PartialWrite {
+            // An open write has its first line from the moment it opens.
+            (_, Some(w)) => TailKind::PartialWrite {
                 lines: w.lines,
                 of: w.of,
             },
