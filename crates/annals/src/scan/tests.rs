@@ -909,6 +909,21 @@ fn a_tolerant_read_holds_at_most_8_mib_of_entries_waiting_for_a_verdict() {
     assert_eq!(t.seqs, vec![0]);
     assert_eq!(interrupted(&t.result.unwrap()).offset, hole.offset as u64);
 
+    // Exactly 8 MiB is still held: 4096 entries of 2048 bytes.
+    let exact = format!("\"{}\"", "b".repeat(2046));
+    let mut w = Writer::new(Version::V2);
+    w.entries(1).sync().write(&["\"hole\""]);
+    for _ in 0..4096 {
+        w.write(&[exact.as_str()]);
+    }
+    let mut bytes = w.bytes.clone();
+    bytes[hole.offset..hole.end - 1].fill(0);
+    assert_eq!(tolerant(&bytes).seqs, vec![0]);
+    w.write(&[exact.as_str()]);
+    let mut bytes = w.bytes.clone();
+    bytes[hole.offset..hole.end - 1].fill(0);
+    assert_eq!(tolerant(&bytes).seqs.len(), 1 + 4097);
+
     // When the line that passes 8 MiB begins a batch, the complete writes before it go out and
     // the batch stays held: never handed out in part, and dropped at the end of the file.
     let mut w = Writer::new(Version::V2);
