@@ -29,14 +29,15 @@ pub struct RepairArgs {
 }
 
 pub fn run(location: &Location, args: &RepairArgs) -> Outcome {
+    location.files_only(
+        "repair",
+        "it cuts a damaged segment file back to its last good line; a database's rows are \
+         checked by `annals verify` and kept whole by its transactions",
+    )?;
     let target = Target::existing(location)?;
     let (session, segment) = target.segment(&args.segment, args.session.as_deref())?;
-    // Repair cuts a file: it exists only where the store has files.
     let Some(fs) = target.fs() else {
-        return Err(Failure::usage(
-            "repair works on a filesystem store (it cuts a segment file)",
-            "",
-        ));
+        return Err(Failure::usage("repair needs a filesystem store", ""));
     };
     let style = Style::stdout();
     let mut out = io::stdout().lock();

@@ -350,7 +350,10 @@ fn check_session<W: Write>(
         Ok(list) => list,
         Err(annals::Error::SessionNotFound(_)) => return Ok(()),
         Err(e) => {
-            let root = target.location().root.join(session.to_string());
+            let root = match target.location().fs_root() {
+                Some(root) => root.join(session.to_string()),
+                None => format!("{} session {session}", target.location().shown()).into(),
+            };
             rep.totals.unchecked += 1;
             rep.progress.clear();
             let failure = target.err(e);
@@ -432,7 +435,7 @@ fn check_segment<W: Write>(
     segment: SegmentId,
 ) -> Result<(), Failure> {
     check_interrupt()?;
-    let path = target.segment_path(session, segment).unwrap_or_default();
+    let path = target.log_name(session, segment, false);
     let result = verify_one(target, rep, session, segment);
     check_interrupt()?;
     if let Err(annals::Error::SegmentNotFound { .. }) = result {
@@ -455,10 +458,11 @@ fn check_segment<W: Write>(
             });
     match trace {
         // No trace file: nothing to report.
-        Ok(ScanReport { path: None, .. }) | Err(annals::Error::SegmentNotFound { .. }) => {}
+        Ok(report) if !crate::target::is_trace(&report) => {}
+        Err(annals::Error::SegmentNotFound { .. }) => {}
         other => {
             rep.totals.traces += 1;
-            let trace_path = target.trace_path(session, segment).unwrap_or_default();
+            let trace_path = target.log_name(session, segment, true);
             rep.file(
                 session,
                 segment,

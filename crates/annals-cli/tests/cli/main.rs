@@ -17,6 +17,7 @@ mod export;
 mod find;
 mod follow;
 mod paths;
+mod postgres;
 mod read;
 mod write;
 
@@ -73,6 +74,7 @@ impl Fixture {
     pub fn spawnable(&self) -> std::process::Command {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_annals"));
         cmd.env_remove("ANNALS_ROOT")
+            .env_remove("ANNALS_STORE")
             .env("NO_COLOR", "1")
             .arg("--root")
             .arg(self.root());
@@ -115,7 +117,9 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u64, i64, i64)> {
 /// The binary with no root and a clean environment.
 pub fn bare() -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_annals"));
-    cmd.env_remove("ANNALS_ROOT").env("NO_COLOR", "1");
+    cmd.env_remove("ANNALS_ROOT")
+        .env_remove("ANNALS_STORE")
+        .env("NO_COLOR", "1");
     cmd
 }
 
