@@ -141,7 +141,7 @@ fn without_password(url: &str) -> String {
     let kept: Vec<&str> = query
         .into_iter()
         .flat_map(|q| q.split('&'))
-        .filter(|pair| pair.split_once('=').map_or(true, |(k, _)| k != "password"))
+        .filter(|pair| pair.split_once('=').is_none_or(|(k, _)| k != "password"))
         .collect();
     if kept.is_empty() {
         base

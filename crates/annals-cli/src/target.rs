@@ -46,7 +46,8 @@ pub struct Target {
 /// through [`Target::fs`] for what only files have.
 enum Backend {
     Fs(FsStore),
-    Pg(PgStore),
+    // Boxed: a pool and its settings are several times the size of a filesystem store.
+    Pg(Box<PgStore>),
 }
 
 /// What is at a root path.
@@ -110,7 +111,7 @@ impl Target {
     fn open_pg(location: &Location, url: &str, schema: &str, create: bool) -> annals::Result<Self> {
         let options = PgOptions::new(url).schema(schema).create_schema(create);
         Ok(Self {
-            backend: Backend::Pg(PgStore::open_with(options)?),
+            backend: Backend::Pg(Box::new(PgStore::open_with(options)?)),
             location: location.clone(),
         })
     }
@@ -119,7 +120,7 @@ impl Target {
     pub fn store(&self) -> &dyn Store {
         match &self.backend {
             Backend::Fs(store) => store,
-            Backend::Pg(store) => store,
+            Backend::Pg(store) => store.as_ref(),
         }
     }
 
@@ -127,7 +128,7 @@ impl Target {
     pub fn into_shared(self) -> std::sync::Arc<dyn Store> {
         match self.backend {
             Backend::Fs(store) => std::sync::Arc::new(store),
-            Backend::Pg(store) => std::sync::Arc::new(store),
+            Backend::Pg(store) => std::sync::Arc::new(*store),
         }
     }
 

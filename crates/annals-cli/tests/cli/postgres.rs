@@ -127,8 +127,7 @@ fn demo_runs_its_worker_processes_against_postgres_and_verifies_clean() {
     assert!(text.contains(": clean"), "{text}");
     // The commands to paste name the store without its password.
     assert!(
-        text.contains(&format!("--store 'postgresql://annals@127.0.0.1"))
-            || server.local().is_none(),
+        text.contains("--store 'postgresql://annals@127.0.0.1") || server.local().is_none(),
         "{text}"
     );
     // 12 sessions of the workers and the shared one, each worker's in its own process.
