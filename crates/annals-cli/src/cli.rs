@@ -133,6 +133,20 @@ pub enum Command {
     /// store root.
     Append(cmd::append::AppendArgs),
 
+    /// Cut a segment back to its first N entries (a rewrite: its generation goes up).
+    ///
+    /// What a runtime's "undo the last turns" does. Shows what will be dropped before doing
+    /// anything; asks on a terminal, elsewhere requires --yes (or --dry-run). Only the segment
+    /// shown is cut: if another writer appends or cuts meanwhile, nothing is changed (exit 1).
+    /// No copy of the dropped entries is kept (`annals fork` or `annals export` first for one).
+    Truncate(cmd::truncate::TruncateArgs),
+
+    /// Start a new segment from the first N entries of another, recording the lineage.
+    ///
+    /// The source is not touched. Prints the new segment's id on stdout (--into chooses it);
+    /// `annals tree SESSION` shows the fork.
+    Fork(cmd::truncate::ForkArgs),
+
     /// Count sessions, segments, entries, traces, blobs and bytes; show the largest segments.
     ///
     /// The counts are the ones `annals verify` reports (segments and their entries, traces

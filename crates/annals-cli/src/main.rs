@@ -61,6 +61,8 @@ fn run(cli: Cli) -> fail::Outcome {
         Command::Verify(args) => cmd::verify::run(&location, &args),
         Command::Repair(args) => cmd::repair::run(&location, &args),
         Command::Append(args) => cmd::append::run(&location, &args),
+        Command::Truncate(args) => cmd::truncate::truncate(&location, &args),
+        Command::Fork(args) => cmd::truncate::fork(&location, &args),
         Command::Stats(args) => cmd::stats::run(&location, &args),
         Command::Gc(args) => cmd::gc::run(&location, &args),
         Command::Export(args) => cmd::export::run(&location, &args),

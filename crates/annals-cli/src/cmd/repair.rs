@@ -166,7 +166,7 @@ fn describe(out: &mut impl Write, plan: &Repair, style: Style) -> io::Result<()>
 }
 
 /// Asks on stderr, reads a line from stdin.
-fn confirm(question: &str) -> bool {
+pub fn confirm(question: &str) -> bool {
     let mut err = io::stderr().lock();
     let _ = write!(err, "{question}");
     let _ = err.flush();

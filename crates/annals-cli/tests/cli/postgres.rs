@@ -225,14 +225,32 @@ fn reading_and_writing_commands_work_on_postgres_as_on_a_directory() {
         stdout_of(&out)
     );
 
-    // A truncate and a fork made by a worker: ls, tree, cat and stats see them.
+    // truncate: shown first, done only when confirmed.
     let store = pg.store();
-    store.truncate(session, segment, 5).unwrap();
-    let fork = SegmentId::new();
-    store.fork(session, segment, 3, fork).unwrap();
-    store
-        .append(session, fork, &json!({"retry": true}))
-        .unwrap();
+    let out = pg.expect(&["truncate", &g, "--keep", "5"], "", 2);
+    assert!(stderr_of(&out).contains("--yes"), "{}", stderr_of(&out));
+    let out = pg.expect(&["truncate", &g, "--keep", "5", "--dry-run"], "", 0);
+    assert!(
+        stdout_of(&out).contains("entries 5..7 (2)"),
+        "{}",
+        stdout_of(&out)
+    );
+    assert_eq!(store.tip(session, segment).unwrap().count, 7);
+    pg.expect(&["truncate", &g, "--keep", "9", "--yes"], "", 2);
+    let out = pg.expect(
+        &["truncate", &short(segment), "--keep", "5", "--yes"],
+        "",
+        0,
+    );
+    assert!(
+        stdout_of(&out).contains("generation 1"),
+        "{}",
+        stdout_of(&out)
+    );
+    // fork: a new segment from the first entries, its id on stdout.
+    let out = pg.expect(&["fork", &g, "--at", "3"], "", 0);
+    let fork: SegmentId = stdout_of(&out).trim().parse().unwrap();
+    pg.expect(&["append", &s, &fork.to_string()], "{\"retry\":true}\n", 0);
     store
         .append_trace(session, fork, &json!({"event": "fork", "reason": "edit"}))
         .unwrap();
