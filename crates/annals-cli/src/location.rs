@@ -108,6 +108,15 @@ impl Location {
         }
     }
 
+    /// True for a database URL that holds a password (which [`Location::shown`] and
+    /// [`Location::as_flag`] leave out).
+    pub fn has_password(&self) -> bool {
+        match self {
+            Self::Fs(_) => false,
+            Self::Postgres { url, .. } => annals_postgres::redact(url) != *url,
+        }
+    }
+
     /// The words that name this store on a command line, for the commands a program prints
     /// for people to paste: `--root DIR`, or `--store URL` with any password left out (the
     /// reader has it, or `PGPASSWORD`).

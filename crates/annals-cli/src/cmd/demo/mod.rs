@@ -227,6 +227,13 @@ pub fn run(location: &Location, args: &DemoArgs) -> Outcome {
     let me = invoked_as();
     let store = target.location().as_flag();
     writeln!(out, "\n{}", style.bold("Look at it:"))?;
+    if target.location().has_password() {
+        writeln!(
+            out,
+            "  (the store's password is left out of these: give it with PGPASSWORD, or \
+             export ANNALS_STORE and drop the --store)"
+        )?;
+    }
     let shared = short(&shared_session);
     let example = short(&check.example_fork.unwrap_or(shared_segment));
     for (command, why) in [
