@@ -58,8 +58,11 @@ impl Location {
         }
         if let Some(store) = std::env::var_os(STORE_ENV).filter(|v| !v.is_empty()) {
             let Some(text) = store.to_str() else {
-                // Not UTF-8, so no URL: a directory's path.
-                return Ok(Self::Fs(PathBuf::from(store)));
+                // Not UTF-8, so no URL: a directory's path, maybe as file://PATH.
+                use std::os::unix::ffi::OsStrExt;
+                let bytes = store.as_bytes();
+                let path = bytes.strip_prefix(b"file://").unwrap_or(bytes);
+                return Ok(Self::Fs(PathBuf::from(std::ffi::OsStr::from_bytes(path))));
             };
             return Self::parse(text);
         }

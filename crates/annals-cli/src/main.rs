@@ -2,8 +2,8 @@
 //! a shell.
 //!
 //! Every command goes through the library's public API (`dyn Store` on either backend, and
-//! `FsStore` only behind the seam in `target.rs`); read-only commands never write to the store, not even to remove a
-//! torn tail.
+//! `FsStore` only behind the seam in `target.rs`); read-only commands never write to the
+//! store, not even to remove a torn tail.
 
 // The workspace denies lossy casts for library code; here they only turn sizes, counts and
 // rates into numbers for people.

@@ -1,6 +1,6 @@
 //! Which store a command works on ([`Location`]), opened once. Commands speak to it as
 //! `dyn Store`; what only a filesystem store has (file paths, repair, blob files, stored lines)
-//! goes through [`Target::fs`], and [`Target::files_only`] refuses the rest with one message.
+//! goes through [`Target::fs`], and [`Location::files_only`] refuses the rest with one message.
 
 use std::fs;
 use std::io;
@@ -63,7 +63,18 @@ impl Target {
     /// Opens an existing store. Never creates anything: read-only commands must not leave a
     /// directory (or a database schema) behind when pointed at the wrong place.
     pub fn existing(location: &Location) -> Result<Self, Failure> {
-        Self::existing_if_any(location)?.ok_or_else(|| no_store(location))
+        let Location::Postgres { url, schema } = location else {
+            return Self::existing_if_any(location)?.ok_or_else(|| no_store(location));
+        };
+        // As existing_if_any, keeping the server's word on what is missing.
+        Self::open_pg(location, url, schema, false).map_err(|e| match e {
+            annals::Error::Backend {
+                kind: BackendErrorKind::MissingDatabase,
+                message,
+                ..
+            } => Failure::new(CANNOT_RUN, "no annals store here", message, NO_PG_STORE),
+            e => store_error(e, &location.describe()),
+        })
     }
 
     /// Opens the store if there is one; `None` where none exists yet (no root directory, no
@@ -191,11 +202,15 @@ pub fn no_store(location: &Location) -> Failure {
             CANNOT_RUN,
             "no annals store here (the database or the schema holds none; nothing was created)",
             location.shown(),
-            "check the URL's database and its ?schema=NAME (default annals); a writing command \
-             (`annals demo --store URL`, `annals append --create`, `annals import`) makes one",
+            NO_PG_STORE,
         ),
     }
 }
+
+/// What to do about a database that holds no store.
+const NO_PG_STORE: &str = "check the URL's database and its ?schema=NAME (default annals); a \
+     writing command (`annals demo --store URL`, `annals append --create`, `annals import`) \
+     makes one";
 
 fn foreign(root: &Path, entries: u64) -> Failure {
     Failure::new(

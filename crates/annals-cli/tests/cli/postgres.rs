@@ -567,3 +567,39 @@ fn demo_workers_get_the_store_url_in_their_environment_not_their_arguments() {
     assert!(status.success(), "{out}");
     assert!(seen > 0, "no worker seen while the demo ran: {out}");
 }
+
+#[test]
+fn root_and_store_flags_win_over_a_database_in_the_environment() {
+    let fx = Fixture::new();
+    let (session, _) = fx.segment(2);
+    let unreachable = "postgresql://u:pw-x@127.0.0.1:1/db";
+    for flags in [
+        vec!["--root".to_owned(), fx.root().display().to_string()],
+        vec![
+            "--store".to_owned(),
+            format!("file://{}", fx.root().display()),
+        ],
+    ] {
+        let out = bare()
+            .env("ANNALS_STORE", unreachable)
+            .args(&flags)
+            .arg("ls")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{flags:?}: {}", stderr_of(&out));
+        assert!(stdout_of(&out).contains(&short(session)));
+    }
+    // Without a flag the environment's database is used (and is not there).
+    let out = bare()
+        .env("ANNALS_STORE", unreachable)
+        .arg("ls")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("cannot connect"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(!stderr_of(&out).contains("pw-x"), "{}", stderr_of(&out));
+}
