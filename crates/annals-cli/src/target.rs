@@ -208,9 +208,9 @@ pub fn no_store(location: &Location) -> Failure {
 }
 
 /// What to do about a database that holds no store.
-const NO_PG_STORE: &str = "check the URL's database and its ?schema=NAME (default annals); a \
-     writing command (`annals demo --store URL`, `annals append --create`, `annals import`) \
-     makes one";
+const NO_PG_STORE: &str = "check the URL's database and its ?schema=NAME (default annals); in \
+     an existing database, a writing command (`annals demo --store URL`, `annals append \
+     --create`, `annals import`) makes the store";
 
 fn foreign(root: &Path, entries: u64) -> Failure {
     Failure::new(

@@ -215,7 +215,9 @@ fn reading_and_writing_commands_work_on_postgres_as_on_a_directory() {
     let out = pg.expect(&["verify"], "", 0);
     let text = stdout_of(&out);
     assert!(
-        text.contains("1 session: 1 segment with 7 entries") && text.contains(": clean"),
+        text.contains("1 session: 1 segment with 7 entries")
+            && text.contains("their blobs")
+            && text.contains(": clean"),
         "{text}"
     );
     let out = pg.expect(&["ls"], "", 0);
@@ -602,4 +604,41 @@ fn root_and_store_flags_win_over_a_database_in_the_environment() {
         stderr_of(&out)
     );
     assert!(!stderr_of(&out).contains("pw-x"), "{}", stderr_of(&out));
+}
+
+#[test]
+fn verify_and_cat_name_a_damaged_row_of_a_postgres_store() {
+    let Some(server) = server_for_tests() else {
+        return;
+    };
+    let pg = PgTarget::new(&server);
+    let (session, segment) = (SessionId::new(), SegmentId::new());
+    let store = PgStore::open_with(PgOptions::new(server.url()).schema(pg.schema.clone())).unwrap();
+    let entries: Vec<_> = (0..5).map(|i| json!({"i": i})).collect();
+    store.create(session, segment, &entries).unwrap();
+    // Same length, other text: only the entry's checksum can tell.
+    let mut admin = postgres::Client::connect(&server.url(), postgres::NoTls).unwrap();
+    admin
+        .execute(
+            &format!(
+                "UPDATE \"{0}\".entries SET body = '{{\"i\":7}}' WHERE seq = 2 AND segment = \
+                 (SELECT key FROM \"{0}\".segments WHERE id = $1)",
+                pg.schema
+            ),
+            &[&segment.as_uuid()],
+        )
+        .unwrap();
+    let name = format!("{}.entries/{session}/{segment}", pg.schema);
+    let out = pg.expect(&["verify"], "", 1);
+    let text = stdout_of(&out);
+    assert!(text.contains(&format!("{name}:4:")), "{text}");
+    assert!(text.contains("1 problem in 1 file"), "{text}");
+    let out = pg.expect(&["cat", &segment.to_string()], "", 1);
+    assert!(
+        stderr_of(&out).contains(&format!("{name}:4:")),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = pg.expect(&["cat", &segment.to_string(), "--tolerant"], "", 1);
+    assert_eq!(stdout_of(&out).lines().count(), 4, "{}", stdout_of(&out));
 }
