@@ -72,24 +72,25 @@ pub fn run(location: &Location, args: &RepairArgs) -> Outcome {
         writeln!(out, "dry run: nothing was changed")?;
         return Ok(OK);
     }
-    if !args.yes {
-        let interactive = io::stdin().is_terminal() && io::stderr().is_terminal();
-        if !interactive {
-            return Err(Failure::new(
+    out.flush()?;
+    let go_ahead = confirmed(
+        args.yes,
+        &format!(
+            "cut {} from the end of this segment? [y/N] ",
+            human_bytes(plan.dropped_bytes)
+        ),
+        || {
+            Failure::new(
                 CANNOT_RUN,
                 "refusing to repair without confirmation",
                 plan.path.display(),
                 "pass --yes to cut the file as shown above, or --dry-run to only look",
-            ));
-        }
-        out.flush()?;
-        if !confirm(&format!(
-            "cut {} from the end of this segment? [y/N] ",
-            human_bytes(plan.dropped_bytes)
-        )) {
-            writeln!(out, "not confirmed: nothing was changed")?;
-            return Ok(PROBLEMS);
-        }
+            )
+        },
+    )?;
+    if !go_ahead {
+        writeln!(out, "not confirmed: nothing was changed")?;
+        return Ok(PROBLEMS);
     }
     let done = fs
         .repair(session, segment, false)
@@ -165,14 +166,26 @@ fn describe(out: &mut impl Write, plan: &Repair, style: Style) -> io::Result<()>
     )
 }
 
-/// Asks on stderr, reads a line from stdin.
-pub fn confirm(question: &str) -> bool {
+/// Whether a command that drops data may go ahead: with `--yes` (`yes`), yes; on a terminal,
+/// the answer to `question` (asked on stderr, read from stdin); elsewhere the `refusal`, so that
+/// a script never cuts anything it did not ask for by name.
+pub fn confirmed(
+    yes: bool,
+    question: &str,
+    refusal: impl FnOnce() -> Failure,
+) -> Result<bool, Failure> {
+    if yes {
+        return Ok(true);
+    }
+    if !(io::stdin().is_terminal() && io::stderr().is_terminal()) {
+        return Err(refusal());
+    }
     let mut err = io::stderr().lock();
     let _ = write!(err, "{question}");
     let _ = err.flush();
     let mut answer = String::new();
     if io::stdin().lock().read_line(&mut answer).is_err() {
-        return false;
+        return Ok(false);
     }
-    matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes")
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }

@@ -2,12 +2,12 @@
 //! backend, checked against a concurrent writer; and `annals fork SEGMENT --at N`: start a new
 //! segment from the first N entries of another.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 
 use annals::SegmentId;
 use clap::Args;
 
-use super::repair::confirm;
+use super::repair::confirmed;
 use crate::fail::{Failure, Outcome, CANNOT_RUN, OK, PROBLEMS};
 use crate::ids::short;
 use crate::target::{Location, Target};
@@ -89,23 +89,22 @@ pub fn truncate(location: &Location, args: &TruncateArgs) -> Outcome {
         writeln!(out, "dry run: nothing was changed")?;
         return Ok(OK);
     }
-    if !args.yes {
-        let interactive = io::stdin().is_terminal() && io::stderr().is_terminal();
-        if !interactive {
-            return Err(Failure::new(
+    out.flush()?;
+    let go_ahead = confirmed(
+        args.yes,
+        &format!("drop the last {dropped} entries of this segment? [y/N] "),
+        || {
+            Failure::new(
                 CANNOT_RUN,
                 "refusing to truncate without confirmation",
                 format!("segment {segment}"),
                 "pass --yes to drop the entries shown above, or --dry-run to only look",
-            ));
-        }
-        out.flush()?;
-        if !confirm(&format!(
-            "drop the last {dropped} entries of this segment? [y/N] "
-        )) {
-            writeln!(out, "not confirmed: nothing was changed")?;
-            return Ok(PROBLEMS);
-        }
+            )
+        },
+    )?;
+    if !go_ahead {
+        writeln!(out, "not confirmed: nothing was changed")?;
+        return Ok(PROBLEMS);
     }
     // Only the segment shown above is cut: a writer that appended (or cut) meanwhile makes
     // this a ConcurrentWriter refusal (exit 1), nothing changed.
