@@ -122,9 +122,20 @@ impl Browser {
             "goog:loggingPrefs": {"browser": "ALL"},
             "unhandledPromptBehavior": "ignore",
         }}});
-        let created = browser
-            .command("POST", "/session", &caps)
-            .map_err(NoBrowser::Broken)?;
+        // Chromium that has not written its DevTools port in chromedriver's minute (a loaded
+        // machine starting it cold) is "session not created": a start that failed, not a page
+        // that did; it gets two more tries before the tests call the browser broken.
+        let mut attempt = 1;
+        let created = loop {
+            match browser.command("POST", "/session", &caps) {
+                Ok(created) => break created,
+                Err(e) if attempt < 3 && e.contains("session not created") => {
+                    eprintln!("browser start {attempt} failed, trying again: {e}");
+                    attempt += 1;
+                }
+                Err(e) => return Err(NoBrowser::Broken(e)),
+            }
+        };
         browser.session = created["sessionId"]
             .as_str()
             .ok_or_else(|| NoBrowser::Broken(format!("no session id in {created}")))?
