@@ -15,6 +15,7 @@ use std::sync::Arc;
 use super::append::{encode_write, write_time, WriteMeta};
 use super::read::{Reader, TailState};
 use super::seam::{Access, FileSystem, LockKind};
+use super::snapshot::{replaced_too_often, MAX_REOPENS};
 use super::tree::Tree;
 use crate::codec::Header;
 use crate::scan::Identity;
@@ -90,9 +91,12 @@ impl<F: FileSystem> Handle<F> {
     }
 
     /// Takes the exclusive lock on the current file at the name and brings the cached state
-    /// up to date with it. On `Err` the lock is not held.
+    /// up to date with it. On `Err` the lock is not held. A file replaced (or deleted and made
+    /// again) while the lock was awaited is followed by its name [`MAX_REOPENS`] times in a
+    /// row; when the last file is replaced too, the lock fails with `ErrorKind::ResourceBusy`
+    /// rather than wait forever.
     fn lock(&mut self, tree: &Tree<F>) -> Result<()> {
-        loop {
+        for _ in 0..=MAX_REOPENS {
             tree.fs
                 .lock(&self.file, LockKind::Exclusive)
                 .map_err(|e| Error::io("lock", &self.path, e))?;
@@ -113,6 +117,7 @@ impl<F: FileSystem> Handle<F> {
                 }
             }
         }
+        Err(replaced_too_often(&self.path))
     }
 
     /// Under the lock: `Ok(false)` if the open file is no longer the one at the name.

@@ -2,12 +2,31 @@
 //! enough to read a committed length, and by repair, under the exclusive lock. Both follow a
 //! replacement (a rewrite renamed a new file over the name while they waited for the lock).
 
-use std::path::PathBuf;
+use std::io;
+use std::path::{Path, PathBuf};
 
 use super::read::Reader;
 use super::seam::{Access, FileSystem, LockKind};
 use super::tree::{Dir, Tree};
 use crate::{Error, Result};
+
+/// How many times in a row an opener follows the name to a file that replaced the one it locked
+/// (the writer's handle, a reader's snapshot, repair). Each time, another process rewrote or
+/// re-created the file while this one waited for its lock: a few in a row are a busy segment,
+/// this many a loop that would not end.
+pub(crate) const MAX_REOPENS: u32 = 32;
+
+/// The error of an opener that gave up after [`MAX_REOPENS`] replacements in a row.
+pub(crate) fn replaced_too_often(path: &Path) -> Error {
+    Error::io(
+        "lock",
+        path,
+        io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            format!("replaced {MAX_REOPENS} times in a row while its lock was awaited"),
+        ),
+    )
+}
 
 /// A file opened for reading.
 #[derive(Debug)]
@@ -36,7 +55,7 @@ pub(crate) fn with_snapshot<F: FileSystem, T>(
     mut f: impl FnMut(Reader<'_, F>, u64) -> Result<T>,
 ) -> Result<Option<(Snapshot<F>, T)>> {
     let fs = &tree.fs;
-    loop {
+    for _ in 0..=MAX_REOPENS {
         let Some(file) = tree.open_file(dir, name, Access::Read)? else {
             return Ok(None);
         };
@@ -61,6 +80,7 @@ pub(crate) fn with_snapshot<F: FileSystem, T>(
             return Ok(Some((snapshot, value)));
         }
     }
+    Err(replaced_too_often(&dir.path_of(name)))
 }
 
 /// Opens `name` in `dir` and takes its exclusive lock, following replacements; `Ok(None)` if
@@ -73,7 +93,7 @@ pub(crate) fn open_locked<F: FileSystem>(
     access: Access,
 ) -> Result<Option<Snapshot<F>>> {
     let fs = &tree.fs;
-    loop {
+    for _ in 0..=MAX_REOPENS {
         let Some(file) = tree.open_file(dir, name, access)? else {
             return Ok(None);
         };
@@ -94,4 +114,5 @@ pub(crate) fn open_locked<F: FileSystem>(
             }
         }
     }
+    Err(replaced_too_often(&dir.path_of(name)))
 }
