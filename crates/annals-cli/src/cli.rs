@@ -9,10 +9,12 @@ use crate::cmd;
 use crate::term::ColorChoice;
 
 const AFTER_HELP: &str = "\
-Store: --store STORE or $ANNALS_STORE (a directory, file://PATH, or postgresql://… with an
-optional ?schema=NAME), else --root DIR, else $ANNALS_ROOT, else ./annals-store. Commands other
-than `copy` work on filesystem stores for now. Read-only commands never create a root, and
-refuse a directory that holds no store.
+Store: --store STORE or --root DIR, else $ANNALS_STORE, else $ANNALS_ROOT, else ./annals-store.
+STORE is a directory, file://PATH, or postgresql://user@host:port/database (PostgreSQL; an
+optional ?schema=NAME, default annals; the password from the URL or $PGPASSWORD, never shown).
+Every command works on both kinds, except what only files have: `repair` and `--raw` (exit 2
+on a database). Read-only commands never create a root or a schema, and refuse a directory
+that holds no store.
 
 Ids: a session or segment is named by its full UUID, or any unique end of it (tables show the
 last 12 digits) or start (at least 4 hex digits; UUID v7 ids made the same day share their
@@ -37,12 +39,13 @@ Shell completions: `annals completions bash` (zsh, fish, elvish, powershell); ma
 #[derive(Debug, Parser)]
 #[command(name = "annals", version, after_help = AFTER_HELP, max_term_width = 100)]
 pub struct Cli {
-    /// Store root directory [default: $ANNALS_ROOT if set and not empty, else ./annals-store]
+    /// Store root directory [default: $ANNALS_STORE or $ANNALS_ROOT if set and not empty,
+    /// else ./annals-store]
     #[arg(long, global = true, value_name = "DIR")]
     pub root: Option<PathBuf>,
 
-    /// Store location: a directory, file://PATH or postgresql://… [default: $ANNALS_STORE,
-    /// else the root]
+    /// Store location: a directory, file://PATH or postgresql://user@host:port/db[?schema=NAME]
+    /// [default: $ANNALS_STORE, else the root]
     #[arg(long, global = true, value_name = "STORE", conflicts_with = "root")]
     pub store: Option<String>,
 
@@ -111,7 +114,7 @@ pub enum Command {
     /// root is refused (exit 2), not checked.
     Verify(cmd::verify::VerifyArgs),
 
-    /// Cut a damaged segment back to its last good line.
+    /// Cut a damaged segment back to its last good line (filesystem stores).
     ///
     /// Shows what will be dropped before doing anything. Asks for confirmation on a terminal;
     /// elsewhere requires --yes (or --dry-run). The dropped bytes are kept in a backup file
@@ -129,6 +132,20 @@ pub enum Command {
     /// was written; a summary goes to stderr. A refused append creates nothing, not even the
     /// store root.
     Append(cmd::append::AppendArgs),
+
+    /// Cut a segment back to its first N entries (a rewrite: its generation goes up).
+    ///
+    /// What a runtime's "undo the last turns" does. Shows what will be dropped before doing
+    /// anything; asks on a terminal, elsewhere requires --yes (or --dry-run). Only the segment
+    /// shown is cut: if another writer appends or cuts meanwhile, nothing is changed (exit 1).
+    /// No copy of the dropped entries is kept (`annals fork` or `annals export` first for one).
+    Truncate(cmd::truncate::TruncateArgs),
+
+    /// Start a new segment from the first N entries of another, recording the lineage.
+    ///
+    /// The source is not touched. Prints the new segment's id on stdout (--into chooses it);
+    /// `annals tree SESSION` shows the fork.
+    Fork(cmd::truncate::ForkArgs),
 
     /// Count sessions, segments, entries, traces, blobs and bytes; show the largest segments.
     ///
@@ -171,7 +188,8 @@ pub enum Command {
     /// messages, tool calls and results, trace events; some sessions fork when two workers
     /// collide on one segment, others on a simulated "edit and retry". The parent then replays
     /// and verifies everything and prints the commands to look at it. Safe to run again into
-    /// the same root.
+    /// the same root. With --store postgresql://… it does the same in a database: each worker
+    /// process with its own connection pool.
     Demo(cmd::demo::DemoArgs),
 
     /// Copy sessions between stores (filesystem ↔ PostgreSQL), checked entry by entry.
@@ -200,13 +218,15 @@ pub enum Command {
     Man(cmd::completions::ManArgs),
 }
 
-/// A demo worker process: `annals __demo-worker --root DIR …`, started by `annals demo`. Not
-/// part of [`Cli`], so that no completion, man page or `--help` offers it.
+/// A demo worker process: `annals __demo-worker [--root DIR] …`, started by `annals demo`, with
+/// the store in `$ANNALS_STORE` when there is no `--root` (so a URL's password is never an
+/// argument `ps` shows). Not part of [`Cli`], so that no completion, man page or `--help`
+/// offers it.
 #[derive(Debug, Parser)]
 #[command(name = "annals __demo-worker")]
 pub struct DemoWorker {
     #[arg(long, value_name = "DIR")]
-    pub root: PathBuf,
+    pub root: Option<PathBuf>,
 
     #[command(flatten)]
     pub args: cmd::demo::WorkerArgs,

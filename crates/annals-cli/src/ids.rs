@@ -256,9 +256,11 @@ impl Target {
     /// (`.trace.jsonl` too). A path outside the root is refused, whatever it holds.
     fn path_in_store(&self, arg: &str) -> Result<Named, Failure> {
         let Some(fs) = self.fs() else {
-            return Err(Failure::usage(
-                format!("{arg} is a path, and this store has no files"),
-                "name the session or segment by its id",
+            return Err(Failure::new(
+                crate::fail::CANNOT_RUN,
+                format!("{arg} is a path, and this store keeps no files (it is a database)"),
+                self.describe(),
+                "name the session or segment by its id, or a unique end or start of it",
             ));
         };
         let root = fs.root();

@@ -1,9 +1,9 @@
 //! `annals`: list, read, search, follow, verify, repair, export and import annals stores from
 //! a shell.
 //!
-//! Every command goes through the library's public API (`dyn Store`, and `FsStore` only behind
-//! the seam in `target.rs`); read-only commands never write to the store, not even to remove a
-//! torn tail.
+//! Every command goes through the library's public API (`dyn Store` on either backend, and
+//! `FsStore` only behind the seam in `target.rs`); read-only commands never write to the
+//! store, not even to remove a torn tail.
 
 // The workspace denies lossy casts for library code; here they only turn sizes, counts and
 // rates into numbers for people.
@@ -50,22 +50,7 @@ fn run(cli: Cli) -> fail::Outcome {
     if let Command::Copy(args) = &cli.command {
         return cmd::copy::run(args);
     }
-    // --store (or ANNALS_STORE) names a filesystem store's root too; the other commands do not
-    // speak to PostgreSQL yet (target.rs is where its backend goes).
-    let root = match location::from_flag_or_env(cli.store.as_deref())? {
-        Some(location::Location::Fs(root)) if cli.root.is_none() => Some(root),
-        Some(location::Location::Fs(_)) | None => cli.root,
-        Some(pg @ location::Location::Postgres { .. }) => {
-            return Err(fail::Failure::usage(
-                format!(
-                    "this command works on filesystem stores only for now, not on {}",
-                    pg.shown()
-                ),
-                "`annals copy --from STORE --to DIR` copies sessions out of PostgreSQL",
-            ))
-        }
-    };
-    let location = Location::from_args(root);
+    let location = Location::resolve(cli.store.as_deref(), cli.root)?;
     match cli.command {
         Command::Copy(_) => Ok(fail::OK),
         Command::Ls(args) => cmd::ls::run(&location, &args),
@@ -76,6 +61,8 @@ fn run(cli: Cli) -> fail::Outcome {
         Command::Verify(args) => cmd::verify::run(&location, &args),
         Command::Repair(args) => cmd::repair::run(&location, &args),
         Command::Append(args) => cmd::append::run(&location, &args),
+        Command::Truncate(args) => cmd::truncate::truncate(&location, &args),
+        Command::Fork(args) => cmd::truncate::fork(&location, &args),
         Command::Stats(args) => cmd::stats::run(&location, &args),
         Command::Gc(args) => cmd::gc::run(&location, &args),
         Command::Export(args) => cmd::export::run(&location, &args),
@@ -114,7 +101,10 @@ fn main() -> ExitCode {
             Ok(w) => w,
             Err(e) => return usage_error(&e),
         };
-        Box::new(move || cmd::demo::worker(&Location::from_args(Some(w.root)), &w.args))
+        Box::new(move || {
+            let location = Location::resolve(None, w.root)?;
+            cmd::demo::worker(&location, &w.args)
+        })
     } else {
         let cli = match Cli::try_parse() {
             Ok(cli) => cli,

@@ -1,50 +1,37 @@
-//! Which store a command works on: `--root DIR`, else `$ANNALS_ROOT`, else `./annals-store`,
-//! opened once. Commands speak to it as `dyn Store`; what only a filesystem store has (file
-//! paths, repair, blob files) goes through [`Target::fs`], the one seam another backend
-//! (`--store URL`) plugs in beside.
+//! Which store a command works on ([`Location`]), opened once. Commands speak to it as
+//! `dyn Store`; what only a filesystem store has (file paths, repair, blob files, stored lines)
+//! goes through [`Target::fs`], and [`Location::files_only`] refuses the rest with one message.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use annals::{FsStore, SessionId, Store};
+use annals::{BackendErrorKind, FsStore, SessionId, Store};
+use annals_postgres::{PgOptions, PgStore};
+
+pub use crate::location::Location;
 
 use crate::fail::{store_error, Cause, Failure, CANNOT_RUN};
 
-/// The store root used when neither `--root` nor `ANNALS_ROOT` is given.
-pub const DEFAULT_ROOT: &str = "./annals-store";
-
-/// Where the store is, as the command line and environment say.
-#[derive(Debug, Clone)]
-pub struct Location {
-    /// The filesystem store's root directory.
-    pub root: PathBuf,
-}
-
 impl Location {
-    /// `--root`, else `$ANNALS_ROOT` (an empty one counts as unset), else the default.
-    pub fn from_args(root: Option<PathBuf>) -> Self {
-        let root = root
-            .or_else(|| {
-                std::env::var_os("ANNALS_ROOT")
-                    .filter(|v| !v.is_empty())
-                    .map(PathBuf::from)
-            })
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
-        Self { root }
-    }
-
-    /// For messages: `store ./annals-store`.
-    pub fn describe(&self) -> String {
-        format!("store {}", self.root.display())
-    }
-
     /// Refuses a place where a store cannot be made, without making anything: what a writing
-    /// command checks before it has accepted its input.
+    /// command checks before it has accepted its input. (A database is checked when opened.)
     pub fn check_writable(&self) -> Result<(), Failure> {
-        match inspect(&self.root)? {
+        let Some(root) = self.fs_root() else {
+            return Ok(());
+        };
+        match inspect(root)? {
             Root::Missing | Root::Empty | Root::Store => Ok(()),
-            Root::Foreign(n) => Err(foreign(&self.root, n)),
+            Root::Foreign(n) => Err(foreign(root, n)),
+        }
+    }
+
+    /// Refuses `what` (a command or option that needs files, because `why`) for a store that
+    /// is not a filesystem store, before connecting to anything: exit code 2, naming the store.
+    pub fn files_only(&self, what: &str, why: &str) -> Result<(), Failure> {
+        match self.fs_root() {
+            Some(_) => Ok(()),
+            None => Err(refuse_files_only(self, what, why)),
         }
     }
 }
@@ -59,6 +46,8 @@ pub struct Target {
 /// through [`Target::fs`] for what only files have.
 enum Backend {
     Fs(FsStore),
+    // Boxed: a pool and its settings are several times the size of a filesystem store.
+    Pg(Box<PgStore>),
 }
 
 /// What is at a root path.
@@ -72,34 +61,68 @@ enum Root {
 
 impl Target {
     /// Opens an existing store. Never creates anything: read-only commands must not leave a
-    /// directory behind when pointed at the wrong place.
+    /// directory (or a database schema) behind when pointed at the wrong place.
     pub fn existing(location: &Location) -> Result<Self, Failure> {
-        let root = &location.root;
-        match inspect(root)? {
-            Root::Missing => Err(Failure::new(
-                CANNOT_RUN,
-                "no annals store here",
-                root.display(),
-                "pass --root DIR or set ANNALS_ROOT (`annals demo --root DIR` makes a store to \
-                 try)",
-            )),
-            Root::Foreign(n) => Err(foreign(root, n)),
-            Root::Empty | Root::Store => Self::open(location),
+        let Location::Postgres { url, schema } = location else {
+            return Self::existing_if_any(location)?.ok_or_else(|| no_store(location));
+        };
+        // As existing_if_any, keeping the server's word on what is missing.
+        Self::open_pg(location, url, schema, false).map_err(|e| match e {
+            annals::Error::Backend {
+                kind: BackendErrorKind::MissingDatabase,
+                message,
+                ..
+            } => Failure::new(CANNOT_RUN, "no annals store here", message, NO_PG_STORE),
+            e => store_error(e, &location.describe()),
+        })
+    }
+
+    /// Opens the store if there is one; `None` where none exists yet (no root directory, no
+    /// store in the database's schema), so that a writing command can make it once it has
+    /// accepted its input, and `follow --wait` can wait for it. Creates nothing.
+    pub fn existing_if_any(location: &Location) -> Result<Option<Self>, Failure> {
+        match location {
+            Location::Fs(root) => match inspect(root)? {
+                Root::Missing => Ok(None),
+                Root::Foreign(n) => Err(foreign(root, n)),
+                Root::Empty | Root::Store => Self::open(location, false).map(Some),
+            },
+            Location::Postgres { url, schema } => match Self::open_pg(location, url, schema, false)
+            {
+                Ok(target) => Ok(Some(target)),
+                Err(annals::Error::Backend {
+                    kind: BackendErrorKind::MissingDatabase,
+                    ..
+                }) => Ok(None),
+                Err(e) => Err(store_error(e, &location.describe())),
+            },
         }
     }
 
-    /// Opens a store, creating its root if needed (for commands that write, once they have
-    /// accepted their input).
+    /// Opens a store, creating its root (or its schema) if needed, for commands that write,
+    /// once they have accepted their input.
     pub fn writable(location: &Location) -> Result<Self, Failure> {
         location.check_writable()?;
-        Self::open(location)
+        Self::open(location, true)
     }
 
-    fn open(location: &Location) -> Result<Self, Failure> {
-        let store =
-            FsStore::open(&location.root).map_err(|e| store_error(e, &location.describe()))?;
+    fn open(location: &Location, create: bool) -> Result<Self, Failure> {
+        match location {
+            Location::Fs(root) => Ok(Self {
+                backend: Backend::Fs(
+                    FsStore::open(root).map_err(|e| store_error(e, &location.describe()))?,
+                ),
+                location: location.clone(),
+            }),
+            Location::Postgres { url, schema } => Self::open_pg(location, url, schema, create)
+                .map_err(|e| store_error(e, &location.describe())),
+        }
+    }
+
+    fn open_pg(location: &Location, url: &str, schema: &str, create: bool) -> annals::Result<Self> {
+        let options = PgOptions::new(url).schema(schema).create_schema(create);
         Ok(Self {
-            backend: Backend::Fs(store),
+            backend: Backend::Pg(Box::new(PgStore::open_with(options)?)),
             location: location.clone(),
         })
     }
@@ -108,6 +131,7 @@ impl Target {
     pub fn store(&self) -> &dyn Store {
         match &self.backend {
             Backend::Fs(store) => store,
+            Backend::Pg(store) => store.as_ref(),
         }
     }
 
@@ -115,6 +139,7 @@ impl Target {
     pub fn into_shared(self) -> std::sync::Arc<dyn Store> {
         match self.backend {
             Backend::Fs(store) => std::sync::Arc::new(store),
+            Backend::Pg(store) => std::sync::Arc::new(*store),
         }
     }
 
@@ -123,6 +148,16 @@ impl Target {
     pub fn fs(&self) -> Option<&FsStore> {
         match &self.backend {
             Backend::Fs(store) => Some(store),
+            Backend::Pg(_) => None,
+        }
+    }
+
+    /// What the paths in the store's reports (`ScanReport::path`, `Error::Corrupt`'s path)
+    /// begin with: the root directory, or the database server's address (no password).
+    pub fn paths_root(&self) -> PathBuf {
+        match &self.backend {
+            Backend::Fs(store) => store.root().to_path_buf(),
+            Backend::Pg(store) => PathBuf::from(store.server()),
         }
     }
 
@@ -141,6 +176,41 @@ impl Target {
         store_error(e, &self.describe())
     }
 }
+
+/// The refusal of something only a filesystem store has, for a store at `location` that is
+/// not one.
+fn refuse_files_only(location: &Location, what: &str, why: &str) -> Failure {
+    Failure::new(
+        CANNOT_RUN,
+        format!("{what} works on filesystem stores only ({why})"),
+        location.describe(),
+        "`annals copy --from STORE --to DIR` copies sessions into a directory, where it works",
+    )
+}
+
+/// "No annals store here": no root directory, or no store in the database's schema.
+pub fn no_store(location: &Location) -> Failure {
+    match location {
+        Location::Fs(root) => Failure::new(
+            CANNOT_RUN,
+            "no annals store here",
+            root.display(),
+            "pass --root DIR, --store STORE or set ANNALS_STORE (`annals demo --root DIR` makes \
+             a store to try)",
+        ),
+        Location::Postgres { .. } => Failure::new(
+            CANNOT_RUN,
+            "no annals store here (the database or the schema holds none; nothing was created)",
+            location.shown(),
+            NO_PG_STORE,
+        ),
+    }
+}
+
+/// What to do about a database that holds no store.
+const NO_PG_STORE: &str = "check the URL's database and its ?schema=NAME (default annals); in \
+     an existing database, a writing command (`annals demo --store URL`, `annals append \
+     --create`, `annals import`) makes the store";
 
 fn foreign(root: &Path, entries: u64) -> Failure {
     Failure::new(
@@ -220,6 +290,13 @@ fn kind_of(meta: &fs::Metadata) -> &'static str {
     }
 }
 
+/// True if a trace replay's report describes a trace that exists: a file, or events in a
+/// database (whose reports name no file; a segment there without trace events has no trace, as
+/// a segment without a trace file has none).
+pub fn is_trace(report: &annals::ScanReport) -> bool {
+    report.path.is_some() || report.entries > 0 || report.file_len > 0
+}
+
 /// Blob files of one session, as counted on disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BlobUsage {
@@ -255,14 +332,46 @@ impl Target {
         Some(usage)
     }
 
-    /// Size of a segment's debug trace file, where the backend has files (`None` if there is
-    /// none).
+    /// Size of a segment's debug trace (`None` if it has none): the file's length, read with one
+    /// `lstat`, where the backend has files; else the bytes its events hold, read by a replay.
     pub fn trace_bytes(&self, session: SessionId, segment: annals::SegmentId) -> Option<u64> {
+        if self.fs().is_none() {
+            let options = annals::ReplayOptions::tolerant().blob_refs();
+            let report = self
+                .store()
+                .replay_trace_raw(session, segment, &options, &mut |_| {
+                    Ok(std::ops::ControlFlow::Continue(()))
+                })
+                .ok()?;
+            return is_trace(&report).then_some(report.file_len);
+        }
         let path = self.trace_path(session, segment)?;
         fs::symlink_metadata(path)
             .ok()
             .filter(fs::Metadata::is_file)
             .map(|m| m.len())
+    }
+
+    /// What reports call a segment's log (`trace`: its debug trace): the file's path, or on a
+    /// database the name its errors give the segment's rows
+    /// (`postgresql://user@host:port/db/SCHEMA.entries/SESSION/SEGMENT`).
+    pub fn log_name(&self, session: SessionId, segment: annals::SegmentId, trace: bool) -> PathBuf {
+        match &self.backend {
+            Backend::Fs(_) => if trace {
+                self.trace_path(session, segment)
+            } else {
+                self.segment_path(session, segment)
+            }
+            .unwrap_or_default(),
+            Backend::Pg(pg) => {
+                let table = if trace { "trace_events" } else { "entries" };
+                PathBuf::from(format!(
+                    "{}/{}.{table}/{session}/{segment}",
+                    pg.server(),
+                    pg.schema()
+                ))
+            }
+        }
     }
 
     /// Path of a segment's debug trace file, where the backend has files.

@@ -167,14 +167,16 @@ impl PgStore {
         Self::open_with(PgOptions::new(url))
     }
 
-    /// Connects, creates or migrates the schema, and returns the store. The first connection is
+    /// Connects, creates (unless [`PgOptions::create_schema`] is off) or migrates the schema,
+    /// and returns the store. The first connection is
     /// made here, so a bad URL, a wrong password or a missing database fail now, with an error
     /// that says which.
     ///
     /// # Errors
     /// [`annals::Error::Backend`] whose kind says what is wrong: `Connect` (refused, unknown
     /// host, timeout, TLS), `Auth`, `MissingDatabase`, `Schema` (written by a newer
-    /// annals-postgres, or the database is not UTF-8), `Other` (invalid URL or options).
+    /// annals-postgres, or the database is not UTF-8), `MissingDatabase` (also: no store in the
+    /// schema, with `create_schema` off), `Other` (invalid URL or options).
     pub fn open_with(options: PgOptions) -> Result<Self> {
         let shown = options::redact(&options.url);
         let resolved =
@@ -189,12 +191,14 @@ impl PgStore {
         let mut first = resolved.config.connect(tls.clone()).map_err(|e| {
             F::classify(&e, &server, false).into_error("connect to", target.clone())
         })?;
-        schema::migrate(&mut first, &options.schema, &server).map_err(|e| match e {
-            Fail::Store(e) => e,
-            Fail::Pg { err, .. } => {
-                F::classify(&err, &server, false).into_error("migrate", target.clone())
-            }
-        })?;
+        schema::migrate(&mut first, &options.schema, &server, options.create_schema).map_err(
+            |e| match e {
+                Fail::Store(e) => e,
+                Fail::Pg { err, .. } => {
+                    F::classify(&err, &server, false).into_error("migrate", target.clone())
+                }
+            },
+        )?;
         drop(first);
 
         let health = Arc::new(Health::default());

@@ -47,6 +47,11 @@ pub struct PgOptions {
     pub max_entry_bytes: usize,
     /// `application_name` shown in `pg_stat_activity`. Default `annals`.
     pub application_name: String,
+    /// Create the schema when it holds no store yet. `false` opens only an existing store and
+    /// refuses a missing one (`Error::Backend { kind: MissingDatabase }`, nothing created): what
+    /// a reader uses, so that a mistyped schema name is an error, not a new empty store.
+    /// Default `true`.
+    pub create_schema: bool,
 }
 
 impl fmt::Debug for PgOptions {
@@ -61,6 +66,7 @@ impl fmt::Debug for PgOptions {
             .field("keepalive", &self.keepalive)
             .field("max_entry_bytes", &self.max_entry_bytes)
             .field("application_name", &self.application_name)
+            .field("create_schema", &self.create_schema)
             .finish()
     }
 }
@@ -79,6 +85,7 @@ impl PgOptions {
             keepalive: Some(Duration::from_secs(60)),
             max_entry_bytes: annals::DEFAULT_MAX_ENTRY_BYTES,
             application_name: "annals".to_owned(),
+            create_schema: true,
         }
     }
 
@@ -100,6 +107,13 @@ impl PgOptions {
     #[must_use]
     pub fn pool_size(mut self, size: u32) -> Self {
         self.pool_size = size;
+        self
+    }
+
+    /// The same options, creating the schema if missing (`true`) or refusing it (`false`).
+    #[must_use]
+    pub fn create_schema(mut self, create: bool) -> Self {
+        self.create_schema = create;
         self
     }
 }

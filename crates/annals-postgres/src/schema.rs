@@ -18,12 +18,18 @@ const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
 )]
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-/// Brings `schema` up to [`SCHEMA_VERSION`], or refuses it if it is newer.
+/// Brings `schema` up to [`SCHEMA_VERSION`], or refuses it if it is newer, or (unless `create`)
+/// if it holds no store at all.
 ///
 /// Opens from several processes at once are serialized by a transaction-scoped advisory lock
 /// keyed on the schema's name: taken only here, never on the hot path, and released with the
 /// transaction.
-pub(crate) fn migrate(client: &mut Client, schema: &str, server: &str) -> Result<(), Fail> {
+pub(crate) fn migrate(
+    client: &mut Client,
+    schema: &str,
+    server: &str,
+    create: bool,
+) -> Result<(), Fail> {
     let mut tx = client.transaction()?;
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended('annals-postgres schema ' || $1, 0))",
@@ -57,6 +63,15 @@ pub(crate) fn migrate(client: &mut Client, schema: &str, server: &str) -> Result
     } else {
         0
     };
+    if !exists && !create {
+        return Err(Fail::Store(
+            Failure::new(
+                FailureKind::DatabaseMissing,
+                format!("no annals store in schema {schema} (nothing was created)"),
+            )
+            .into_error("open", target),
+        ));
+    }
     if current > SCHEMA_VERSION {
         return Err(Fail::Store(
             Failure::new(

@@ -65,8 +65,8 @@ pub fn run(location: &Location, args: &AppendArgs) -> Outcome {
     // Nothing is created before the input is accepted: a refused append leaves no store
     // root behind.
     location.check_writable()?;
-    let existing = if args.create && !location.root.exists() {
-        None
+    let existing = if args.create {
+        Target::existing_if_any(location)?
     } else {
         Some(Target::existing(location)?)
     };

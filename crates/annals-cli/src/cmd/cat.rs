@@ -60,6 +60,9 @@ pub fn run(location: &Location, args: &CatArgs) -> Outcome {
             "give one segment",
         ));
     }
+    if args.print.format() == Format::Raw {
+        location.files_only("cat --raw", super::follow::RAW_NEEDS_FILES)?;
+    }
     let target = Target::existing(location)?;
     let named = match &args.session {
         Some(session) => {

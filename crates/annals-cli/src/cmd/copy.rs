@@ -15,7 +15,7 @@ use annals::{
 use clap::Args;
 
 use crate::fail::{store_error, Failure, Outcome, CANNOT_RUN, OK, PROBLEMS};
-use crate::location::Location;
+use crate::target::{Location, Target};
 
 /// Entries per batch appended to the destination, and per window compared.
 const BATCH: usize = 256;
@@ -37,7 +37,7 @@ pub struct CopyArgs {
 
 /// One side of the copy, with what error messages call it.
 struct Side {
-    store: Box<dyn Store>,
+    store: std::sync::Arc<dyn Store>,
     shown: String,
 }
 
@@ -67,11 +67,11 @@ pub fn run(args: &CopyArgs) -> Outcome {
         ));
     }
     let from = Side {
-        store: from.open(false)?,
+        store: Target::existing(&from)?.into_shared(),
         shown: from.shown(),
     };
     let to = Side {
-        store: to.open(true)?,
+        store: Target::writable(&to)?.into_shared(),
         shown: to.shown(),
     };
     let sessions = sessions(&from, &args.sessions)?;

@@ -54,9 +54,17 @@ pub struct FollowArgs {
     pub print: PrintArgs,
 }
 
+/// Why `--raw` (the stored lines, byte for byte) needs a filesystem store.
+pub const RAW_NEEDS_FILES: &str =
+    "it prints a segment file's stored lines, and a database keeps entries as rows, not lines; \
+     --format jsonl prints the entries";
+
 pub fn run(location: &Location, args: &FollowArgs) -> Outcome {
     let filter = args.filter.compile()?;
     let interval = Duration::from_millis(args.interval_ms.max(10));
+    if args.print.format() == crate::print::Format::Raw {
+        location.files_only("follow --raw", RAW_NEEDS_FILES)?;
+    }
     let Some((target, named)) = resolve(location, args, interval)? else {
         return Ok(OK);
     };
@@ -130,10 +138,12 @@ fn resolve(
 ) -> Result<Option<(Target, Named)>, Failure> {
     let mut announced = false;
     loop {
-        // Looked at before the attempt: a root created between the two would otherwise turn
-        // "no store here" into an error that ends the wait.
-        let no_root_yet = !location.root.exists();
-        let attempt = Target::existing(location).and_then(|target| {
+        let mut no_store_yet = false;
+        let attempt = Target::existing_if_any(location).and_then(|target| {
+            let Some(target) = target else {
+                no_store_yet = true;
+                return Err(crate::target::no_store(location));
+            };
             let named = match &args.session {
                 Some(s) => target
                     .segment(&args.target, Some(s))
@@ -145,7 +155,7 @@ fn resolve(
         match attempt {
             Ok(found) => return Ok(Some(found)),
             // Not there yet (exit code 1), or no store yet: wait if asked to.
-            Err(Failure::Fatal { code, .. }) if args.wait && (code == PROBLEMS || no_root_yet) => {
+            Err(Failure::Fatal { code, .. }) if args.wait && (code == PROBLEMS || no_store_yet) => {
                 if !announced {
                     announced = true;
                     say!(

@@ -46,11 +46,7 @@ struct Contents {
 
 pub fn run(location: &Location, args: &ImportArgs) -> Outcome {
     location.check_writable()?;
-    let existing = if location.root.exists() {
-        Some(Target::existing(location)?)
-    } else {
-        None
-    };
+    let existing = Target::existing_if_any(location)?;
     let max = existing
         .as_ref()
         .map_or(annals::DEFAULT_MAX_ENTRY_BYTES, |t| {

@@ -156,7 +156,7 @@ fn sessions(target: &Target, args: &LsArgs) -> Outcome {
         out.write_all(if first { b"]\n" } else { b"\n]\n" })?;
     } else if first {
         out.flush()?;
-        say!("no sessions in {}", target.location().root.display());
+        say!("no sessions in {}", target.location().shown());
     } else {
         writeln!(
             out,

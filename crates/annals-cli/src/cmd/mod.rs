@@ -16,6 +16,7 @@ pub mod ls;
 pub mod repair;
 pub mod stats;
 pub mod tree;
+pub mod truncate;
 pub mod verify;
 
 use std::io;

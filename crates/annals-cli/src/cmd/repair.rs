@@ -29,14 +29,15 @@ pub struct RepairArgs {
 }
 
 pub fn run(location: &Location, args: &RepairArgs) -> Outcome {
+    location.files_only(
+        "repair",
+        "it cuts a damaged segment file back to its last good line; a database's rows are \
+         checked by `annals verify` and kept whole by its transactions",
+    )?;
     let target = Target::existing(location)?;
     let (session, segment) = target.segment(&args.segment, args.session.as_deref())?;
-    // Repair cuts a file: it exists only where the store has files.
     let Some(fs) = target.fs() else {
-        return Err(Failure::usage(
-            "repair works on a filesystem store (it cuts a segment file)",
-            "",
-        ));
+        return Err(Failure::usage("repair needs a filesystem store", ""));
     };
     let style = Style::stdout();
     let mut out = io::stdout().lock();
@@ -71,24 +72,25 @@ pub fn run(location: &Location, args: &RepairArgs) -> Outcome {
         writeln!(out, "dry run: nothing was changed")?;
         return Ok(OK);
     }
-    if !args.yes {
-        let interactive = io::stdin().is_terminal() && io::stderr().is_terminal();
-        if !interactive {
-            return Err(Failure::new(
+    out.flush()?;
+    let go_ahead = confirmed(
+        args.yes,
+        &format!(
+            "cut {} from the end of this segment? [y/N] ",
+            human_bytes(plan.dropped_bytes)
+        ),
+        || {
+            Failure::new(
                 CANNOT_RUN,
                 "refusing to repair without confirmation",
                 plan.path.display(),
                 "pass --yes to cut the file as shown above, or --dry-run to only look",
-            ));
-        }
-        out.flush()?;
-        if !confirm(&format!(
-            "cut {} from the end of this segment? [y/N] ",
-            human_bytes(plan.dropped_bytes)
-        )) {
-            writeln!(out, "not confirmed: nothing was changed")?;
-            return Ok(PROBLEMS);
-        }
+            )
+        },
+    )?;
+    if !go_ahead {
+        writeln!(out, "not confirmed: nothing was changed")?;
+        return Ok(PROBLEMS);
     }
     let done = fs
         .repair(session, segment, false)
@@ -164,14 +166,26 @@ fn describe(out: &mut impl Write, plan: &Repair, style: Style) -> io::Result<()>
     )
 }
 
-/// Asks on stderr, reads a line from stdin.
-fn confirm(question: &str) -> bool {
+/// Whether a command that drops data may go ahead: with `--yes` (`yes`), yes; on a terminal,
+/// the answer to `question` (asked on stderr, read from stdin); elsewhere the `refusal`, so that
+/// a script never cuts anything it did not ask for by name.
+pub fn confirmed(
+    yes: bool,
+    question: &str,
+    refusal: impl FnOnce() -> Failure,
+) -> Result<bool, Failure> {
+    if yes {
+        return Ok(true);
+    }
+    if !(io::stdin().is_terminal() && io::stderr().is_terminal()) {
+        return Err(refusal());
+    }
     let mut err = io::stderr().lock();
     let _ = write!(err, "{question}");
     let _ = err.flush();
     let mut answer = String::new();
     if io::stdin().lock().read_line(&mut answer).is_err() {
-        return false;
+        return Ok(false);
     }
-    matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes")
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }

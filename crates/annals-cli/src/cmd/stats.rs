@@ -54,6 +54,8 @@ pub fn run(location: &Location, args: &StatsArgs) -> Outcome {
     let mut damaged: Vec<(SessionId, SegmentId, String)> = Vec::new();
     let mut damaged_count = 0u64;
     let mut progress = Progress::new();
+    // Blob files are counted where the backend has files.
+    let blobs_counted = target.fs().is_some();
     let total = sessions.len();
     for (i, session) in sessions.into_iter().enumerate() {
         check_interrupt()?;
@@ -104,7 +106,8 @@ pub fn run(location: &Location, args: &StatsArgs) -> Outcome {
     let mut out = BufWriter::new(io::stdout().lock());
     if args.json {
         let doc = json!({
-            "root": target.location().root,
+            "root": target.location().fs_root(),
+            "store": target.location().shown(),
             "sessions": n_sessions,
             "segments": segments,
             "forked_segments": forks,
@@ -112,8 +115,8 @@ pub fn run(location: &Location, args: &StatsArgs) -> Outcome {
             "segment_bytes": bytes,
             "traces": traces.count,
             "trace_bytes": traces.bytes,
-            "blobs": blobs.count,
-            "blob_bytes": blobs.bytes,
+            "blobs": blobs_counted.then_some(blobs.count),
+            "blob_bytes": blobs_counted.then_some(blobs.bytes),
             "attachments": attachments.count,
             "attachment_bytes": attachments.bytes,
             "bytes": bytes + traces.bytes + blobs.bytes,
@@ -134,11 +137,7 @@ pub fn run(location: &Location, args: &StatsArgs) -> Outcome {
         return Ok(code);
     }
     let style = Style::stdout();
-    writeln!(
-        out,
-        "{}",
-        style.bold(&format!("store {}", target.location().root.display()))
-    )?;
+    writeln!(out, "{}", style.bold(&target.describe()))?;
     writeln!(out, "  sessions     {n_sessions}")?;
     writeln!(
         out,
@@ -151,12 +150,20 @@ pub fn run(location: &Location, args: &StatsArgs) -> Outcome {
         traces.count,
         human_bytes(traces.bytes)
     )?;
-    writeln!(
-        out,
-        "  blobs        {}: {} (entries too long for a line, and attachments)",
-        blobs.count,
-        human_bytes(blobs.bytes)
-    )?;
+    if blobs_counted {
+        writeln!(
+            out,
+            "  blobs        {}: {} (entries too long for a line, and attachments)",
+            blobs.count,
+            human_bytes(blobs.bytes)
+        )?;
+    } else {
+        writeln!(
+            out,
+            "  blobs        kept in the database's blobs table, not counted here (entries too \
+             long for a line, and attachments)"
+        )?;
+    }
     writeln!(
         out,
         "  attachments  {}: {}",
@@ -164,7 +171,15 @@ pub fn run(location: &Location, args: &StatsArgs) -> Outcome {
         human_bytes(attachments.bytes)
     )?;
     let total = bytes + traces.bytes + blobs.bytes;
-    writeln!(out, "  on disk      {total} bytes ({})", human_bytes(total))?;
+    if blobs_counted {
+        writeln!(out, "  on disk      {total} bytes ({})", human_bytes(total))?;
+    } else {
+        writeln!(
+            out,
+            "  in database  {total} bytes ({}) of entries and traces",
+            human_bytes(total)
+        )?;
+    }
     if !top.is_empty() {
         writeln!(out, "{}", style.bold("largest segments"))?;
         for (b, n, s, g) in &top {

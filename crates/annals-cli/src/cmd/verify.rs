@@ -261,8 +261,8 @@ pub fn run(location: &Location, args: &VerifyArgs) -> Outcome {
             "traces": t.traces,
             "trace_events": t.trace_events,
             "trace_bytes": t.trace_bytes,
-            "blobs": t.blobs,
-            "blob_bytes": t.blob_bytes,
+            "blobs": target.fs().map(|_| t.blobs),
+            "blob_bytes": target.fs().map(|_| t.blob_bytes),
             "bytes": t.segment_bytes + t.trace_bytes + t.blob_bytes,
             "problems": t.problems,
             "damaged_files": t.damaged_files,
@@ -306,10 +306,22 @@ pub fn run(location: &Location, args: &VerifyArgs) -> Outcome {
         } else {
             String::new()
         };
+        // Blob files are counted where the backend has files; a database's blobs are rows,
+        // checked with the entries that refer to them.
+        let blobs = if target.fs().is_some() {
+            format!(
+                "{} blob{} ({})",
+                t.blobs,
+                plural(t.blobs),
+                human_bytes(t.blob_bytes)
+            )
+        } else {
+            "their blobs".to_owned()
+        };
         writeln!(
             rep.out,
             "verified {} session{}: {} segment{} with {} entr{} ({}), {} trace{} with {} event{} \
-             ({}), {} blob{} ({}) in {elapsed:.2} s: {verdict}{torn}",
+             ({}), {blobs} in {elapsed:.2} s: {verdict}{torn}",
             t.sessions,
             plural(t.sessions),
             t.segments,
@@ -322,9 +334,6 @@ pub fn run(location: &Location, args: &VerifyArgs) -> Outcome {
             t.trace_events,
             plural(t.trace_events),
             human_bytes(t.trace_bytes),
-            t.blobs,
-            plural(t.blobs),
-            human_bytes(t.blob_bytes),
         )?;
     }
     rep.out.flush()?;
@@ -350,7 +359,10 @@ fn check_session<W: Write>(
         Ok(list) => list,
         Err(annals::Error::SessionNotFound(_)) => return Ok(()),
         Err(e) => {
-            let root = target.location().root.join(session.to_string());
+            let root = match target.location().fs_root() {
+                Some(root) => root.join(session.to_string()),
+                None => format!("{} session {session}", target.location().shown()).into(),
+            };
             rep.totals.unchecked += 1;
             rep.progress.clear();
             let failure = target.err(e);
@@ -432,7 +444,7 @@ fn check_segment<W: Write>(
     segment: SegmentId,
 ) -> Result<(), Failure> {
     check_interrupt()?;
-    let path = target.segment_path(session, segment).unwrap_or_default();
+    let path = target.log_name(session, segment, false);
     let result = verify_one(target, rep, session, segment);
     check_interrupt()?;
     if let Err(annals::Error::SegmentNotFound { .. }) = result {
@@ -455,10 +467,11 @@ fn check_segment<W: Write>(
             });
     match trace {
         // No trace file: nothing to report.
-        Ok(ScanReport { path: None, .. }) | Err(annals::Error::SegmentNotFound { .. }) => {}
+        Ok(report) if !crate::target::is_trace(&report) => {}
+        Err(annals::Error::SegmentNotFound { .. }) => {}
         other => {
             rep.totals.traces += 1;
-            let trace_path = target.trace_path(session, segment).unwrap_or_default();
+            let trace_path = target.log_name(session, segment, true);
             rep.file(
                 session,
                 segment,

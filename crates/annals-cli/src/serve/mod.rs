@@ -110,7 +110,8 @@ async fn serve(
         .map_err(|e| Failure::new(CANNOT_RUN, format!("cannot listen on {bind} ({e})"), "", ""))?;
     let url = url(bound, token.as_deref());
     let app = Arc::new(routes::App {
-        root: target.location().root.clone(),
+        root: target.paths_root(),
+        shown: target.location().shown(),
         store: target.into_shared(),
         guard: guard::Guard::new(bound, &args.allow_host, token),
     });
@@ -121,7 +122,7 @@ async fn serve(
     }
     say!(
         "annals serve: store {} read-only at {url} (Ctrl-C stops)",
-        app.root.display()
+        app.shown
     );
     if bound.ip().is_unspecified() {
         say!(

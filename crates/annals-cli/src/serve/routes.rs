@@ -33,8 +33,11 @@ use super::stream::{error_line, no_error_line, streamed};
 /// What every handler shares.
 pub struct App {
     pub store: Arc<dyn Store>,
-    /// The store's root, for messages and for showing paths relative to it.
+    /// What paths in reports are shown relative to: the store's root, or a database's
+    /// `postgresql://user@host:port/database` (so the page learns no more than the store).
     pub root: PathBuf,
+    /// The store, for messages: never a password.
+    pub shown: String,
     pub guard: Guard,
 }
 
@@ -230,7 +233,7 @@ async fn not_found(request: Request) -> Response {
 
 async fn info(State(app): Shared) -> Json<serde_json::Value> {
     Json(serde_json::json!({
-        "store": app.root.display().to_string(),
+        "store": app.shown,
         "version": env!("CARGO_PKG_VERSION"),
         "token_required": app.guard.token().is_some(),
         "read_only": true,

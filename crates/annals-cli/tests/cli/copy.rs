@@ -4,7 +4,6 @@
 
 use annals::{AttachmentMeta, FsStore, SegmentId, SessionId, Store, StoreExt};
 use annals_postgres::test_server::{fresh_schema, server_for_tests};
-use predicates::prelude::PredicateBooleanExt;
 use serde_json::json;
 
 use crate::{bare, entry, Fixture};
@@ -148,14 +147,4 @@ fn a_round_trip_through_postgres_gives_back_the_same_sessions_and_a_rerun_copies
         ));
     assert_eq!(describe(&pg_store, sessions[1]), before);
     pg_store.drop_schema().unwrap();
-}
-
-#[test]
-fn a_postgres_store_for_a_filesystem_only_command_is_a_clear_usage_error() {
-    bare()
-        .args(["--store", "postgresql://u:secret-pw@127.0.0.1:1/db", "ls"])
-        .assert()
-        .code(2)
-        .stderr(predicates::str::contains("filesystem stores only"))
-        .stderr(predicates::str::contains("secret-pw").not());
 }

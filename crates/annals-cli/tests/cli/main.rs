@@ -18,6 +18,7 @@ mod find;
 mod follow;
 mod memory;
 mod paths;
+mod postgres;
 mod read;
 mod write;
 
@@ -74,6 +75,7 @@ impl Fixture {
     pub fn spawnable(&self) -> std::process::Command {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_annals"));
         cmd.env_remove("ANNALS_ROOT")
+            .env_remove("ANNALS_STORE")
             .env("NO_COLOR", "1")
             .arg("--root")
             .arg(self.root());
@@ -116,7 +118,9 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u64, i64, i64)> {
 /// The binary with no root and a clean environment.
 pub fn bare() -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_annals"));
-    cmd.env_remove("ANNALS_ROOT").env("NO_COLOR", "1");
+    cmd.env_remove("ANNALS_ROOT")
+        .env_remove("ANNALS_STORE")
+        .env("NO_COLOR", "1");
     cmd
 }
 

@@ -1,5 +1,6 @@
 //! `annals append`: lines appended as they arrive, each checked; `--batch` all or nothing;
 //! entries of any size up to the store's maximum; nothing created by a refused append.
+//! `annals truncate` and `annals fork`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
@@ -11,7 +12,7 @@ use predicates::str::contains;
 use serde_json::{json, Value};
 
 use crate::follow::wait_bounded;
-use crate::{count, read_all, stderr_of, stdout_of, tear, Fixture};
+use crate::{count, entry, read_all, stderr_of, stdout_of, tear, Fixture};
 
 fn ids(key: (SessionId, SegmentId)) -> [String; 2] {
     [key.0.to_string(), key.1.to_string()]
@@ -339,4 +340,98 @@ fn ctrl_c_stops_a_streaming_append_with_exit_130_and_keeps_what_it_appended() {
     assert!(err.contains("appended 2 entries"), "{err}");
     assert_eq!(count(&fx.store, key), 2);
     drop(stdin);
+}
+
+#[test]
+fn truncate_shows_what_it_drops_and_cuts_only_when_confirmed() {
+    let fx = Fixture::new();
+    let key = fx.segment(10);
+    let [_, g] = ids(key);
+    let before = fx.snapshot();
+    // Not a terminal and no --yes: refused, nothing changed; --dry-run only looks.
+    let out = fx
+        .annals()
+        .args(["truncate", &g, "--keep", "4"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("--yes"), "{}", stderr_of(&out));
+    let out = fx
+        .annals()
+        .args(["truncate", &g, "--keep", "4", "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        stdout_of(&out).contains("entries 4..10 (6)"),
+        "{}",
+        stdout_of(&out)
+    );
+    // Beyond the end: a usage error.
+    let out = fx
+        .annals()
+        .args(["truncate", &g, "--keep", "11", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert_eq!(
+        fx.snapshot(),
+        before,
+        "nothing may change before confirmation"
+    );
+    fx.annals()
+        .args(["truncate", &g, "--keep", "4", "--yes"])
+        .assert()
+        .success();
+    assert_eq!(
+        read_all(&fx.store, key),
+        (0..4).map(entry).collect::<Vec<_>>()
+    );
+    assert_eq!(fx.store.tip(key.0, key.1).unwrap().generation, 1);
+    // Keeping everything is nothing to do.
+    fx.annals()
+        .args(["truncate", &g, "--keep", "4"])
+        .assert()
+        .success()
+        .stdout(contains("nothing to do"));
+}
+
+#[test]
+fn fork_starts_a_new_segment_from_the_first_entries_and_prints_its_id() {
+    let fx = Fixture::new();
+    let key = fx.segment(6);
+    let [_, g] = ids(key);
+    let out = fx
+        .annals()
+        .args(["fork", &g, "--at", "2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let fork: SegmentId = stdout_of(&out).trim().parse().unwrap();
+    assert_eq!(
+        read_all(&fx.store, (key.0, fork)),
+        (0..2).map(entry).collect::<Vec<_>>()
+    );
+    let info = fx.store.list_segments(key.0).unwrap();
+    let lineage = info
+        .iter()
+        .find(|i| i.segment == fork)
+        .unwrap()
+        .fork
+        .unwrap();
+    assert_eq!((lineage.segment, lineage.at), (key.1, 2));
+    assert_eq!(count(&fx.store, key), 6, "the source is untouched");
+    // --into names it; an existing id is refused.
+    let into = SegmentId::new().to_string();
+    fx.annals()
+        .args(["fork", &g, "--into", &into])
+        .assert()
+        .success();
+    assert_eq!(count(&fx.store, (key.0, into.parse().unwrap())), 6);
+    let out = fx
+        .annals()
+        .args(["fork", &g, "--into", &into])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
 }

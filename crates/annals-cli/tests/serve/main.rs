@@ -17,6 +17,7 @@ mod support;
 
 mod endpoints;
 mod live;
+mod postgres;
 mod security;
 
 use std::collections::BTreeMap;

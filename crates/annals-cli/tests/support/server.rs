@@ -22,11 +22,20 @@ pub struct Server {
 impl Server {
     /// Serves `root`; `extra` are more `serve` arguments.
     pub fn start(root: &Path, extra: &[&str]) -> Self {
+        Self::start_at(&["--root".as_ref(), root.as_os_str()], extra)
+    }
+
+    /// Serves the store `--store STORE` names (a database, say).
+    pub fn start_store(store: &str, extra: &[&str]) -> Self {
+        Self::start_at(&["--store".as_ref(), store.as_ref()], extra)
+    }
+
+    fn start_at(location: &[&std::ffi::OsStr], extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_annals"))
             .env_remove("ANNALS_ROOT")
+            .env_remove("ANNALS_STORE")
             .env("NO_COLOR", "1")
-            .arg("--root")
-            .arg(root)
+            .args(location)
             .arg("serve")
             .args(if extra.contains(&"--bind") {
                 &[][..]

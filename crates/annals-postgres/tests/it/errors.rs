@@ -150,3 +150,26 @@ fn debug_of_a_store_names_the_server_and_not_the_password() {
     assert!(!shown.contains(local.password()), "{shown}");
     assert!(shown.contains("127.0.0.1"), "{shown}");
 }
+
+#[test]
+fn a_reader_open_refuses_a_schema_without_a_store_and_creates_nothing() {
+    let Some(server) = support::server() else {
+        return;
+    };
+    let options = support::options(&server).create_schema(false);
+    let schema = options.schema.clone();
+    let (kind, _, text) = backend_kind(PgStore::open_with(options.clone()));
+    assert_eq!(kind, BackendErrorKind::MissingDatabase, "{text}");
+    assert!(text.contains(&schema), "names the schema: {text}");
+    let mut admin = support::admin(&server.url());
+    let created = admin
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1",
+            &[&schema],
+        )
+        .unwrap();
+    assert!(created.is_none(), "the schema {schema} was created");
+    // Once a writer made the store, the reader opens it.
+    let (_writer, _guard) = support::open(options.clone().create_schema(true));
+    PgStore::open_with(options).unwrap();
+}

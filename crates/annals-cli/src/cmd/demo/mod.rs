@@ -21,6 +21,7 @@ use clap::Args;
 
 use crate::fail::{Failure, Outcome, CANNOT_RUN, OK, PROBLEMS};
 use crate::ids::short;
+use crate::location::STORE_ENV;
 use crate::target::{Location, Target};
 use crate::term::{human_bytes, shell_word, Style};
 use script::{now_ms, raw_entries, system_prompt};
@@ -78,17 +79,21 @@ pub fn run(location: &Location, args: &DemoArgs) -> Outcome {
         style.bold("annals demo:"),
         args.workers,
         args.sessions_per_worker,
-        target.location().root.display()
+        target.location().shown()
     )?;
     out.flush()?;
     let seed = now_ms();
     let started = Instant::now();
     let mut workers = Vec::new();
     for worker in 0..args.workers {
-        let spawned = Command::new(&exe)
-            .arg(crate::cli::DEMO_WORKER)
-            .arg("--root")
-            .arg(&target.location().root)
+        let mut command = Command::new(&exe);
+        command.arg(crate::cli::DEMO_WORKER);
+        match target.location() {
+            Location::Fs(root) => command.arg("--root").arg(root),
+            // In the environment, not the arguments: `ps` shows those, password and all.
+            pg @ Location::Postgres { .. } => command.env(STORE_ENV, pg.to_env()),
+        };
+        let spawned = command
             .args(["--worker", &worker.to_string()])
             .args(["--sessions", &args.sessions_per_worker.to_string()])
             .args(["--shared-session", &shared_session.to_string()])
@@ -139,13 +144,22 @@ pub fn run(location: &Location, args: &DemoArgs) -> Outcome {
     ours.insert(shared_session);
     let check = read_back(target.store(), &ours).map_err(|e| target.err(e))?;
     // Entries too long for a line are kept as blobs: count them too.
-    let (mut blob_count, mut blob_bytes) = (0u64, 0u64);
+    let mut blobs = None;
     for session in &ours {
         if let Some(usage) = target.blob_usage(*session) {
-            blob_count += usage.count;
-            blob_bytes += usage.bytes;
+            let (count, bytes) = blobs.get_or_insert((0u64, 0u64));
+            *count += usage.count;
+            *bytes += usage.bytes;
         }
     }
+    let blobs = match blobs {
+        Some((count, bytes)) => format!(
+            " of segment files ({} in {count} blobs)",
+            human_bytes(bytes)
+        ),
+        None if target.fs().is_none() => " of entries in the database".to_owned(),
+        None => " of segment files".to_owned(),
+    };
     let edit_forks: u64 = reports.iter().map(|r| r.edit_forks).sum();
     let conflict_forks: u64 = reports.iter().map(|r| r.conflict_forks).sum();
     let trace_events: u64 = reports.iter().map(|r| r.trace_events).sum();
@@ -158,7 +172,7 @@ pub fn run(location: &Location, args: &DemoArgs) -> Outcome {
     writeln!(
         out,
         "wrote {} sessions ({} segments, {} forked: {} after an edit, {} after a conflict) in \
-         {write_secs:.2} s: {} entries, {} trace events, {} of segment files ({} in {} blobs)",
+         {write_secs:.2} s: {} entries, {} trace events, {}{blobs}",
         ours.len(),
         check.segments,
         edit_forks + conflict_forks,
@@ -167,16 +181,19 @@ pub fn run(location: &Location, args: &DemoArgs) -> Outcome {
         appended,
         trace_events,
         human_bytes(check.bytes),
-        human_bytes(blob_bytes),
-        blob_count,
     )?;
     writeln!(
         out,
         "throughput: {rate:.0} entries/s, {}/s of entry JSON, end to end with {} processes \
-         appending at once (session creations and forks are fsynced; workers pause 1-4 ms \
-         before each append to the shared session)",
+         appending at once (session creations and forks are {}; workers pause 1-4 ms before \
+         each append to the shared session)",
         human_bytes(byte_rate as u64),
         args.workers,
+        if target.fs().is_some() {
+            "fsynced"
+        } else {
+            "durable commits, as is every append"
+        },
     )?;
     let lost_or_extra = check.appended != appended;
     let read_line = format!(
@@ -208,8 +225,15 @@ pub fn run(location: &Location, args: &DemoArgs) -> Outcome {
         human_bytes(check.store_bytes),
     )?;
     let me = invoked_as();
-    let root = shell_word(&target.location().root.display().to_string());
+    let store = target.location().as_flag();
     writeln!(out, "\n{}", style.bold("Look at it:"))?;
+    if target.location().has_password() {
+        writeln!(
+            out,
+            "  (the store's password is left out of these: give it with PGPASSWORD, or \
+             export ANNALS_STORE and drop the --store)"
+        )?;
+    }
     let shared = short(&shared_session);
     let example = short(&check.example_fork.unwrap_or(shared_segment));
     for (command, why) in [
@@ -236,7 +260,7 @@ pub fn run(location: &Location, args: &DemoArgs) -> Outcome {
         } else {
             format!("   # {why}")
         };
-        writeln!(out, "  {me} --root {root} {command}{why}")?;
+        writeln!(out, "  {me} {store} {command}{why}")?;
     }
     out.flush()?;
     Ok(
@@ -381,7 +405,7 @@ fn read_back(store: &dyn Store, ours: &HashSet<SessionId>) -> annals::Result<Rea
                 &ReplayOptions::tolerant(),
                 &mut |_| Ok(ControlFlow::Continue(())),
             )?;
-            if trace.path.is_some() {
+            if crate::target::is_trace(&trace) {
                 rb.store_traces += 1;
                 rb.store_bytes += trace.file_len;
                 rb.problems += trace.problem_count;
