@@ -20,6 +20,12 @@ impl BlobId {
         Self(Sha256::digest(bytes).into())
     }
 
+    /// The id whose digest is `digest` (a SHA-256 computed in pieces).
+    #[must_use]
+    pub(crate) fn from_digest(digest: [u8; 32]) -> Self {
+        Self(digest)
+    }
+
     /// The raw digest.
     #[must_use]
     pub fn as_bytes(&self) -> &[u8; 32] {

@@ -32,7 +32,12 @@ pub(crate) struct BlobDir<'t, F: FileSystem> {
     root: OnceCell<Dir<F>>,
 }
 
+/// A blob file opened for reading: the file, its path and its size.
+type Opened<F> = (<F as FileSystem>::File, PathBuf, u64);
+
 const ROOT: &str = "blobs";
+/// What [`BlobDir::check_entry`] reads at a time.
+const CHECK_CHUNK: usize = 256 * 1024;
 const LOCK: &str = "lock";
 
 fn shard_of(hex: &str) -> &str {
@@ -83,13 +88,14 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
         Ok(id)
     }
 
-    /// Reads a blob and checks it against its name (and `len`, if given). A file longer than
-    /// the reference says, or than the store's largest entry, is refused before it is read.
-    pub(crate) fn read(
+    /// Opens blob `id` for reading and checks its size against `len` (if given) and the
+    /// store's largest entry before a byte of it is read: the one place that decides what a
+    /// blob file may claim. Returns the file, its path and its size.
+    fn open(
         &self,
         id: &BlobId,
         len: Option<u64>,
-    ) -> Result<std::result::Result<Vec<u8>, BlobFault>> {
+    ) -> Result<std::result::Result<Opened<F>, BlobFault>> {
         let hex = id.to_hex();
         let Some(root) = self.root()? else {
             return Ok(Err(BlobFault::Missing));
@@ -100,9 +106,10 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
         let Some(file) = self.tree.open_file(&shard, &hex, Access::Read)? else {
             return Ok(Err(BlobFault::Missing));
         };
-        let fs = &self.tree.fs;
         let path = shard.path_of(&hex);
-        let (size, _) = fs
+        let (size, _) = self
+            .tree
+            .fs
             .size_and_links(&file)
             .map_err(|e| Error::io("stat", &path, e))?;
         if let Some(expected) = len {
@@ -119,13 +126,28 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
                 limit: self.max_len,
             }));
         }
+        Ok(Ok((file, path, size)))
+    }
+
+    /// Reads a blob and checks it against its name (and `len`, if given). A file longer than
+    /// the reference says, or than the store's largest entry, is refused before it is read.
+    pub(crate) fn read(
+        &self,
+        id: &BlobId,
+        len: Option<u64>,
+    ) -> Result<std::result::Result<Vec<u8>, BlobFault>> {
+        let (file, path, size) = match self.open(id, len)? {
+            Ok(opened) => opened,
+            Err(fault) => return Ok(Err(fault)),
+        };
         let mut bytes = vec![0u8; usize::try_from(size).unwrap_or(0)];
         let mut done = 0;
         while done < bytes.len() {
             let slot = bytes.get_mut(done..).unwrap_or_default();
-            match fs.read_at(&file, slot, done as u64) {
+            match self.tree.fs.read_at(&file, slot, done as u64) {
                 Ok(0) => break,
                 Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(Error::io("read blob", &path, e)),
             }
         }
@@ -135,6 +157,48 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
             return Ok(Err(BlobFault::Hash { found }));
         }
         Ok(Ok(bytes))
+    }
+
+    /// Checks a blob as [`read`](Self::read) does, and that it is UTF-8 text (an entry's JSON),
+    /// without holding it: it is hashed and checked while read in [`CHECK_CHUNK`] pieces, so
+    /// what verify and repair hold for a blob is one piece, whatever its size.
+    pub(crate) fn check_entry(
+        &self,
+        id: &BlobId,
+        len: u64,
+    ) -> Result<std::result::Result<(), BlobFault>> {
+        let (file, path, size) = match self.open(id, Some(len))? {
+            Ok(opened) => opened,
+            Err(fault) => return Ok(Err(fault)),
+        };
+        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+        let mut text = Utf8Stream::default();
+        let mut buf = vec![0u8; CHECK_CHUNK];
+        let mut at = 0u64;
+        while at < size {
+            let want = usize::try_from(size - at)
+                .unwrap_or(CHECK_CHUNK)
+                .min(CHECK_CHUNK);
+            let slot = buf.get_mut(..want).unwrap_or_default();
+            let n = match self.tree.fs.read_at(&file, slot, at) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("read blob", &path, e)),
+            };
+            let piece = buf.get(..n).unwrap_or_default();
+            sha2::Digest::update(&mut hasher, piece);
+            text.feed(piece);
+            at += n as u64;
+        }
+        let found = BlobId::from_digest(sha2::Digest::finalize(hasher).into());
+        if found != *id {
+            return Ok(Err(BlobFault::Hash { found }));
+        }
+        if !text.finish() {
+            return Ok(Err(BlobFault::NotText));
+        }
+        Ok(Ok(()))
     }
 
     /// Every blob file, with its size. Names that are not blob ids, and anything that is not a
@@ -234,6 +298,56 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
     }
 }
 
+/// UTF-8 validation of bytes that arrive in pieces: a character cut by a piece's end is
+/// carried over to the next one.
+#[derive(Default)]
+struct Utf8Stream {
+    /// The start of a character the last piece ended inside (at most 3 bytes).
+    carry: Vec<u8>,
+    failed: bool,
+}
+
+impl Utf8Stream {
+    fn feed(&mut self, mut piece: &[u8]) {
+        if self.failed {
+            return;
+        }
+        if let Some(&lead) = self.carry.first() {
+            // Complete the cut character: its lead byte says how long it is.
+            let width = match lead {
+                0xF0.. => 4,
+                0xE0.. => 3,
+                _ => 2,
+            };
+            let take = (width - self.carry.len()).min(piece.len());
+            self.carry
+                .extend_from_slice(piece.get(..take).unwrap_or_default());
+            piece = piece.get(take..).unwrap_or_default();
+            if self.carry.len() < width {
+                return; // the piece ended inside it too
+            }
+            if std::str::from_utf8(&self.carry).is_err() {
+                self.failed = true;
+                return;
+            }
+            self.carry.clear();
+        }
+        match std::str::from_utf8(piece) {
+            Ok(_) => {}
+            // Cut at the end: keep the start of the character for the next piece.
+            Err(e) if e.error_len().is_none() => self
+                .carry
+                .extend_from_slice(piece.get(e.valid_up_to()..).unwrap_or_default()),
+            Err(_) => self.failed = true,
+        }
+    }
+
+    /// True if everything fed was UTF-8, with no character cut at the end.
+    fn finish(&self) -> bool {
+        !self.failed && self.carry.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,5 +390,69 @@ mod tests {
 
         blobs.remove(&id).unwrap();
         assert_eq!(blobs.read(&id, None).unwrap(), Err(BlobFault::Missing));
+    }
+
+    #[test]
+    fn a_blob_is_checked_in_pieces_with_the_verdicts_of_a_whole_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = Tree::open(super::super::OsFs, dir.path(), false).unwrap();
+        let blobs = BlobDir::new(&tree, &tree.root, 4 << 20);
+        // Several pieces long, with characters of 2, 3 and 4 bytes cut at every piece end.
+        let text = "aé€😀".repeat(CHECK_CHUNK / 3);
+        let id = blobs.put(text.as_bytes()).unwrap();
+        let len = text.len() as u64;
+        assert_eq!(blobs.check_entry(&id, len).unwrap(), Ok(()));
+        assert!(matches!(
+            blobs.check_entry(&id, len - 1).unwrap(),
+            Err(BlobFault::Length { .. })
+        ));
+        let path = blobs.path(&id);
+        let mut bytes = text.into_bytes();
+        bytes[CHECK_CHUNK + 7] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            blobs.check_entry(&id, len).unwrap(),
+            Err(BlobFault::Hash { .. })
+        ));
+        // Not text, with the right hash: refused as not text.
+        let mut latin1 = vec![b'a'; CHECK_CHUNK * 2];
+        latin1[CHECK_CHUNK - 1] = 0xE9;
+        let id = blobs.put(&latin1).unwrap();
+        let len = latin1.len() as u64;
+        assert_eq!(
+            blobs.check_entry(&id, len).unwrap(),
+            Err(BlobFault::NotText)
+        );
+        // Cut inside its last character.
+        let cut = &"xé".as_bytes()[..2];
+        let id = blobs.put(cut).unwrap();
+        assert_eq!(blobs.check_entry(&id, 2).unwrap(), Err(BlobFault::NotText));
+        assert_eq!(
+            blobs.check_entry(&BlobId::of(b"none"), 4).unwrap(),
+            Err(BlobFault::Missing)
+        );
+    }
+
+    #[test]
+    fn utf8_in_pieces_agrees_with_utf8_whole_at_every_cut() {
+        let samples: [&[u8]; 5] = [
+            "aé€😀z".as_bytes(),
+            b"a\xE2\x82",
+            b"\xF0\x9F\x98a",
+            b"ok\xC0\xAF",
+            b"\xED\xA0\x80",
+        ];
+        for sample in samples {
+            let whole = std::str::from_utf8(sample).is_ok();
+            for cut in 0..=sample.len() {
+                for second in cut..=sample.len() {
+                    let mut stream = Utf8Stream::default();
+                    stream.feed(&sample[..cut]);
+                    stream.feed(&sample[cut..second]);
+                    stream.feed(&sample[second..]);
+                    assert_eq!(stream.finish(), whole, "{sample:?} cut at {cut}, {second}");
+                }
+            }
+        }
     }
 }

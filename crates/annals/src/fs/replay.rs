@@ -193,7 +193,8 @@ fn resolve<F: FileSystem>(
 
 /// For a blob line, checks its blob and tells the checker if it is missing or does not match
 /// (the checker decides whether that is damage or part of an interrupted tail): what verify and
-/// repair do with every blob line (replay reads the blob instead).
+/// repair do with every blob line (replay reads the blob instead). The blob is checked while
+/// it is read, never held.
 pub(crate) fn check_blob<F: FileSystem>(
     blobs: &BlobDir<'_, F>,
     delivery: Delivery<'_>,
@@ -202,8 +203,11 @@ pub(crate) fn check_blob<F: FileSystem>(
         reference, verdict, ..
     } = delivery
     {
-        if let Err(reason) = resolve(blobs, &reference)? {
-            verdict.report(reason);
+        if let Err(problem) = blobs.check_entry(&reference.sha256, reference.len)? {
+            verdict.report(CorruptReason::Blob {
+                id: reference.sha256,
+                problem,
+            });
         }
     }
     Ok(ControlFlow::Continue(()))

@@ -143,6 +143,10 @@ struct HostileStore {
     /// Session whose segment has a 256 MiB trace and whose attachment index is 256 MiB.
     aux: SessionId,
     aux_segment: SegmentId,
+    /// Session whose segment holds one valid entry of 60 MiB (a blob, under the 64 MiB
+    /// maximum): checking it must not hold it.
+    big: SessionId,
+    big_segment: SegmentId,
 }
 
 /// Appends `count` entry lines (format 1, correct CRCs) numbered from `first`, each holding
@@ -251,6 +255,11 @@ impl HostileStore {
                 r#"{{"id":"{id}","len":8,"type":"image/png","label":"screenshot.png","created_ms":{i}}}"#
             )
         });
+        let big = SessionId::new();
+        let big_segment = SegmentId::new();
+        store
+            .create(big, big_segment, &[json!({"text": "a".repeat(60 << 20)})])
+            .unwrap();
         drop(store);
         Self {
             _dir: dir,
@@ -264,6 +273,8 @@ impl HostileStore {
             blob,
             aux,
             aux_segment,
+            big,
+            big_segment,
         }
     }
 
@@ -279,6 +290,8 @@ impl HostileStore {
             self.blob.to_hex(),
             self.aux.to_string(),
             self.aux_segment.to_string(),
+            self.big.to_string(),
+            self.big_segment.to_string(),
         ]
         .join(",")
     }
@@ -294,7 +307,9 @@ impl HostileStore {
 /// returns what it found (for the parent to check it was refused or reported, not swallowed).
 /// `list_attachments` is not among them: it returns every attachment of the index (a `Vec`,
 /// as the `Store` API says), so its memory is the number of attachments the index lists.
-const HOSTILE_CALLS: [(&str, &str); 24] = [
+/// Nor are replay and `get_blob` of the 60 MiB entry: they hand the entry itself over, so they
+/// hold it once (at most the largest entry); checking it (verify, repair) must not.
+const HOSTILE_CALLS: [(&str, &str); 26] = [
     ("replay long line", "line of 314572800 bytes exceeds"),
     ("replay tolerant long line", "ok: problems=1"),
     ("verify long line", "TooLong { len: 314572800 }"),
@@ -325,6 +340,8 @@ const HOSTILE_CALLS: [(&str, &str); 24] = [
     ("list segments aux", "ok: 1"),
     ("session modified aux", "ok"),
     ("find session", "ok: None"),
+    ("verify big blob", "ok: problems=0 entries=1"),
+    ("repair dry run big blob", "ok: keep="),
 ];
 
 fn hostile_call(store: &FsStore, ids: &[String], call: &str) -> String {
@@ -334,6 +351,7 @@ fn hostile_call(store: &FsStore, ids: &[String], call: &str) -> String {
     let (blobs, blob_segment) = (s(4), g(5));
     let blob: annals::BlobId = ids[6].parse().unwrap();
     let (aux, aux_segment) = (s(7), g(8));
+    let (big, big_segment) = (s(9), g(10));
     let mut count = 0u64;
     let mut sink = |_: annals::Entry<'_>| {
         count += 1;
@@ -406,6 +424,12 @@ fn hostile_call(store: &FsStore, ids: &[String], call: &str) -> String {
         "find session" => store
             .find_session(SegmentId::new())
             .map(|s| format!("{s:?}")),
+        "verify big blob" => store
+            .verify(big, big_segment)
+            .map(|r| format!("problems={} entries={}", r.problem_count, r.entries)),
+        "repair dry run big blob" => store
+            .repair(big, big_segment, true)
+            .map(|r| format!("keep={}", r.keep_bytes)),
         other => panic!("no call {other}"),
     };
     match outcome {
