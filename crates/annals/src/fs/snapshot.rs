@@ -3,11 +3,13 @@
 //! replacement (a rewrite renamed a new file over the name while they waited for the lock).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::read::Reader;
 use super::seam::{Access, FileSystem, LockKind};
 use super::tree::{Dir, Tree};
-use crate::{Error, Result};
+use crate::lease::Patience;
+use crate::{Error, Result, SegmentId, SessionId};
 
 /// A file opened for reading.
 #[derive(Debug)]
@@ -65,13 +67,16 @@ pub(crate) fn with_snapshot<F: FileSystem, T>(
 
 /// Opens `name` in `dir` and takes its exclusive lock, following replacements; `Ok(None)` if
 /// missing. With [`Access::Read`] (a dry run) nothing is opened for writing: `flock` works on
-/// a read-only descriptor, and on a read-only mount.
+/// a read-only descriptor, and on a read-only mount. Waits for the lock at most `wait.0` (a
+/// lease may hold it), then [`Error::Locked`] for segment `wait.2` of session `wait.1`.
 pub(crate) fn open_locked<F: FileSystem>(
     tree: &Tree<F>,
     dir: &Dir<F>,
     name: &str,
     access: Access,
+    wait: (Duration, SessionId, SegmentId),
 ) -> Result<Option<Snapshot<F>>> {
+    let mut patience = Patience::new(wait.0);
     let fs = &tree.fs;
     loop {
         let Some(file) = tree.open_file(dir, name, access)? else {
@@ -81,8 +86,20 @@ pub(crate) fn open_locked<F: FileSystem>(
             file,
             path: dir.path_of(name),
         };
-        fs.lock(&snapshot.file, LockKind::Exclusive)
+        let taken = fs
+            .try_lock(&snapshot.file, LockKind::Exclusive)
             .map_err(|e| Error::io("lock", &snapshot.path, e))?;
+        if !taken {
+            if patience.pause() {
+                continue;
+            }
+            return Err(Error::Locked {
+                session: wait.1,
+                segment: wait.2,
+                holder: None,
+                waited: patience.waited(),
+            });
+        }
         match fs.size_and_links(&snapshot.file) {
             Ok((_, links)) if links > 0 => return Ok(Some(snapshot)),
             Ok(_) => {

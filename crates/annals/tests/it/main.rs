@@ -15,6 +15,7 @@ mod conformance;
 mod faults;
 mod fs_damage;
 mod hostile;
+mod lease;
 mod memory;
 mod model;
 mod multiprocess;
