@@ -107,17 +107,10 @@ impl BlobRef {
     /// The reference for an entry's JSON text.
     #[must_use]
     pub fn for_entry(json: &str) -> Self {
-        let end = json.len().min(Self::HEAD_BYTES);
-        // A UTF-8 character is at most 4 bytes, so a boundary is at most 3 bytes back; a bounded
-        // search rather than a loop that a wrong step could make endless.
-        let cut = (end.saturating_sub(3)..=end)
-            .rev()
-            .find(|&i| json.is_char_boundary(i))
-            .unwrap_or(0);
         Self {
             sha256: BlobId::of(json.as_bytes()),
             len: json.len() as u64,
-            head: json.get(..cut).unwrap_or_default().to_string(),
+            head: crate::codec::decode::prefix_of(json, Self::HEAD_BYTES).to_string(),
         }
     }
 }

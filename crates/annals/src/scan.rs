@@ -274,7 +274,8 @@ impl Checker {
         let open = self.write.take();
         let kind = match (&reason, open) {
             (CorruptReason::Blob { .. }, _) => TailKind::LostBlob,
-            (_, Some(w)) if w.lines > 0 => TailKind::PartialWrite {
+            // An open write has its first line from the moment it opens.
+            (_, Some(w)) => TailKind::PartialWrite {
                 lines: w.lines,
                 of: w.of,
             },
@@ -521,7 +522,10 @@ impl Checker {
             }
         } else {
             let waiting = self.damage.as_ref().is_some_and(|d| !d.certain);
-            let hold = !complete || lines > 1 || waiting || self.held.len() > self.held_complete;
+            // A write of one line goes straight out unless the verdict on damage before it is
+            // still open; the lines of a batch are held until its last one has checked out.
+            let single = complete && lines == 1;
+            let hold = !single || waiting;
             if !hold {
                 if wanted {
                     flow = match body {

@@ -347,17 +347,24 @@ fn field<'a, T: Deserialize<'a>>(
 ) -> Result<T, CorruptReason> {
     let raw = raw.ok_or(CorruptReason::BadHeader(HeaderProblem::MissingField(name)))?;
     serde_json::from_str(raw.get()).map_err(|_| {
-        let text = raw.get();
-        let mut cut = text.len().min(80);
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
         CorruptReason::BadHeader(HeaderProblem::BadField {
             field: name,
             expected,
-            found: text.get(..cut).unwrap_or_default().to_owned(),
+            found: prefix_of(raw.get(), 80).to_owned(),
         })
     })
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends at a character boundary.
+pub(crate) fn prefix_of(text: &str, max: usize) -> &str {
+    let end = text.len().min(max);
+    // A UTF-8 character is at most 4 bytes, so a boundary is at most 3 bytes back: a bounded
+    // search rather than a loop that a wrong step could make endless.
+    let cut = (end.saturating_sub(3)..=end)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    text.get(..cut).unwrap_or_default()
 }
 
 /// Could these unterminated bytes at the end of a file be the beginning of a line annals was

@@ -523,3 +523,52 @@ proptest! {
         );
     }
 }
+
+/// A bad header field is shown as at most its first 80 bytes, cut at a character boundary, so
+/// that a huge or hostile value makes a short message that is still text.
+#[test]
+fn a_bad_header_field_is_shown_cut_to_80_bytes_at_a_character_boundary() {
+    let (session, segment) = (SessionId::new(), SegmentId::new());
+    let found = |kind: &str| {
+        let covered = format!(
+            r#""annals":1,"kind":{kind},"session":"{session}","segment":"{segment}","generation":0,"created_ms":0}}"#
+        );
+        match decode_header(&framed(&covered)) {
+            Err(CorruptReason::BadHeader(HeaderProblem::BadField { field, found, .. })) => {
+                assert_eq!(field, "kind");
+                found
+            }
+            other => panic!("expected a bad kind, got {other:?}"),
+        }
+    };
+    // ASCII: exactly the first 80 bytes.
+    let ascii = format!("\"{}\"", "a".repeat(100));
+    assert_eq!(found(&ascii), ascii[..80]);
+    // A two-byte character over bytes 79 and 80: the 79 bytes before it.
+    let wide = format!("\"{}é{}\"", "a".repeat(78), "b".repeat(20));
+    assert_eq!(found(&wide), format!("\"{}", "a".repeat(78)));
+    // Short values whole.
+    assert_eq!(found("\"log\""), "\"log\"");
+}
+
+/// What a refused frame says (the message an error that carries it shows).
+#[test]
+fn encode_errors_say_what_was_refused() {
+    for (error, text) in [
+        (
+            EncodeError::TooLong { size: 5000 },
+            "line of 5000 bytes exceeds 4096",
+        ),
+        (
+            EncodeError::SeqOutOfRange { seq: u64::MAX },
+            "sequence number 18446744073709551615 is past the last one, 18446744073709551614",
+        ),
+        (EncodeError::BadMarks, "u above seq, or more not below 1024"),
+        (
+            EncodeError::BadReference,
+            "blob reference does not serialize",
+        ),
+    ] {
+        assert_eq!(error.to_string(), text);
+    }
+}

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use super::append::{encode_write, write_time, WriteMeta};
 use super::read::{Reader, TailState};
 use super::seam::{Access, FileSystem, LockKind};
+use super::snapshot::{replaced_too_often, MAX_REOPENS};
 use super::tree::Tree;
 use crate::codec::Header;
 use crate::scan::Identity;
@@ -57,7 +58,7 @@ pub(crate) struct Handle<F: FileSystem> {
     /// The lease on whose behalf the handle is being used right now (set by the lease around
     /// each of its calls): only it may write while the handle is leased.
     pub acting: Option<u64>,
-    buf: Vec<u8>,
+    pub(crate) buf: Vec<u8>,
 }
 
 /// A lease's hold on a handle.
@@ -132,10 +133,11 @@ impl<F: FileSystem> Handle<F> {
     /// Takes the exclusive lock on the current file at the name, if nobody holds a lock on it,
     /// and brings the cached state up to date with it. On `Err` the lock is not held;
     /// [`Error::Locked`] if someone else has the file (never waits: the caller does, without
-    /// holding the handle, see `FsStore::writing`). Follows a replaced file at most a few
-    /// times in one call.
+    /// holding the handle, see `FsStore::writing`). A file replaced (or deleted and made again)
+    /// is followed by its name [`MAX_REOPENS`] times in a row; when the last file is replaced
+    /// too, the lock fails with `ErrorKind::ResourceBusy` rather than loop forever.
     pub(crate) fn lock(&mut self, tree: &Tree<F>) -> Result<()> {
-        for _ in 0..8 {
+        for _ in 0..=MAX_REOPENS {
             let free = tree
                 .fs
                 .try_lock(&self.file, LockKind::Exclusive)
@@ -160,8 +162,7 @@ impl<F: FileSystem> Handle<F> {
                 }
             }
         }
-        // Replaced every time it was locked: as busy as a held file; the caller tries again.
-        Err(self.busy())
+        Err(replaced_too_often(&self.path))
     }
 
     /// Under the lock: `Ok(false)` if the open file is no longer the one at the name.
@@ -325,23 +326,16 @@ impl<F: FileSystem> Handle<F> {
 
     /// One `write(2)` of the whole buffer. A short or failed write is rolled back (cut to the
     /// committed length, which only removes bytes of this write since we hold the lock), so it
-    /// never becomes a committed line. Under a lease, whose writes readers may watch, written
-    /// bytes holding a newline are cut by a rewrite instead (`lease.rs`).
+    /// never becomes a committed line; a short one is reported by its cause (`ENOSPC`, ...),
+    /// which a second write of the rest learns (`seam::append_once`). Under a lease, whose
+    /// writes readers may watch, written bytes holding a newline are cut by a rewrite instead
+    /// (`lease.rs`).
     fn write_all_once(&mut self, tree: &Tree<F>) -> Result<()> {
         let fs = &tree.fs;
-        let (written, error) = match fs.append(&self.file, &self.buf) {
-            Ok(n) if n == self.buf.len() => return Ok(()),
-            Ok(n) => (
-                n,
-                io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    format!("short write: {n} of {} bytes", self.buf.len()),
-                ),
-            ),
-            Err(e) => (0, e),
+        let Err(error) = super::seam::append_once(fs, &self.file, &self.buf) else {
+            return Ok(());
         };
-        let seen = self.buf.get(..written).unwrap_or_default();
-        let rolled_back = if self.lease.is_some() && memchr::memchr(b'\n', seen).is_some() {
+        let rolled_back = if self.lease.is_some() && self.failed_write_left_a_line(fs) {
             self.rollback_by_rewrite(tree)
         } else {
             fs.set_len(&self.file, self.tail.committed)

@@ -242,6 +242,21 @@ impl<F: FileSystem> FsStore<F> {
 }
 
 impl<F: FileSystem> Handle<F> {
+    /// Under a lease, after a failed write: whether the bytes it left in the file hold a
+    /// newline, so that a reader may have seen a whole line of it. Assumes they do when the
+    /// file's size cannot be read.
+    pub(crate) fn failed_write_left_a_line(&self, fs: &F) -> bool {
+        let written = fs.size_and_links(&self.file).map_or(u64::MAX, |(size, _)| {
+            size.saturating_sub(self.tail.committed)
+        });
+        let written = usize::try_from(written).unwrap_or(usize::MAX);
+        let left = self
+            .buf
+            .get(..written.min(self.buf.len()))
+            .unwrap_or_default();
+        memchr::memchr(b'\n', left).is_some()
+    }
+
     /// Undoes a failed write of the lease's that left complete lines behind, without cutting
     /// the file in place: readers are not kept out by a lease, so one may have mapped those
     /// lines (the SAFETY argument of `mmap.rs` forbids shrinking a file in place below a

@@ -2,7 +2,8 @@
 //! enough to read a committed length, and by repair, under the exclusive lock. Both follow a
 //! replacement (a rewrite renamed a new file over the name while they waited for the lock).
 
-use std::path::PathBuf;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::read::Reader;
@@ -10,6 +11,24 @@ use super::seam::{Access, FileSystem, LockKind};
 use super::tree::{Dir, Tree};
 use crate::lease::Patience;
 use crate::{Error, Result, SegmentId, SessionId};
+
+/// How many times in a row an opener follows the name to a file that replaced the one it locked
+/// (the writer's handle, a reader's snapshot, repair). Each time, another process rewrote or
+/// re-created the file while this one waited for its lock: a few in a row are a busy segment,
+/// this many a loop that would not end.
+pub(crate) const MAX_REOPENS: u32 = 32;
+
+/// The error of an opener that gave up after [`MAX_REOPENS`] replacements in a row.
+pub(crate) fn replaced_too_often(path: &Path) -> Error {
+    Error::io(
+        "lock",
+        path,
+        io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            format!("replaced {MAX_REOPENS} times in a row while its lock was awaited"),
+        ),
+    )
+}
 
 /// A file opened for reading.
 #[derive(Debug)]
@@ -38,7 +57,7 @@ pub(crate) fn with_snapshot<F: FileSystem, T>(
     mut f: impl FnMut(Reader<'_, F>, u64) -> Result<T>,
 ) -> Result<Option<(Snapshot<F>, T)>> {
     let fs = &tree.fs;
-    loop {
+    for _ in 0..=MAX_REOPENS {
         let Some(file) = tree.open_file(dir, name, Access::Read)? else {
             return Ok(None);
         };
@@ -63,6 +82,7 @@ pub(crate) fn with_snapshot<F: FileSystem, T>(
             return Ok(Some((snapshot, value)));
         }
     }
+    Err(replaced_too_often(&dir.path_of(name)))
 }
 
 /// Opens `name` in `dir` and takes its exclusive lock, following replacements; `Ok(None)` if
@@ -78,7 +98,7 @@ pub(crate) fn open_locked<F: FileSystem>(
 ) -> Result<Option<Snapshot<F>>> {
     let mut patience = Patience::new(wait.0);
     let fs = &tree.fs;
-    loop {
+    for _ in 0..=MAX_REOPENS {
         let Some(file) = tree.open_file(dir, name, access)? else {
             return Ok(None);
         };
@@ -86,19 +106,19 @@ pub(crate) fn open_locked<F: FileSystem>(
             file,
             path: dir.path_of(name),
         };
-        let taken = fs
+        // Waiting for a held file is not following a replacement: it does not count.
+        while !fs
             .try_lock(&snapshot.file, LockKind::Exclusive)
-            .map_err(|e| Error::io("lock", &snapshot.path, e))?;
-        if !taken {
-            if patience.pause() {
-                continue;
+            .map_err(|e| Error::io("lock", &snapshot.path, e))?
+        {
+            if !patience.pause() {
+                return Err(Error::Locked {
+                    session: wait.1,
+                    segment: wait.2,
+                    holder: None,
+                    waited: patience.waited(),
+                });
             }
-            return Err(Error::Locked {
-                session: wait.1,
-                segment: wait.2,
-                holder: None,
-                waited: patience.waited(),
-            });
         }
         match fs.size_and_links(&snapshot.file) {
             Ok((_, links)) if links > 0 => return Ok(Some(snapshot)),
@@ -111,4 +131,5 @@ pub(crate) fn open_locked<F: FileSystem>(
             }
         }
     }
+    Err(replaced_too_often(&dir.path_of(name)))
 }

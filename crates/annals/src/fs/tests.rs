@@ -3,6 +3,7 @@
 //! verify's fallback when the medium cannot map.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{Call, Fault, FaultFs, FaultPlan, FsOptions, FsStore, Op, OsFs, SimFs};
@@ -122,4 +123,125 @@ fn verify_reads_what_it_cannot_map_and_reports_the_same() {
         })
         .unwrap();
     assert_eq!(tolerant.valid_up_to, read.valid_up_to);
+}
+
+/// Before every lock of one file, renames a copy of it over its name, as another process that
+/// rewrites the segment on every turn would: whoever waited for the lock holds a file no name
+/// points to any more (`st_nlink` 0) and must follow the name again.
+#[derive(Debug)]
+struct ReplacedOnEveryLock {
+    path: PathBuf,
+    on: AtomicBool,
+    locks: AtomicU32,
+}
+
+impl FaultPlan for ReplacedOnEveryLock {
+    fn at(&self, call: &Call<'_>) -> Option<Fault> {
+        // Writers and repair try the lock (`TryLock`); readers wait for it (`Lock`).
+        let locking = matches!(call.op, Op::Lock | Op::TryLock);
+        if locking && call.path == self.path && self.on.load(Ordering::SeqCst) {
+            self.locks.fetch_add(1, Ordering::SeqCst);
+            let copy = self.path.with_extension("copy");
+            std::fs::copy(&self.path, &copy).unwrap();
+            std::fs::rename(&copy, &self.path).unwrap();
+        }
+        None
+    }
+}
+
+fn gave_up_on_replacements(result: crate::Result<impl std::fmt::Debug>, path: &std::path::Path) {
+    match result {
+        Err(crate::Error::Io {
+            op: "lock",
+            path: p,
+            source,
+        }) => {
+            assert_eq!(p, path);
+            assert_eq!(source.kind(), std::io::ErrorKind::ResourceBusy, "{source}");
+        }
+        other => panic!("expected the lock to give up, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_file_replaced_before_every_lock_is_followed_a_bounded_number_of_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let (session, segment) = (SessionId::new(), SegmentId::new());
+    let plain = FsStore::open(dir.path()).unwrap();
+    plain
+        .create(session, segment, &[serde_json::json!(0)])
+        .unwrap();
+    let path = plain.segment_path(session, segment);
+    let plan = Arc::new(ReplacedOnEveryLock {
+        path: path.clone(),
+        on: AtomicBool::new(true),
+        locks: AtomicU32::new(0),
+    });
+    let store = FsStore::open_on(
+        FaultFs::new(OsFs, plan.clone()),
+        dir.path(),
+        FsOptions::default(),
+    )
+    .unwrap();
+    // 32 reopens (docs/ARCHITECTURE.md): 33 files locked in all.
+    let tries = super::snapshot::MAX_REOPENS + 1;
+    assert_eq!(tries, 33);
+
+    // The writer, a reader and repair each give up after that many files, with an error that
+    // names the file; none of them changed it.
+    gave_up_on_replacements(store.append(session, segment, &serde_json::json!(1)), &path);
+    assert_eq!(plan.locks.swap(0, Ordering::SeqCst), tries);
+    gave_up_on_replacements(store.read::<serde_json::Value>(session, segment), &path);
+    assert_eq!(plan.locks.swap(0, Ordering::SeqCst), tries);
+    gave_up_on_replacements(store.repair(session, segment, true), &path);
+    assert_eq!(plan.locks.swap(0, Ordering::SeqCst), tries);
+    let before: Vec<serde_json::Value> = plain.read(session, segment).unwrap();
+    assert_eq!(before, [serde_json::json!(0)]);
+
+    // Once the file stays put, the same store appends and reads as if nothing happened.
+    plan.on.store(false, Ordering::SeqCst);
+    store
+        .append(session, segment, &serde_json::json!(1))
+        .unwrap();
+    let after: Vec<serde_json::Value> = store.read(session, segment).unwrap();
+    assert_eq!(after, [serde_json::json!(0), serde_json::json!(1)]);
+}
+
+/// Replaces the file once, before the first lock only: the ordinary race with one rewrite.
+#[test]
+fn a_file_replaced_once_while_its_lock_was_awaited_is_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (session, segment) = (SessionId::new(), SegmentId::new());
+    let plain = FsStore::open(dir.path()).unwrap();
+    plain
+        .create(session, segment, &[serde_json::json!(0)])
+        .unwrap();
+    #[derive(Debug)]
+    struct Once(ReplacedOnEveryLock);
+    impl FaultPlan for Once {
+        fn at(&self, call: &Call<'_>) -> Option<Fault> {
+            let fault = self.0.at(call);
+            if self.0.locks.load(Ordering::SeqCst) > 0 {
+                self.0.on.store(false, Ordering::SeqCst);
+            }
+            fault
+        }
+    }
+    let plan = Arc::new(Once(ReplacedOnEveryLock {
+        path: plain.segment_path(session, segment),
+        on: AtomicBool::new(true),
+        locks: AtomicU32::new(0),
+    }));
+    let store = FsStore::open_on(
+        FaultFs::new(OsFs, plan.clone()),
+        dir.path(),
+        FsOptions::default(),
+    )
+    .unwrap();
+    store
+        .append(session, segment, &serde_json::json!(1))
+        .unwrap();
+    assert_eq!(plan.0.locks.load(Ordering::SeqCst), 1);
+    let entries: Vec<serde_json::Value> = plain.read(session, segment).unwrap();
+    assert_eq!(entries, [serde_json::json!(0), serde_json::json!(1)]);
 }

@@ -162,3 +162,23 @@ fn a_damaged_header_leaves_nothing_to_keep() {
         assert!(matches!(plan(&r, mode), RecoveryPlan::Refuse(p) if p.line == 1));
     }
 }
+
+/// What an error message says about an interrupted tail (a refused recovery, `annals verify`).
+#[test]
+fn each_tail_kind_says_what_the_bytes_are() {
+    for (kind, text) in [
+        (TailKind::TornLine, "a torn line"),
+        (
+            TailKind::PartialWrite { lines: 2, of: 5 },
+            "a partial write: 2 of its 5 lines",
+        ),
+        (TailKind::ZeroFilled, "zero-filled bytes"),
+        (TailKind::Garbage, "bytes that are not annals lines"),
+        (
+            TailKind::LostBlob,
+            "a line whose blob never reached the disk",
+        ),
+    ] {
+        assert_eq!(kind.to_string(), text);
+    }
+}

@@ -777,3 +777,228 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_run_longer_than_any_line_is_a_zero_filled_tail_whatever_its_bytes() {
+    // Zeros that swallowed the newlines leave one over-long run; so does any run of 4096 bytes
+    // or more, with or without a newline, zero bytes or not (docs/FORMAT.md, `TailKind`).
+    for (run, newline) in [(vec![b'x'; 5000], true), (vec![b'x'; 5000], false)] {
+        let mut w = Writer::new(Version::V2);
+        w.entries(2);
+        let end = w.bytes.len() as u64;
+        let mut bytes = w.bytes.clone();
+        bytes.extend_from_slice(&run);
+        if newline {
+            bytes.push(b'\n');
+        }
+        let report = strict(&bytes).result.unwrap();
+        let tail = interrupted(&report);
+        assert_eq!(
+            (tail.line, tail.offset, tail.len, tail.kind),
+            (4, end, bytes.len() as u64 - end, TailKind::ZeroFilled),
+            "newline: {newline}"
+        );
+        assert_eq!(verify(&bytes), report);
+    }
+}
+
+/// The streaming reader's way through lines too long to buffer: it skips each one and tells
+/// the checker where it starts and how long it is.
+#[test]
+fn each_line_too_long_to_buffer_is_a_problem_at_its_own_line() {
+    let mut w = Writer::new(Version::V1);
+    w.entries(2);
+    let first = w.bytes.len();
+    w.bytes.extend_from_slice(&[b'x'; 5000]);
+    w.bytes.push(b'\n');
+    w.entries(1);
+    let second = w.bytes.len();
+    w.bytes.extend_from_slice(&[b'y'; 6000]);
+    w.bytes.push(b'\n');
+    w.entries(1);
+    let bytes = w.bytes.clone();
+    let run = |mode: ReadMode| {
+        let mut c = Checker::new(mode, 0, true, None);
+        let mut seqs = Vec::new();
+        let mut sink = |d: Delivery<'_>| {
+            if let Delivery::Entry { seq, .. } = d {
+                seqs.push(seq);
+            }
+            Ok(ControlFlow::Continue(()))
+        };
+        let pieces = [
+            (0, first),
+            (first + 5001, second),
+            (second + 6001, bytes.len()),
+        ];
+        let mut result = Ok(());
+        for (i, &(from, to)) in pieces.iter().enumerate() {
+            let fed = c.feed(&bytes[from..to], from as u64, &mut sink);
+            assert!(matches!(fed, Ok(ControlFlow::Continue(n)) if n == to - from));
+            if result.is_ok() && i == 0 {
+                result = c.oversize(first as u64, 5000);
+            } else if result.is_ok() && i == 1 {
+                result = c.oversize(second as u64, 6000);
+            }
+        }
+        let verdict = result.and_then(|()| c.finish(bytes.len() as u64).map(|r| r.0));
+        (verdict, seqs)
+    };
+
+    let (report, seqs) = run(ReadMode::Tolerant);
+    let report = report.unwrap();
+    assert_eq!(seqs, vec![0, 1, 2, 3]);
+    let problems: Vec<_> = report
+        .problems
+        .iter()
+        .map(|p| (p.line, p.offset, p.reason.clone()))
+        .collect();
+    assert_eq!(
+        problems,
+        vec![
+            (4, first as u64, CorruptReason::TooLong { len: 5000 }),
+            (6, second as u64, CorruptReason::TooLong { len: 6000 }),
+        ]
+    );
+    assert_eq!(report.problem_count, 2);
+    assert_eq!(report.valid_up_to, first as u64);
+    assert_eq!(report.entries, 4);
+
+    let (stopped, seqs) = run(ReadMode::Strict);
+    assert_eq!(seqs, vec![0, 1]);
+    match stopped {
+        Err(Stop::Corrupt {
+            line,
+            offset,
+            reason,
+        }) => assert_eq!(
+            (line, offset, reason),
+            (4, first as u64, CorruptReason::TooLong { len: 5000 })
+        ),
+        other => panic!("expected damage at the first long line, got {other:?}"),
+    }
+}
+
+/// Held entries are bounded (docs/FORMAT.md: "at most 8 MiB of entries"): past that a tolerant
+/// read stops waiting for the verdict on the problem before them and hands them out; what it
+/// holds at the end of the file is the interrupted tail and is dropped.
+#[test]
+fn a_tolerant_read_holds_at_most_8_mib_of_entries_waiting_for_a_verdict() {
+    let text = format!("\"{}\"", "a".repeat(3900));
+    let mut w = Writer::new(Version::V2);
+    w.entries(1).sync().write(&["\"hole\""]);
+    let hole = w.line(1).clone();
+    // Enough unsynced single-line writes after the hole for the held text to pass 8 MiB once.
+    let per_overflow = 8 * 1024 * 1024 / text.len() + 1;
+    let after = per_overflow + 100;
+    for _ in 0..after {
+        w.write(&[text.as_str()]);
+    }
+    let mut bytes = w.bytes.clone();
+    bytes[hole.offset..hole.end - 1].fill(0);
+    let t = tolerant(&bytes);
+    let handed_out: Vec<u64> = std::iter::once(0)
+        .chain(2..2 + per_overflow as u64)
+        .collect();
+    assert_eq!(t.seqs, handed_out);
+    let report = t.result.unwrap();
+    assert_eq!(interrupted(&report).offset, hole.offset as u64);
+    // Under 8 MiB they are all held, and all dropped with the tail.
+    let short = w.line(1 + per_overflow as u64 - 1).end;
+    let t = tolerant(&bytes[..short]);
+    assert_eq!(t.seqs, vec![0]);
+    assert_eq!(interrupted(&t.result.unwrap()).offset, hole.offset as u64);
+
+    // Exactly 8 MiB is still held: 4096 entries of 2048 bytes.
+    let exact = format!("\"{}\"", "b".repeat(2046));
+    let mut w = Writer::new(Version::V2);
+    w.entries(1).sync().write(&["\"hole\""]);
+    for _ in 0..4096 {
+        w.write(&[exact.as_str()]);
+    }
+    let mut bytes = w.bytes.clone();
+    bytes[hole.offset..hole.end - 1].fill(0);
+    assert_eq!(tolerant(&bytes).seqs, vec![0]);
+    w.write(&[exact.as_str()]);
+    let mut bytes = w.bytes.clone();
+    bytes[hole.offset..hole.end - 1].fill(0);
+    assert_eq!(tolerant(&bytes).seqs.len(), 1 + 4097);
+
+    // When the line that passes 8 MiB begins a batch, the complete writes before it go out and
+    // the batch stays held: never handed out in part, and dropped at the end of the file.
+    let mut w = Writer::new(Version::V2);
+    w.entries(1).sync().write(&["\"hole\""]);
+    for _ in 0..per_overflow - 1 {
+        w.write(&[text.as_str()]);
+    }
+    w.write(&[text.as_str(), text.as_str(), text.as_str()]);
+    let mut bytes = w.bytes.clone();
+    bytes[hole.offset..hole.end - 1].fill(0);
+    let t = tolerant(&bytes);
+    let complete: Vec<u64> = std::iter::once(0)
+        .chain(2..2 + per_overflow as u64 - 1)
+        .collect();
+    assert_eq!(t.seqs, complete);
+    assert_eq!(interrupted(&t.result.unwrap()).offset, hole.offset as u64);
+}
+
+#[test]
+fn a_bad_line_that_claims_nothing_durable_does_not_end_the_wait_for_the_verdict() {
+    // After a hole in unsynced writes, a complete write is held; then a line whose frame and
+    // CRC check out but whose entry is not UTF-8, and which claims only what was synced. It is
+    // one more problem in what may be an interrupted tail, not a reason to hand out the write.
+    let mut w = Writer::new(Version::V2);
+    w.entries(1)
+        .sync()
+        .write(&["\"hole\""])
+        .write(&["\"held\""]);
+    let hole = w.line(1).clone();
+    let mut bytes = w.bytes.clone();
+    bytes[hole.offset..hole.end - 1].fill(0);
+    let covered = b"\"seq\":3,\"t\":5,\"u\":2,\"e\":\"\xff\"}";
+    bytes.extend_from_slice(format!("{{\"crc\":\"{:08x}\",", crc32fast::hash(covered)).as_bytes());
+    bytes.extend_from_slice(covered);
+    bytes.push(b'\n');
+    let t = tolerant(&bytes);
+    assert_eq!(t.seqs, vec![0]);
+    let report = t.result.unwrap();
+    assert_eq!(interrupted(&report).offset, hole.offset as u64);
+    assert_eq!(report.entries, 1);
+
+    // The same line claiming the hole durable (u = 1: everything below seq 2) makes it damage:
+    // the held write goes out, and the hole, the gap it leaves and the bad line are problems.
+    let mut bytes = bytes[..w.bytes.len()].to_vec();
+    let covered = b"\"seq\":3,\"t\":5,\"u\":1,\"e\":\"\xff\"}";
+    bytes.extend_from_slice(format!("{{\"crc\":\"{:08x}\",", crc32fast::hash(covered)).as_bytes());
+    bytes.extend_from_slice(covered);
+    bytes.push(b'\n');
+    let t = tolerant(&bytes);
+    assert_eq!(t.seqs, vec![0, 2]);
+    let report = t.result.unwrap();
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(report.problem_count, 3);
+    assert_eq!(report.valid_up_to, hole.offset as u64);
+}
+
+#[test]
+fn a_partial_batch_after_a_sync_is_an_interrupted_tail() {
+    // Everything before the batch was durable, so its lines claim exactly the entries before
+    // it (`seq - u` = the batch's first seq): that is no claim on the batch itself.
+    let mut w = Writer::new(Version::V2);
+    w.entries(2).sync().write(&["\"a\"", "\"b\"", "\"c\""]);
+    assert_eq!(w.line(2).claim, 2);
+    let batch = w.writes[2] as u64;
+    let cut = w.line(4).offset + 10;
+    for s in [strict(&w.bytes[..cut]), tolerant(&w.bytes[..cut])] {
+        assert_eq!(s.seqs, vec![0, 1]);
+        assert_eq!(
+            interrupted(&s.result.unwrap()),
+            TornTail {
+                line: 4,
+                offset: batch,
+                len: cut as u64 - batch,
+                kind: TailKind::PartialWrite { lines: 2, of: 3 }
+            }
+        );
+    }
+}
