@@ -93,6 +93,12 @@ fn append_one(c: &mut Criterion) {
             per,
             || AnnalsLog::new(variant, sync, 1, true),
         );
+        contender(
+            &mut group,
+            BenchmarkId::new("annals_lease", label),
+            per,
+            || AnnalsLog::leased(variant, sync, 1),
+        );
         contender(&mut group, BenchmarkId::new("naive", label), per, || {
             NaiveLog::new(variant, sync, 1)
         });
@@ -118,6 +124,12 @@ fn append_batch(c: &mut Criterion) {
     contender(&mut group, BenchmarkId::new("annals", label), per, || {
         AnnalsLog::new(variant, sync, BATCH, false)
     });
+    contender(
+        &mut group,
+        BenchmarkId::new("annals_lease", label),
+        per,
+        || AnnalsLog::leased(variant, sync, BATCH),
+    );
     contender(&mut group, BenchmarkId::new("naive", label), per, || {
         NaiveLog::new(variant, sync, BATCH)
     });

@@ -132,23 +132,8 @@ fn main() {
         }));
     }
     if measuring {
-        // Next to criterion's own results, found the way criterion finds its directory.
-        let target = std::env::var_os("CRITERION_HOME")
-            .map(std::path::PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("CARGO_TARGET_DIR")
-                    .map(|d| std::path::PathBuf::from(d).join("criterion"))
-            })
-            .unwrap_or_else(|| {
-                std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-                    .parent()
-                    .expect("the tmp dir is inside the target dir")
-                    .join("criterion")
-            });
-        std::fs::create_dir_all(&target).expect("create criterion directory");
-        let path = target.join(format!("{GROUP}.json"));
-        let text = serde_json::to_string_pretty(&results).expect("serialize results");
-        std::fs::write(&path, text).expect("write results");
+        let results = serde_json::Value::Array(results);
+        let path = setup::write_results(env!("CARGO_TARGET_TMPDIR"), GROUP, &results);
         println!("wrote {}", path.display());
     }
     setup::cleanup();

@@ -2,7 +2,10 @@
 //! `i`) of the corpus, the way the benchmarks drive them. Shared by the criterion benches and
 //! the interleaved sync comparison.
 
-use annals::{Durability, FsOptions, FsStore, RawEntry, SegmentId, SessionId, Store, StoreExt};
+use annals::{
+    Durability, FsOptions, FsStore, Lease, LeaseOptions, RawEntry, SegmentId, SessionId, Store,
+    StoreExt,
+};
 
 use crate::entries::{Corpus, Variant, CORPUS_LEN};
 use crate::naive::{Floor, NaiveStore};
@@ -26,9 +29,26 @@ pub struct AnnalsLog {
     corpus: &'static Corpus,
     batch: usize,
     typed: bool,
+    /// Appends go through this writer lease on the segment, when there is one.
+    lease: Option<Box<dyn Lease>>,
 }
 
 impl AnnalsLog {
+    /// As [`AnnalsLog::new`] (raw entries), appending through a writer lease on the segment
+    /// (`Store::lease`), taken again after each rotation: no per-append lock or `statx`.
+    #[must_use]
+    pub fn leased(variant: Variant, sync: bool, batch: usize) -> Self {
+        let mut log = Self::new(variant, sync, batch, false);
+        log.lease = Some(log.take_lease());
+        log
+    }
+
+    fn take_lease(&self) -> Box<dyn Lease> {
+        self.store
+            .lease(self.session, self.segment, &LeaseOptions::default())
+            .expect("lease the segment")
+    }
+
     /// A store in a fresh directory with one empty segment. `batch` entries per append (one
     /// `append_batch_raw` when above 1); `typed` appends [`crate::entries::Message`]s through
     /// `StoreExt::append`, serialization included.
@@ -55,6 +75,7 @@ impl AnnalsLog {
             corpus: Corpus::get(variant),
             batch,
             typed,
+            lease: None,
         };
         log.store
             .create_segment(log.session, log.segment, &[])
@@ -65,6 +86,15 @@ impl AnnalsLog {
 
 impl Log for AnnalsLog {
     fn append(&mut self, i: u64) {
+        if let Some(lease) = &self.lease {
+            if self.batch == 1 {
+                lease.append_raw(self.corpus.raw_at(i))
+            } else {
+                lease.append_batch_raw(batch_of(self.corpus, i, self.batch))
+            }
+            .expect("annals lease append");
+            return;
+        }
         if self.batch == 1 {
             if self.typed {
                 let message = &self.corpus.messages[(i % CORPUS_LEN as u64) as usize];
@@ -84,6 +114,7 @@ impl Log for AnnalsLog {
     }
 
     fn rotate(&mut self) {
+        let leased = self.lease.take().is_some();
         let old = self.session;
         self.session = SessionId::new();
         self.segment = SegmentId::new();
@@ -91,6 +122,9 @@ impl Log for AnnalsLog {
             .create_segment(self.session, self.segment, &[])
             .expect("create segment");
         self.store.delete_session(old).expect("delete old session");
+        if leased {
+            self.lease = Some(self.take_lease());
+        }
     }
 }
 
@@ -343,9 +377,27 @@ impl TurnSyncLog {
     }
 }
 
+impl TurnSyncLog {
+    /// The same turn through a writer lease: `turn` lease appends, then `Lease::sync`.
+    #[must_use]
+    pub fn leased(variant: Variant, turn: usize) -> Self {
+        Self {
+            inner: AnnalsLog::leased(variant, false, 1),
+            turn,
+        }
+    }
+}
+
 impl Log for TurnSyncLog {
     fn append(&mut self, i: u64) {
         let log = &self.inner;
+        if let Some(lease) = &log.lease {
+            for e in batch_of(log.corpus, i, self.turn) {
+                lease.append_raw(e).expect("annals lease append");
+            }
+            lease.sync().expect("annals lease sync");
+            return;
+        }
         for e in batch_of(log.corpus, i, self.turn) {
             log.store
                 .append_raw(log.session, log.segment, e)

@@ -112,3 +112,29 @@ pub fn slow(group: &mut BenchmarkGroup<'_, WallTime>, measurement: Duration) {
         group.measurement_time(measurement);
     }
 }
+
+/// Writes a non-criterion benchmark's results as `{group}.json` next to criterion's own
+/// results (found the way criterion finds its directory), where report.py reads them. Returns
+/// the path.
+///
+/// # Panics
+/// If the directory or the file cannot be written.
+pub fn write_results(tmpdir: &str, group: &str, results: &serde_json::Value) -> std::path::PathBuf {
+    let target = std::env::var_os("CRITERION_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(|d| std::path::PathBuf::from(d).join("criterion"))
+        })
+        .unwrap_or_else(|| {
+            Path::new(tmpdir)
+                .parent()
+                .expect("the tmp dir is inside the target dir")
+                .join("criterion")
+        });
+    std::fs::create_dir_all(&target).expect("create criterion directory");
+    let path = target.join(format!("{group}.json"));
+    let text = serde_json::to_string_pretty(results).expect("serialize results");
+    std::fs::write(&path, text).expect("write results");
+    path
+}

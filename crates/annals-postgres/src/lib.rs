@@ -390,6 +390,23 @@ impl Store for PgStore {
         self.sync_segment(session, segment)
     }
 
+    /// Not offered yet: a lease would need every other writer's statement to respect it (a
+    /// holder column checked by the append, kept alive by an advisory lock of the holder's
+    /// connection). Writers of a PostgreSQL store use the per-call methods, whose
+    /// transactions already serialize them, and `append_if` to detect one another.
+    fn lease(
+        &self,
+        _session: SessionId,
+        _segment: SegmentId,
+        _options: &annals::LeaseOptions,
+    ) -> Result<Box<dyn annals::Lease>> {
+        Err(annals::Error::Unsupported {
+            backend: "postgres",
+            op: "writer leases",
+            why: "use append/append_if (each one transaction); see docs/POSTGRES.md",
+        })
+    }
+
     fn truncate_if(
         &self,
         session: SessionId,

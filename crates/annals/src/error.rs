@@ -461,6 +461,22 @@ pub enum Error {
         source: Arc<io::Error>,
     },
 
+    /// Another writer holds the segment (a lease, or an operation that took longer than this
+    /// writer would wait), and it was not given back within the wait time
+    /// (`FsOptions::lock_wait`, [`LeaseOptions::wait`](crate::LeaseOptions::wait)). Nothing
+    /// was written. Readers are never refused this way.
+    #[error("segment {segment} of session {session} is held by another writer{}; gave up after {waited:?}", match holder { Some(h) => format!(" (a lease: {h})"), None => String::from(" (no lease names a holder: an operation in progress, or a program that ignores annals' leases)") })]
+    Locked {
+        /// The session.
+        session: SessionId,
+        /// The segment.
+        segment: SegmentId,
+        /// Who holds it, if a lease does (its record next to the segment, checked live).
+        holder: Option<crate::LeaseHolder>,
+        /// How long this writer waited.
+        waited: std::time::Duration,
+    },
+
     /// Something that is not the store's is where the store keeps a file or directory of its
     /// own: a symbolic link, a FIFO, a socket, a device, a directory where a file belongs or a
     /// file where a directory belongs. annals does not follow it, open it, write through it or
@@ -522,6 +538,19 @@ pub enum Error {
     /// caller's error is the source, and can be taken back with `downcast_ref`.
     #[error("replay stopped by its sink: {0}")]
     Sink(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+
+    /// The backend does not offer this operation (a [`Store::lease`](crate::Store::lease) on a
+    /// backend without writer leases, say). Nothing was changed; the per-call operations of
+    /// the [`Store`](crate::Store) trait still work.
+    #[error("{backend} does not support {op}: {why}")]
+    Unsupported {
+        /// Which backend (`"postgres"`).
+        backend: &'static str,
+        /// The operation (`"writer leases"`).
+        op: &'static str,
+        /// Why, and what to use instead.
+        why: &'static str,
+    },
 
     /// A backend other than the filesystem (a database server, say) failed.
     #[error("{backend}: {op}: {kind}: {message}{}", if *.outcome_unknown { " (the server may have committed it: check the segment's tip before retrying)" } else { "" })]

@@ -38,6 +38,7 @@ pub mod codec;
 mod error;
 mod fs;
 mod ids;
+mod lease;
 mod mem;
 mod recovery;
 mod scan;
@@ -58,6 +59,7 @@ pub use fs::{
     SimDir, SimFile, SimFs,
 };
 pub use ids::{SegmentId, SessionId};
+pub use lease::{Lease, LeaseHolder, LeaseOptions, DEFAULT_LOCK_WAIT};
 pub use mem::MemStore;
 pub use recovery::{plan as recovery_plan, CutReason, RecoveryMode, RecoveryPlan, TailKind};
 pub use store::{

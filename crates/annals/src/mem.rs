@@ -3,14 +3,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::blob::{Attachment, AttachmentMeta, BlobId, BlobRef, GcReport};
 use crate::codec::Lineage;
+use crate::lease::Patience;
 use crate::store::{check_entry_size, Prepared, DEFAULT_MAX_ENTRY_BYTES};
 use crate::{
-    Body, Entry, Error, RawEntry, ReplayOptions, Result, ScanReport, SegmentId, SegmentInfo,
-    SessionId, Sink, Store, Tip,
+    Body, Entry, Error, Lease, LeaseHolder, LeaseOptions, RawEntry, ReplayOptions, Result,
+    ScanReport, SegmentId, SegmentInfo, SessionId, Sink, Store, Tip, DEFAULT_LOCK_WAIT,
 };
 
 /// An entry as kept: when it was appended, and its body in place or (if too long for a line on
@@ -45,6 +46,8 @@ struct Segment {
     created_ms: u64,
     fork: Option<Lineage>,
     modified: SystemTime,
+    /// The lease that holds the segment, if one does: its token and holder.
+    lease: Option<(u64, LeaseHolder)>,
 }
 
 impl Segment {
@@ -56,6 +59,7 @@ impl Segment {
             created_ms: crate::now_ms(),
             fork,
             modified: SystemTime::now(),
+            lease: None,
         }
     }
 
@@ -107,9 +111,16 @@ impl Session {
 /// both); damage on disk cannot happen here, so scans are always clean.
 #[derive(Debug)]
 pub struct MemStore {
-    sessions: RwLock<BTreeMap<SessionId, Session>>,
+    // Shared with the leases the store hands out.
+    sessions: Arc<RwLock<BTreeMap<SessionId, Session>>>,
     max_entry_bytes: usize,
+    lock_wait: Duration,
 }
+
+/// Who asks: a writer without a lease, or the lease with this token.
+type Writer = Option<u64>;
+
+static NEXT_TOKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Default for MemStore {
     fn default() -> Self {
@@ -128,8 +139,66 @@ impl MemStore {
     #[must_use]
     pub fn with_max_entry_bytes(max: usize) -> Self {
         Self {
-            sessions: RwLock::new(BTreeMap::new()),
+            sessions: Arc::new(RwLock::new(BTreeMap::new())),
             max_entry_bytes: max,
+            lock_wait: DEFAULT_LOCK_WAIT,
+        }
+    }
+
+    /// The same store, waiting at most `wait` (instead of [`DEFAULT_LOCK_WAIT`]) for a segment
+    /// that a lease holds before a writer without the lease gets [`Error::Locked`].
+    #[must_use]
+    pub fn with_lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    /// Another view of the same store, for a lease to own.
+    fn share(&self) -> Self {
+        Self {
+            sessions: Arc::clone(&self.sessions),
+            max_entry_bytes: self.max_entry_bytes,
+            lock_wait: self.lock_wait,
+        }
+    }
+
+    /// Runs `f` under the write lock once no lease other than `writer`'s holds any of
+    /// `segments` of `session`, waiting at most `wait` for that; then [`Error::Locked`].
+    fn writing<T>(
+        &self,
+        session: SessionId,
+        segments: &[SegmentId],
+        writer: Writer,
+        wait: Duration,
+        mut f: impl FnMut(&mut BTreeMap<SessionId, Session>) -> Result<T>,
+    ) -> Result<T> {
+        let mut patience = Patience::new(wait);
+        loop {
+            let (segment, holder) = {
+                let mut map = self.write();
+                let held = map.get(&session).and_then(|s| {
+                    s.segments.iter().find_map(|(id, seg)| match &seg.lease {
+                        Some((token, holder))
+                            if segments.contains(id) && Some(*token) != writer =>
+                        {
+                            Some((*id, holder.clone()))
+                        }
+                        _ => None,
+                    })
+                });
+                match held {
+                    None => return f(&mut map),
+                    Some(held) => held,
+                }
+            };
+            if !patience.pause() {
+                return Err(Error::Locked {
+                    session,
+                    segment,
+                    holder: Some(holder),
+                    waited: patience.waited(),
+                });
+            }
         }
     }
 
@@ -168,9 +237,30 @@ impl MemStore {
         segment: SegmentId,
         keep: u64,
         expected: Option<Tip>,
+        writer: Writer,
     ) -> Result<Tip> {
-        let mut map = self.write();
-        let seg = segment_mut(&mut map, session, segment)?;
+        let wait = self.wait_of(writer);
+        self.writing(session, &[segment], writer, wait, |map| {
+            Self::rewrite_in(map, session, segment, keep, expected)
+        })
+    }
+
+    /// How long `writer` waits for a held segment: a lease holds it, and never waits.
+    fn wait_of(&self, writer: Writer) -> Duration {
+        match writer {
+            Some(_) => Duration::ZERO,
+            None => self.lock_wait,
+        }
+    }
+
+    fn rewrite_in(
+        map: &mut BTreeMap<SessionId, Session>,
+        session: SessionId,
+        segment: SegmentId,
+        keep: u64,
+        expected: Option<Tip>,
+    ) -> Result<Tip> {
+        let seg = segment_mut(map, session, segment)?;
         if let Some(expected) = expected {
             if seg.tip() != expected {
                 return Err(Error::ConcurrentWriter {
@@ -193,6 +283,76 @@ impl MemStore {
         seg.generation += 1;
         seg.modified = SystemTime::now();
         Ok(seg.tip())
+    }
+
+    /// Fork, as `writer` (the source must not be held by another's lease).
+    fn fork_as(
+        &self,
+        session: SessionId,
+        source: SegmentId,
+        at: u64,
+        into: SegmentId,
+        writer: Writer,
+    ) -> Result<Tip> {
+        let wait = self.wait_of(writer);
+        self.writing(session, &[source], writer, wait, |map| {
+            Self::fork_in(map, session, source, at, into)
+        })
+    }
+
+    fn fork_in(
+        map: &mut BTreeMap<SessionId, Session>,
+        session: SessionId,
+        source: SegmentId,
+        at: u64,
+        into: SegmentId,
+    ) -> Result<Tip> {
+        let src = segment_ref(map, session, source)?;
+        let count = src.entries.len() as u64;
+        if at > count {
+            return Err(Error::BeyondEnd {
+                segment: source,
+                requested: at,
+                count,
+            });
+        }
+        let prefix = src
+            .entries
+            .get(..usize::try_from(at).unwrap_or(usize::MAX))
+            .unwrap_or_default()
+            .to_vec();
+        let s = map.entry(session).or_default();
+        if s.segments.contains_key(&into) {
+            return Err(Error::SegmentExists {
+                session,
+                segment: into,
+            });
+        }
+        let seg = Segment::new(
+            prefix,
+            Some(Lineage {
+                segment: source,
+                at,
+            }),
+        );
+        let tip = seg.tip();
+        s.segments.insert(into, seg);
+        Ok(tip)
+    }
+
+    /// Appends as `writer` (waiting for a segment held by another's lease).
+    fn append_as(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        entries: &[RawEntry],
+        writer: Writer,
+    ) -> Result<Tip> {
+        let wait = self.wait_of(writer);
+        self.writing(session, &[segment], writer, wait, |map| {
+            segment_mut(map, session, segment)?;
+            self.extend(map, session, segment, entries)
+        })
     }
 }
 
@@ -303,9 +463,7 @@ impl Store for MemStore {
         segment: SegmentId,
         entries: &[RawEntry],
     ) -> Result<Tip> {
-        let mut map = self.write();
-        segment_mut(&mut map, session, segment)?;
-        self.extend(&mut map, session, segment, entries)
+        self.append_as(session, segment, entries, None)
     }
 
     fn append_if(
@@ -315,21 +473,44 @@ impl Store for MemStore {
         expected: Tip,
         entries: &[RawEntry],
     ) -> Result<Tip> {
-        let mut map = self.write();
-        let seg = segment_mut(&mut map, session, segment)?;
-        // Sizes first, as the filesystem store must (it writes blobs before it looks at the
-        // tip): a refused entry is refused whatever the tip.
-        for e in entries {
-            check_entry_size(e, self.max_entry_bytes)?;
-        }
-        if seg.tip() != expected {
-            return Err(Error::ConcurrentWriter {
-                segment,
-                expected,
-                found: seg.tip(),
-            });
-        }
-        self.extend(&mut map, session, segment, entries)
+        self.writing(session, &[segment], None, self.lock_wait, |map| {
+            let seg = segment_mut(map, session, segment)?;
+            // Sizes first, as the filesystem store must (it writes blobs before it looks at
+            // the tip): a refused entry is refused whatever the tip.
+            for e in entries {
+                check_entry_size(e, self.max_entry_bytes)?;
+            }
+            if seg.tip() != expected {
+                return Err(Error::ConcurrentWriter {
+                    segment,
+                    expected,
+                    found: seg.tip(),
+                });
+            }
+            self.extend(map, session, segment, entries)
+        })
+    }
+
+    fn lease(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        options: &LeaseOptions,
+    ) -> Result<Box<dyn Lease>> {
+        let token = NEXT_TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let holder = LeaseHolder::this_process();
+        self.writing(session, &[segment], None, options.wait, |map| {
+            let seg = segment_mut(map, session, segment)?;
+            seg.lease = Some((token, holder.clone()));
+            Ok(())
+        })?;
+        Ok(Box::new(MemLease {
+            store: self.share(),
+            session,
+            segment,
+            token,
+            holder,
+        }))
     }
 
     fn replay_raw(
@@ -352,7 +533,7 @@ impl Store for MemStore {
     }
 
     fn truncate(&self, session: SessionId, segment: SegmentId, keep: u64) -> Result<Tip> {
-        self.rewrite_keeping(session, segment, keep, None)
+        self.rewrite_keeping(session, segment, keep, None, None)
     }
 
     fn truncate_if(
@@ -362,7 +543,7 @@ impl Store for MemStore {
         expected: Tip,
         keep: u64,
     ) -> Result<Tip> {
-        self.rewrite_keeping(session, segment, keep, Some(expected))
+        self.rewrite_keeping(session, segment, keep, Some(expected), None)
     }
 
     fn sync(&self, session: SessionId, segment: SegmentId) -> Result<()> {
@@ -371,38 +552,7 @@ impl Store for MemStore {
     }
 
     fn fork(&self, session: SessionId, source: SegmentId, at: u64, into: SegmentId) -> Result<Tip> {
-        let mut map = self.write();
-        let src = segment_ref(&map, session, source)?;
-        let count = src.entries.len() as u64;
-        if at > count {
-            return Err(Error::BeyondEnd {
-                segment: source,
-                requested: at,
-                count,
-            });
-        }
-        let prefix = src
-            .entries
-            .get(..usize::try_from(at).unwrap_or(usize::MAX))
-            .unwrap_or_default()
-            .to_vec();
-        let s = map.entry(session).or_default();
-        if s.segments.contains_key(&into) {
-            return Err(Error::SegmentExists {
-                session,
-                segment: into,
-            });
-        }
-        let seg = Segment::new(
-            prefix,
-            Some(Lineage {
-                segment: source,
-                at,
-            }),
-        );
-        let tip = seg.tip();
-        s.segments.insert(into, seg);
-        Ok(tip)
+        self.fork_as(session, source, at, into, None)
     }
 
     fn exists(&self, session: SessionId, segment: SegmentId) -> Result<bool> {
@@ -443,10 +593,18 @@ impl Store for MemStore {
     }
 
     fn delete_session(&self, session: SessionId) -> Result<()> {
-        self.write()
-            .remove(&session)
-            .map(|_| ())
-            .ok_or(Error::SessionNotFound(session))
+        // Not while a lease holds one of its segments (its holder would go on appending to
+        // a session that is gone).
+        let segments: Vec<SegmentId> = self
+            .read()
+            .get(&session)
+            .map(|s| s.segments.keys().copied().collect())
+            .unwrap_or_default();
+        self.writing(session, &segments, None, self.lock_wait, |map| {
+            map.remove(&session)
+                .map(|_| ())
+                .ok_or(Error::SessionNotFound(session))
+        })
     }
 
     fn session_modified(&self, session: SessionId) -> Result<SystemTime> {
@@ -570,6 +728,78 @@ impl Store for MemStore {
 
     fn is_durable(&self) -> bool {
         false
+    }
+}
+
+/// [`MemStore`]'s [`Lease`]: a mark on the segment that other writers wait for.
+#[derive(Debug)]
+struct MemLease {
+    store: MemStore,
+    session: SessionId,
+    segment: SegmentId,
+    token: u64,
+    holder: LeaseHolder,
+}
+
+impl MemLease {
+    fn give_back(&self) {
+        let mut map = self.store.write();
+        if let Ok(seg) = segment_mut(&mut map, self.session, self.segment) {
+            if seg.lease.as_ref().is_some_and(|(t, _)| *t == self.token) {
+                seg.lease = None;
+            }
+        }
+    }
+}
+
+impl Lease for MemLease {
+    fn session(&self) -> SessionId {
+        self.session
+    }
+
+    fn segment(&self) -> SegmentId {
+        self.segment
+    }
+
+    fn holder(&self) -> &LeaseHolder {
+        &self.holder
+    }
+
+    fn tip(&self) -> Tip {
+        // Nobody else can change or delete the segment while it is held.
+        segment_ref(&self.store.read(), self.session, self.segment)
+            .map(Segment::tip)
+            .unwrap_or_default()
+    }
+
+    fn append_batch_raw(&self, entries: &[RawEntry]) -> Result<Tip> {
+        self.store
+            .append_as(self.session, self.segment, entries, Some(self.token))
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.store.sync(self.session, self.segment)
+    }
+
+    fn truncate(&self, keep: u64) -> Result<Tip> {
+        self.store
+            .rewrite_keeping(self.session, self.segment, keep, None, Some(self.token))
+    }
+
+    fn fork(&self, at: u64, into: SegmentId) -> Result<Tip> {
+        self.store
+            .fork_as(self.session, self.segment, at, into, Some(self.token))
+    }
+
+    fn release(self: Box<Self>) -> Result<()> {
+        self.give_back();
+        Ok(())
+    }
+}
+
+impl Drop for MemLease {
+    fn drop(&mut self) {
+        self.give_back();
     }
 }
 

@@ -502,6 +502,25 @@ pub trait Store: Send + Sync {
     /// [`Error::SegmentNotFound`], [`Error::Poisoned`], I/O errors.
     fn sync(&self, session: SessionId, segment: SegmentId) -> Result<()>;
 
+    /// Takes the segment for this writer alone until the returned [`Lease`] is released or
+    /// dropped: appends through it need no per-append lock or check, and every other writer,
+    /// in any process, waits at most its wait time and then gets [`Error::Locked`] naming this
+    /// one. Readers are not held up. Taking it is where a writer takes over the segment: the
+    /// end of the file is checked and anything a crashed writer left there handled, as for
+    /// any first append. On the filesystem store the lease is an `flock` that dies with its
+    /// process (`kill -9` included); see docs/DURABILITY.md.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] if another writer kept the segment for longer than `options.wait`,
+    /// [`Error::SegmentNotFound`], [`Error::Corrupt`] if the end of the segment is damaged,
+    /// [`Error::Poisoned`], I/O errors.
+    fn lease(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        options: &crate::LeaseOptions,
+    ) -> Result<Box<dyn crate::Lease>>;
+
     /// The segment's tip: entry count and rewrite generation. O(1) amortized: its cost does not
     /// grow with the segment's size.
     ///

@@ -657,6 +657,14 @@ mod tests {
         fn sync(&self, s: SessionId, g: SegmentId) -> annals::Result<()> {
             self.inner.sync(s, g)
         }
+        fn lease(
+            &self,
+            s: SessionId,
+            g: SegmentId,
+            o: &annals::LeaseOptions,
+        ) -> annals::Result<Box<dyn annals::Lease>> {
+            self.inner.lease(s, g, o)
+        }
         fn tip(&self, s: SessionId, g: SegmentId) -> annals::Result<Tip> {
             self.inner.tip(s, g)
         }

@@ -3,7 +3,8 @@
 //! lines go in with one `write(2)` under the file's exclusive lock (`handle.rs`).
 
 use super::blobs::{BlobDir, BlobLock};
-use super::cache::Key;
+use super::cache::{Key, Shared};
+use super::lease::Writer;
 use super::seam::FileSystem;
 use super::{lock, Durability, FsStore};
 use crate::codec::FileKind;
@@ -92,6 +93,17 @@ impl<F: FileSystem> FsStore<F> {
         entry: &RawEntry,
     ) -> Result<Tip> {
         let handle = self.segment_handle(session, segment)?;
+        self.append_one_to(&handle, self.writer(), session, entry)
+    }
+
+    /// One entry through `handle`, as `writer`: without allocating on the common path.
+    pub(crate) fn append_one_to(
+        &self,
+        handle: &Shared<F>,
+        writer: Writer,
+        session: SessionId,
+        entry: &RawEntry,
+    ) -> Result<Tip> {
         check_entry_size(entry, self.options.max_entry_bytes)?;
         let (prepared, _blob_lock) = match Prepared::of(entry) {
             inline @ Prepared::Inline(_) => (inline, None),
@@ -100,17 +112,14 @@ impl<F: FileSystem> FsStore<F> {
                     self.prepare(session, std::slice::from_ref(entry), false)?;
                 match prepared.pop() {
                     Some(p) => (p, lock),
-                    None => return self.segment_tip(session, segment),
+                    None => return self.writing(handle, writer, |h| Ok(h.tip())),
                 }
             }
         };
-        let mut h = lock(&handle);
-        h.append(
-            &self.tree,
-            std::slice::from_ref(&prepared),
-            None,
-            self.durable(),
-        )
+        let one = std::slice::from_ref(&prepared);
+        self.writing(handle, writer, |h| {
+            h.append(&self.tree, one, None, self.durable())
+        })
     }
 
     pub(crate) fn append_entries(
@@ -121,14 +130,33 @@ impl<F: FileSystem> FsStore<F> {
         expected: Option<Tip>,
     ) -> Result<Tip> {
         let handle = self.segment_handle(session, segment)?;
+        self.append_entries_to(&handle, self.writer(), session, entries, expected)
+    }
+
+    /// Entries through `handle`, as `writer`; `expected` is the detector's tip.
+    pub(crate) fn append_entries_to(
+        &self,
+        handle: &Shared<F>,
+        writer: Writer,
+        session: SessionId,
+        entries: &[RawEntry],
+        expected: Option<Tip>,
+    ) -> Result<Tip> {
         let (prepared, _blob_lock) = self.prepare(session, entries, false)?;
-        let mut h = lock(&handle);
-        h.append(&self.tree, &prepared, expected, self.durable())
+        self.writing(handle, writer, |h| {
+            h.append(&self.tree, &prepared, expected, self.durable())
+        })
     }
 
     pub(crate) fn sync_segment(&self, session: SessionId, segment: SegmentId) -> Result<()> {
         let handle = self.segment_handle(session, segment)?;
-        let mut h = lock(&handle);
+        self.sync_handle(&handle)
+    }
+
+    /// One `fdatasync` of the handle's file. No lock: it writes nothing, so it is anyone's to
+    /// ask for, a lease's or not.
+    pub(crate) fn sync_handle(&self, handle: &Shared<F>) -> Result<()> {
+        let mut h = lock(handle);
         h.sync(&self.tree.fs)
     }
 
@@ -196,10 +224,11 @@ impl<F: FileSystem> FsStore<F> {
                 }
             };
             let (prepared, _blob_lock) = self.prepare(session, events, false)?;
-            let mut h = lock(&handle);
-            match h.append(&self.tree, &prepared, None, self.durable()) {
+            let appended = self.writing(&handle, self.writer(), |h| {
+                h.append(&self.tree, &prepared, None, self.durable())
+            });
+            match appended {
                 Err(Error::SegmentNotFound { .. }) => {
-                    drop(h);
                     self.forget(key, &handle);
                 }
                 other => return other.map(|_| ()),

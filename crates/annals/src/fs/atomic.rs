@@ -45,7 +45,7 @@ impl<'t, F: FileSystem> TempFile<'t, F> {
         })
     }
 
-    fn file(&self) -> Result<&F::File> {
+    pub(crate) fn file(&self) -> Result<&F::File> {
         self.file.as_ref().ok_or_else(|| {
             let gone = io::Error::new(io::ErrorKind::NotFound, "already published");
             Error::io("write", &self.path, gone)

@@ -7,6 +7,15 @@
 //! holder checks `st_nlink`: zero means the file was replaced by a rewrite (or deleted) while
 //! it waited, so it opens the name again from the root and locks again. Cost of an append:
 //! lock, statx, write, unlock (plus fdatasync in `Sync` mode), each one call through the seam.
+//!
+//! Writers never block in `flock`: they try (`LOCK_NB`), and while the file is taken they let
+//! go of the handle, pause and try again until `FsOptions::lock_wait` has passed
+//! (`lease.rs`), so that a segment held by a lease costs them a bounded wait and
+//! `Error::Locked`. A **lease** takes `LOCK_EX` (this is where it takes the segment over:
+//! refresh, torn tail), then turns it into `LOCK_SH` and keeps that until it is released: every
+//! other writer's `LOCK_EX` fails, readers' `LOCK_SH` does not. While the handle is leased,
+//! only the lease writes through it (`acting`), without any lock call and without a refresh:
+//! nobody else can have changed the file.
 
 use std::io;
 use std::path::PathBuf;
@@ -43,7 +52,25 @@ pub(crate) struct Handle<F: FileSystem> {
     pub durable: u64,
     /// Set when an fsync (or a rollback) failed: the file's state is unknown from then on.
     pub poisoned: Option<Poison>,
-    buf: Vec<u8>,
+    /// The lease that holds the file through this handle, if one does: this handle's
+    /// descriptor then holds `LOCK_SH` for it.
+    pub lease: Option<Held<F>>,
+    /// The lease on whose behalf the handle is being used right now (set by the lease around
+    /// each of its calls): only it may write while the handle is leased.
+    pub acting: Option<u64>,
+    pub(crate) buf: Vec<u8>,
+}
+
+/// A lease's hold on a handle.
+#[derive(Debug)]
+pub(crate) struct Held<F: FileSystem> {
+    /// Tells the lease's own calls from every other writer's.
+    pub token: u64,
+    /// The holder record, open and locked `LOCK_EX` for as long as the lease lives: a record
+    /// whose lock is free is stale.
+    pub record: F::File,
+    /// What the record says.
+    pub holder: crate::LeaseHolder,
 }
 
 impl<F: FileSystem> Handle<F> {
@@ -64,6 +91,8 @@ impl<F: FileSystem> Handle<F> {
             },
             durable: 0,
             poisoned: None,
+            lease: None,
+            acting: None,
             buf: Vec::new(),
         }))
     }
@@ -90,16 +119,32 @@ impl<F: FileSystem> Handle<F> {
         }
     }
 
-    /// Takes the exclusive lock on the current file at the name and brings the cached state
-    /// up to date with it. On `Err` the lock is not held. A file replaced (or deleted and made
-    /// again) while the lock was awaited is followed by its name [`MAX_REOPENS`] times in a
-    /// row; when the last file is replaced too, the lock fails with `ErrorKind::ResourceBusy`
-    /// rather than wait forever.
-    fn lock(&mut self, tree: &Tree<F>) -> Result<()> {
+    /// What a writer is told while another writer has the file: [`Error::Locked`] without a
+    /// holder (the caller waits and tries again, and names the holder if it gives up).
+    fn busy(&self) -> Error {
+        Error::Locked {
+            session: self.identity.session,
+            segment: self.identity.segment,
+            holder: self.lease.as_ref().map(|held| held.holder.clone()),
+            waited: std::time::Duration::ZERO,
+        }
+    }
+
+    /// Takes the exclusive lock on the current file at the name, if nobody holds a lock on it,
+    /// and brings the cached state up to date with it. On `Err` the lock is not held;
+    /// [`Error::Locked`] if someone else has the file (never waits: the caller does, without
+    /// holding the handle, see `FsStore::writing`). A file replaced (or deleted and made again)
+    /// is followed by its name [`MAX_REOPENS`] times in a row; when the last file is replaced
+    /// too, the lock fails with `ErrorKind::ResourceBusy` rather than loop forever.
+    pub(crate) fn lock(&mut self, tree: &Tree<F>) -> Result<()> {
         for _ in 0..=MAX_REOPENS {
-            tree.fs
-                .lock(&self.file, LockKind::Exclusive)
+            let free = tree
+                .fs
+                .try_lock(&self.file, LockKind::Exclusive)
                 .map_err(|e| Error::io("lock", &self.path, e))?;
+            if !free {
+                return Err(self.busy());
+            }
             match self.refresh(&tree.fs) {
                 Ok(true) => return Ok(()),
                 Ok(false) => {
@@ -157,12 +202,20 @@ impl<F: FileSystem> Handle<F> {
         Ok(true)
     }
 
-    /// Runs `f` with the exclusive lock held and the state fresh.
+    /// Runs `f` with the exclusive lock held and the state fresh; or, while the handle is
+    /// leased, on behalf of the lease only, with no lock call and no refresh (the lease holds
+    /// the file). [`Error::Locked`] for anyone else while the file is taken.
     pub(crate) fn locked<T>(
         &mut self,
         tree: &Tree<F>,
         f: impl FnOnce(&mut Self) -> Result<T>,
     ) -> Result<T> {
+        if let Some(held) = &self.lease {
+            if self.acting != Some(held.token) {
+                return Err(self.busy());
+            }
+            return f(self);
+        }
         self.lock(tree)?;
         let result = f(self);
         let _ = tree.fs.unlock(&self.file);
@@ -237,7 +290,7 @@ impl<F: FileSystem> Handle<F> {
                     .map_err(|e| Error::io("remove torn tail of", &h.path, e))?;
                 h.tail.torn = 0;
             }
-            h.write_all_once(fs)?;
+            h.write_all_once(tree)?;
             h.tail.committed += h.buf.len() as u64;
             h.tail.count += entries.len() as u64;
             if sync {
@@ -274,12 +327,20 @@ impl<F: FileSystem> Handle<F> {
     /// One `write(2)` of the whole buffer. A short or failed write is rolled back (cut to the
     /// committed length, which only removes bytes of this write since we hold the lock), so it
     /// never becomes a committed line; a short one is reported by its cause (`ENOSPC`, ...),
-    /// which a second write of the rest learns (`seam::append_once`).
-    fn write_all_once(&mut self, fs: &F) -> Result<()> {
+    /// which a second write of the rest learns (`seam::append_once`). Under a lease, whose
+    /// writes readers may watch, written bytes holding a newline are cut by a rewrite instead
+    /// (`lease.rs`).
+    fn write_all_once(&mut self, tree: &Tree<F>) -> Result<()> {
+        let fs = &tree.fs;
         let Err(error) = super::seam::append_once(fs, &self.file, &self.buf) else {
             return Ok(());
         };
-        if let Err(rollback) = fs.set_len(&self.file, self.tail.committed) {
+        let rolled_back = if self.lease.is_some() && self.failed_write_left_a_line(fs) {
+            self.rollback_by_rewrite(tree)
+        } else {
+            fs.set_len(&self.file, self.tail.committed)
+        };
+        if let Err(rollback) = rolled_back {
             self.poison("rollback of a failed append", &rollback);
         }
         Err(Error::io("append to", &self.path, error))

@@ -33,7 +33,10 @@ pub(crate) fn map_committed(file: &File, len: u64) -> io::Result<Option<Mmap>> {
     // and never shrinks a file in place below a newline that was committed: the only in-place
     // `set_len` calls cut (a) a torn tail, which lies after the last newline, and (b) the bytes
     // of a write that failed, which the failing appender cut while it still held the exclusive
-    // lock, so they were never visible under the shared lock this length was read with. Every
+    // lock, so they were never visible under the shared lock this length was read with; a
+    // lease writes under a shared lock, so readers may see its bytes, and it cuts a failed
+    // write in place only when the bytes hold no newline (they lie after the last one: they
+    // are never mapped), and by a rewrite otherwise (`lease.rs`). Every
     // other shortening (truncate, repair of a corrupt line) writes a new file and renames it
     // over the old one, which leaves the mapped inode, and so this mapping, intact. Other
     // programs that truncate annals files in place break this promise; docs/DURABILITY.md

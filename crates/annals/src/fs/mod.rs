@@ -18,6 +18,7 @@
 //! | `tree.rs` | the root handle, file names, resolving a session's directory and files |
 //! | `cache.rs` | the bounded cache of open segment handles |
 //! | `handle.rs` | one open file as a writer holds it: the lock protocol and the append |
+//! | `lease.rs` | writer leases, the holder record, and the bounded wait for a held file |
 //! | `snapshot.rs` | how readers (shared lock) and repair (exclusive) open a file |
 //! | `read.rs` | reading through the seam: streaming scan, header and tail probes, seek |
 //! | `atomic.rs` | crash-atomic creation and rewrite: temp file, fsync, link or rename |
@@ -40,6 +41,7 @@ mod fault;
 mod fstype;
 mod gc;
 mod handle;
+mod lease;
 mod mmap;
 mod options;
 mod os;
@@ -55,7 +57,7 @@ mod snapshot;
 mod tree;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use crate::blob::{Attachment, AttachmentMeta, BlobId, GcReport};
@@ -83,9 +85,10 @@ pub use sim::{Crash, SimDir, SimFile, SimFs};
 /// [`Durability`] survives.
 #[derive(Debug)]
 pub struct FsStore<F: FileSystem = OsFs> {
-    tree: tree::Tree<F>,
+    // Shared with the leases the store hands out, which must own what they use.
+    tree: Arc<tree::Tree<F>>,
     options: FsOptions,
-    open: Mutex<cache::OpenFiles<F>>,
+    open: Arc<Mutex<cache::OpenFiles<F>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -138,13 +141,23 @@ impl<F: FileSystem> FsStore<F> {
     pub fn open_on(fs: F, root: impl AsRef<Path>, options: FsOptions) -> Result<Self> {
         let tree = tree::Tree::open(fs, root.as_ref(), options.allow_unsafe_fs)?;
         Ok(Self {
-            tree,
+            tree: Arc::new(tree),
             options: FsOptions {
                 max_open_files: options.max_open_files.max(1),
                 ..options
             },
-            open: Mutex::new(cache::OpenFiles::default()),
+            open: Arc::new(Mutex::new(cache::OpenFiles::default())),
         })
+    }
+
+    /// Another view of the same store: the same root, options and open handles (what a lease
+    /// keeps, so that it owns what it needs).
+    pub(crate) fn share(&self) -> Self {
+        Self {
+            tree: Arc::clone(&self.tree),
+            options: self.options,
+            open: Arc::clone(&self.open),
+        }
     }
 
     /// The store's root directory.
@@ -240,6 +253,15 @@ impl<F: FileSystem> Store for FsStore<F> {
 
     fn tip(&self, session: SessionId, segment: SegmentId) -> Result<Tip> {
         self.segment_tip(session, segment) // sessions.rs
+    }
+
+    fn lease(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        options: &crate::LeaseOptions,
+    ) -> Result<Box<dyn crate::Lease>> {
+        Ok(Box::new(self.take_lease(session, segment, options)?)) // lease.rs
     }
 
     fn truncate(&self, session: SessionId, segment: SegmentId, keep: u64) -> Result<Tip> {

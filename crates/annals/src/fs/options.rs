@@ -43,6 +43,10 @@ pub struct FsOptions {
     /// Off by default: there, concurrent appends can overwrite each other. Safe only if a
     /// single process on a single machine ever writes the store.
     pub allow_unsafe_fs: bool,
+    /// How long a writer that does not hold a lease waits for a segment (or trace) that
+    /// another writer holds, before it gives up with `Error::Locked` (default 5 s). Appends
+    /// of other writers hold a segment for microseconds; a lease holds it until it is released.
+    pub lock_wait: std::time::Duration,
 }
 
 impl Default for FsOptions {
@@ -52,6 +56,7 @@ impl Default for FsOptions {
             max_open_files: 256,
             max_entry_bytes: crate::store::DEFAULT_MAX_ENTRY_BYTES,
             allow_unsafe_fs: false,
+            lock_wait: crate::DEFAULT_LOCK_WAIT,
         }
     }
 }

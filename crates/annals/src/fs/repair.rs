@@ -63,6 +63,15 @@ impl<F: FileSystem> FsStore<F> {
         let mut h = handle.as_ref().map(|h| lock(h));
         if let Some(h) = &h {
             h.check_poison()?;
+            if let Some(held) = &h.lease {
+                // This store's own lease holds it: waiting would only hold up the lease.
+                return Err(Error::Locked {
+                    session,
+                    segment,
+                    holder: Some(held.holder.clone()),
+                    waited: std::time::Duration::ZERO,
+                });
+            }
         }
         let dir = self.tree.session(session)?.ok_or_else(not_found)?;
         // Scan and cut under the exclusive lock, so no appender can be mid-line. A descriptor
@@ -74,7 +83,23 @@ impl<F: FileSystem> FsStore<F> {
             Access::Append
         };
         let name = file_name(segment, FileKind::Segment);
-        let exclusive = open_locked(&self.tree, &dir, &name, access)?.ok_or_else(not_found)?;
+        let wait = (self.options.lock_wait, session, segment);
+        let exclusive = match open_locked(&self.tree, &dir, &name, access, wait) {
+            // Held past the wait (a lease of another store or process): say whose.
+            Err(Error::Locked {
+                holder: None,
+                waited,
+                ..
+            }) => {
+                return Err(Error::Locked {
+                    session,
+                    segment,
+                    holder: self.live_holder(session, segment),
+                    waited,
+                })
+            }
+            other => other?.ok_or_else(not_found)?,
+        };
         let identity = Identity {
             kind: FileKind::Segment,
             session,

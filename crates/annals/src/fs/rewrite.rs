@@ -3,12 +3,14 @@
 //! mapped reader of the old one is unaffected); fork links it under the new segment's name.
 
 use super::atomic::{encode_header, new_header, TempFile};
+use super::cache::Shared;
 use super::handle::Handle;
+use super::lease::Writer;
 use super::read::TailState;
 use super::replay::skip;
-use super::seam::FileSystem;
+use super::seam::{FileSystem, LockKind};
 use super::tree::file_name;
-use super::{lock, FsStore};
+use super::FsStore;
 use crate::codec::{FileKind, Header, Lineage};
 use crate::error::CorruptReason;
 use crate::scan::Checker;
@@ -26,10 +28,38 @@ impl<F: FileSystem> FsStore<F> {
         expected: Option<Tip>,
     ) -> Result<Tip> {
         let handle = self.segment_handle(session, segment)?;
-        let mut h = lock(&handle);
-        h.check_poison()?;
+        self.rewrite_keeping_to(&handle, self.writer(), session, segment, keep, expected)
+    }
+
+    /// Truncate through `handle`, as `writer`.
+    pub(crate) fn rewrite_keeping_to(
+        &self,
+        handle: &Shared<F>,
+        writer: Writer,
+        session: SessionId,
+        segment: SegmentId,
+        keep: u64,
+        expected: Option<Tip>,
+    ) -> Result<Tip> {
         let tree = &self.tree;
-        h.locked(tree, |h| {
+        self.writing(handle, writer, |h| {
+            h.check_poison()?;
+            h.locked(tree, |h| {
+                self.rewrite_locked(h, session, segment, keep, expected)
+            })
+        })
+    }
+
+    fn rewrite_locked(
+        &self,
+        h: &mut Handle<F>,
+        session: SessionId,
+        segment: SegmentId,
+        keep: u64,
+        expected: Option<Tip>,
+    ) -> Result<Tip> {
+        let tree = &self.tree;
+        {
             let tip = h.tip();
             if let Some(expected) = expected {
                 if expected != tip {
@@ -64,6 +94,18 @@ impl<F: FileSystem> FsStore<F> {
             temp.write(&bytes)?;
             temp.copy(h.reader(&tree.fs), header_end, cut)?;
             temp.sync()?;
+            if h.lease.is_some() {
+                // A lease goes on holding the segment: the new file is held before it has the
+                // name, so no other writer can take it in between.
+                let held = tree
+                    .fs
+                    .try_lock(temp.file()?, LockKind::Shared)
+                    .map_err(|e| Error::io("lock", &h.path, e))?;
+                if !held {
+                    let odd = std::io::Error::other("a new file was locked by someone else");
+                    return Err(Error::io("lock", &h.path, odd));
+                }
+            }
             let new_file = temp.replace(&file_name(segment, FileKind::Segment))?;
             let old = std::mem::replace(&mut h.file, new_file);
             let _ = tree.fs.unlock(&old);
@@ -82,7 +124,7 @@ impl<F: FileSystem> FsStore<F> {
                 return Err(e);
             }
             Ok(h.tip())
-        })
+        }
     }
 
     pub(crate) fn fork_segment(
@@ -93,10 +135,37 @@ impl<F: FileSystem> FsStore<F> {
         into: SegmentId,
     ) -> Result<Tip> {
         let handle = self.segment_handle(session, source)?;
-        let mut h = lock(&handle);
-        // The source's state is unknown after a failed fsync: nothing is copied from it.
-        h.check_poison()?;
-        h.locked(&self.tree, |h| {
+        self.fork_from(&handle, self.writer(), session, source, at, into)
+    }
+
+    /// Fork of the segment of `handle`, as `writer`.
+    pub(crate) fn fork_from(
+        &self,
+        handle: &Shared<F>,
+        writer: Writer,
+        session: SessionId,
+        source: SegmentId,
+        at: u64,
+        into: SegmentId,
+    ) -> Result<Tip> {
+        self.writing(handle, writer, |h| {
+            // The source's state is unknown after a failed fsync: nothing is copied from it.
+            h.check_poison()?;
+            h.locked(&self.tree, |h| {
+                self.fork_locked(h, session, source, at, into)
+            })
+        })
+    }
+
+    fn fork_locked(
+        &self,
+        h: &mut Handle<F>,
+        session: SessionId,
+        source: SegmentId,
+        at: u64,
+        into: SegmentId,
+    ) -> Result<Tip> {
+        {
             let count = h.tip().count;
             if at > count {
                 return Err(Error::BeyondEnd {
@@ -133,7 +202,7 @@ impl<F: FileSystem> FsStore<F> {
                 count: at,
                 generation: 0,
             })
-        })
+        }
     }
 
     /// Byte offset just after the `n`-th entry line (the header is line 1), found by counting

@@ -18,7 +18,16 @@ impl<F: FileSystem> FsStore<F> {
     pub(crate) fn segment_tip(&self, session: SessionId, segment: SegmentId) -> Result<Tip> {
         if let Some(handle) = self.cached((session, segment, FileKind::Segment)) {
             let mut h = lock(&handle);
-            return h.locked(&self.tree, |h| Ok(h.tip()));
+            if h.lease.is_some() {
+                // A lease of this store holds the file: nobody else writes it, so its tally is
+                // the tip (and a reader must not wait for the lease).
+                return Ok(h.tip());
+            }
+            match h.locked(&self.tree, |h| Ok(h.tip())) {
+                // Another process's lease: read the file as readers do, under the shared lock.
+                Err(Error::Locked { .. }) => {}
+                other => return other,
+            }
         }
         self.probe(session, segment).map(|(_, tip, _)| tip)
     }

@@ -4,11 +4,13 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::read::Reader;
 use super::seam::{Access, FileSystem, LockKind};
 use super::tree::{Dir, Tree};
-use crate::{Error, Result};
+use crate::lease::Patience;
+use crate::{Error, Result, SegmentId, SessionId};
 
 /// How many times in a row an opener follows the name to a file that replaced the one it locked
 /// (the writer's handle, a reader's snapshot, repair). Each time, another process rewrote or
@@ -85,13 +87,16 @@ pub(crate) fn with_snapshot<F: FileSystem, T>(
 
 /// Opens `name` in `dir` and takes its exclusive lock, following replacements; `Ok(None)` if
 /// missing. With [`Access::Read`] (a dry run) nothing is opened for writing: `flock` works on
-/// a read-only descriptor, and on a read-only mount.
+/// a read-only descriptor, and on a read-only mount. Waits for the lock at most `wait.0` (a
+/// lease may hold it), then [`Error::Locked`] for segment `wait.2` of session `wait.1`.
 pub(crate) fn open_locked<F: FileSystem>(
     tree: &Tree<F>,
     dir: &Dir<F>,
     name: &str,
     access: Access,
+    wait: (Duration, SessionId, SegmentId),
 ) -> Result<Option<Snapshot<F>>> {
+    let mut patience = Patience::new(wait.0);
     let fs = &tree.fs;
     for _ in 0..=MAX_REOPENS {
         let Some(file) = tree.open_file(dir, name, access)? else {
@@ -101,8 +106,20 @@ pub(crate) fn open_locked<F: FileSystem>(
             file,
             path: dir.path_of(name),
         };
-        fs.lock(&snapshot.file, LockKind::Exclusive)
-            .map_err(|e| Error::io("lock", &snapshot.path, e))?;
+        // Waiting for a held file is not following a replacement: it does not count.
+        while !fs
+            .try_lock(&snapshot.file, LockKind::Exclusive)
+            .map_err(|e| Error::io("lock", &snapshot.path, e))?
+        {
+            if !patience.pause() {
+                return Err(Error::Locked {
+                    session: wait.1,
+                    segment: wait.2,
+                    holder: None,
+                    waited: patience.waited(),
+                });
+            }
+        }
         match fs.size_and_links(&snapshot.file) {
             Ok((_, links)) if links > 0 => return Ok(Some(snapshot)),
             Ok(_) => {

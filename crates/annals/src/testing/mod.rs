@@ -68,6 +68,7 @@ pub mod support;
 mod append;
 mod concurrency;
 mod detector;
+mod lease;
 mod replay;
 mod sessions;
 mod sizes;
@@ -78,6 +79,7 @@ pub use self::append::*;
 pub use self::concurrency::*;
 pub use self::detector::*;
 pub use self::harness::{check_all, run_all, temp_fs_store, Failure, Fixture, Scenario, SCENARIOS};
+pub use self::lease::*;
 pub use self::replay::*;
 pub use self::sessions::*;
 pub use self::sizes::*;
@@ -135,11 +137,15 @@ macro_rules! __annals_scenarios {
                 large_segments_are_cut_and_copied_at_exactly_the_right_entry,
                 a_borrowed_store_serves_several_threads_at_once,
                 replays_during_appends_and_truncates_always_see_a_whole_segment,
+                a_lease_appends_truncates_and_forks_like_the_store_and_readers_read_throughout,
+                a_second_lease_is_refused_with_locked_naming_the_holder_until_the_first_is_dropped,
             ],
             shared: [
                 concurrent_appends_from_many_threads_get_unique_consecutive_sequence_numbers,
                 concurrent_detector_writers_never_both_succeed_on_one_tip,
                 an_owned_writer_moves_to_another_thread_and_keeps_detecting,
+                a_writer_without_the_lease_waits_for_it_and_its_detector_sees_the_lease,
+                threads_sharing_a_lease_get_unique_consecutive_sequence_numbers,
             ],
         }
     };

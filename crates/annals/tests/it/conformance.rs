@@ -190,6 +190,15 @@ impl Store for Flawed {
         self.inner.sync(session, segment)
     }
 
+    fn lease(
+        &self,
+        session: SessionId,
+        segment: SegmentId,
+        options: &annals::LeaseOptions,
+    ) -> Result<Box<dyn annals::Lease>> {
+        self.inner.lease(session, segment, options)
+    }
+
     fn fork(&self, session: SessionId, source: SegmentId, at: u64, into: SegmentId) -> Result<Tip> {
         self.inner.fork(session, source, at, into)
     }

@@ -604,7 +604,9 @@ impl AtLock {
 
 impl FaultPlan for AtLock {
     fn at(&self, call: &Call<'_>) -> Option<Fault> {
-        if call.op == Op::Lock && is_log(call.path) && self.armed.swap(false, Ordering::SeqCst) {
+        // Writers try the lock (`TryLock`); readers and repair wait for it (`Lock`).
+        let locking = matches!(call.op, Op::Lock | Op::TryLock);
+        if locking && is_log(call.path) && self.armed.swap(false, Ordering::SeqCst) {
             if let Some(action) = self.action.lock().unwrap().take() {
                 action();
             }

@@ -17,6 +17,7 @@ mod fs_damage;
 mod full_disk;
 mod hostile;
 mod kills;
+mod lease;
 mod media;
 mod memory;
 mod model;

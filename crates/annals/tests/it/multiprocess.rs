@@ -1,5 +1,6 @@
 //! Real processes on one store: concurrent appenders, the concurrent-writer detector across
-//! processes, and a writer killed with SIGKILL at random moments.
+//! processes, a writer killed with SIGKILL at random moments, and a writer lease held by another
+//! process (named to the others, gone with its process).
 //!
 //! The children are this same test binary, re-executed with a filter that selects one
 //! `child_*` test and environment variables that give it its role (the sled crash-test trick).
@@ -721,4 +722,141 @@ fn a_writer_killed_at_random_moments_loses_no_acknowledged_entry() {
         model.len()
     );
     assert!(kills > 0, "no child was ever killed mid-run");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A writer lease held by another process, and that process killed
+
+const LEASED_APPENDS: u64 = 50;
+/// What a writer killed in the middle of a write leaves at the end of the file.
+const TORN: &[u8] = b"{\"crc\":\"0badc0de\",\"seq\":";
+
+#[test]
+fn child_lease_holder() {
+    let Some(env) = ChildEnv::get("child_lease_holder") else {
+        return;
+    };
+    let store = FsStore::open(&env.root).unwrap();
+    let lease = store
+        .lease(env.session, env.segment, &annals::LeaseOptions::default())
+        .unwrap();
+    for i in 0..env.count {
+        lease.append(&Tagged { child: 1, i }).unwrap();
+    }
+    // The half line a kill in the middle of a write leaves behind.
+    fs::OpenOptions::new()
+        .append(true)
+        .open(store.segment_path(env.session, env.segment))
+        .unwrap()
+        .write_all(TORN)
+        .unwrap();
+    say(&format!(
+        "HELD pid={} count={}",
+        std::process::id(),
+        env.count
+    ));
+    // Held until the parent kills this process.
+    std::thread::sleep(HANG_LIMIT);
+    panic!("the parent never killed the lease holder");
+}
+
+#[test]
+fn a_lease_held_by_another_process_names_it_and_dies_with_it_under_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let options = annals::FsOptions {
+        lock_wait: Duration::from_millis(50),
+        ..annals::FsOptions::default()
+    };
+    let store = FsStore::open_with(&root, options).unwrap();
+    let (session, segment) = (SessionId::new(), SegmentId::new());
+    store
+        .create(session, segment, &[Tagged { child: 0, i: 0 }])
+        .unwrap();
+    let mut child = spawn_child(
+        "multiprocess::child_lease_holder",
+        &[
+            (ROOT, root.display().to_string()),
+            (SESSION, session.to_string()),
+            (SEGMENT, segment.to_string()),
+            (COUNT, LEASED_APPENDS.to_string()),
+        ],
+    );
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let held = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find_map(|line| {
+            message(&line)
+                .filter(|m| m.starts_with("HELD"))
+                .map(str::to_owned)
+        })
+        .expect("the lease holder reports that it holds the lease");
+    assert!(held.contains(&format!("pid={}", child.id())), "{held}");
+
+    // Another process is told who holds the segment, for every kind of write.
+    let me = annals::LeaseHolder::this_process();
+    let check = |result: Result<(), Error>, what: &str| match result {
+        Err(Error::Locked {
+            holder: Some(holder),
+            ..
+        }) => {
+            assert_eq!(holder.pid, child.id(), "{what}");
+            assert_eq!(holder.host, me.host, "{what}");
+            assert_eq!(holder.program, me.program, "{what}: the same test binary");
+            assert!(holder.since_ms <= annals::LeaseHolder::this_process().since_ms);
+        }
+        other => panic!("{what} while another process holds the lease: {other:?}"),
+    };
+    check(
+        store
+            .append(session, segment, &Tagged { child: 0, i: 1 })
+            .map(|_| ()),
+        "append",
+    );
+    check(store.truncate(session, segment, 1).map(|_| ()), "truncate");
+    check(
+        store
+            .lease(
+                session,
+                segment,
+                &annals::LeaseOptions::default().wait(Duration::from_millis(50)),
+            )
+            .map(|_| ()),
+        "lease",
+    );
+    // Readers are not held up: they see the holder's entries, and its half line as a torn tail.
+    let report = store.verify(session, segment).unwrap();
+    assert_eq!(report.entries, 1 + LEASED_APPENDS, "{report:?}");
+    assert!(report.torn_tail.is_some(), "{report:?}");
+
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(9), "{status}");
+    let record = root
+        .join(session.to_string())
+        .join(format!("{segment}.jsonl.lease"));
+    assert!(record.is_file(), "a killed holder leaves its record behind");
+
+    // The kernel dropped the dead holder's locks: its stale record is not believed, the next
+    // writer cuts the torn tail and appends, and a new lease takes the segment.
+    store
+        .append(session, segment, &Tagged { child: 0, i: 1 })
+        .unwrap();
+    let lease = store
+        .lease(
+            session,
+            segment,
+            &annals::LeaseOptions::default().wait(Duration::from_millis(50)),
+        )
+        .unwrap();
+    lease.append(&Tagged { child: 0, i: 2 }).unwrap();
+    lease.release().unwrap();
+    assert!(!record.exists(), "a released lease removes its record");
+    let entries = read_tagged(&store, session, segment);
+    assert_eq!(entries.len() as u64, LEASED_APPENDS + 3);
+    assert_eq!(
+        per_child(&entries, 2),
+        [vec![0, 1, 2], (0..LEASED_APPENDS).collect::<Vec<_>>()]
+    );
 }

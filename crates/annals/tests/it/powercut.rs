@@ -14,7 +14,8 @@
 //! The workload covers every operation that writes: create, appends (entries kept as blobs
 //! too), a batch, truncate, a truncate by a second store racing the first store's append (its
 //! handle follows the rename), fork, a trace, `sync`, an attachment, gc, repair of a torn tail
-//! (in place) and of a damaged line (by rewrite), and `delete_session`.
+//! (in place) and of a damaged line (by rewrite), `delete_session`, and a writer lease (its
+//! appends, a batch, a truncate and its `sync`).
 //!
 //! Each image is opened as a store, in memory: it opens, every segment replays strictly (a torn
 //! tail is fine; a line whose blob a crash lost is not) and is a state the segment really had;
@@ -235,6 +236,42 @@ fn record(durability: Durability) -> Run {
     store.append(session, a.1, &entry(12)).unwrap();
     model.push(entry(12));
     notes.state(a, &model);
+
+    // A writer lease: appends and a batch through it, a truncate, its `sync`, one more
+    // buffered append, and its release. (In `Sync` mode each lease append is durable when it
+    // returns; in `Buffered` mode what its `sync` covered.)
+    let f = (session, SegmentId::new());
+    let mut leased = entries([60]);
+    store.create(session, f.1, &leased).unwrap();
+    notes.state(f, &leased);
+    let lease = store
+        .lease(session, f.1, &annals::LeaseOptions::default())
+        .unwrap();
+    for n in [61, 62, 63] {
+        lease.append(&entry(n)).unwrap();
+        leased.push(entry(n));
+        notes.state(f, &leased);
+    }
+    let batch = entries([64, 65]);
+    lease.append_batch(&batch).unwrap();
+    leased.extend_from_slice(&batch);
+    notes.state(f, &leased);
+    // Keeps entry 63, a blob's line, so that gc below still finds exactly its three orphans.
+    lease.truncate(4).unwrap();
+    leased.truncate(4);
+    notes.state(f, &leased);
+    lease.append(&entry(66)).unwrap();
+    leased.push(entry(66));
+    notes.state(f, &leased);
+    lease.sync().unwrap();
+    let synced = notes.last(f);
+    recorder.ack(|acks| {
+        acks.synced.insert(f, synced);
+    });
+    lease.append(&entry(67)).unwrap();
+    leased.push(entry(67));
+    notes.state(f, &leased);
+    lease.release().unwrap();
 
     // A torn tail, as a crashed writer leaves it, repaired in place.
     let torn = b"{\"crc\":\"ab".to_vec();
