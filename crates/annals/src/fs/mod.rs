@@ -3,7 +3,8 @@
 //! Layout: `{root}/{session}/{segment}.jsonl` (the log), `{segment}.trace.jsonl` (the debug
 //! trace), `attachments.jsonl` (the session's attachment index), `blobs/ab/abcdef…` (blobs),
 //! `.{segment}.{uuid}.tmp` while a file is being created or rewritten, and
-//! `{segment}.jsonl.dropped-{ms}` where a repair kept the bytes it cut. Directories are created
+//! `{segment}.jsonl.dropped-{ms}` where a repair kept the bytes it cut, and
+//! `{segment}.jsonl.recovered-{ms}` where a writer's recovery kept an interrupted tail it cut. Directories are created
 //! `0700`, files `0600`. Anything in the root or a session directory that does not parse as
 //! ours is ignored by listings and never touched; anything that is not a regular file (or a
 //! directory) where ours should be is [`Error::NotOurs`](crate::Error::NotOurs).
@@ -24,6 +25,7 @@
 //! | `append.rs` | creating segments and appending (blobs first, then the line) |
 //! | `replay.rs` | replay and verify (mapped fast path, streaming fallback) |
 //! | `rewrite.rs` | truncate and fork |
+//! | `recover.rs` | a writer's recovery of an interrupted end ([`Recovered`]); readers' tip of it |
 //! | `repair.rs` | [`Repair`]: cutting a damaged segment back, keeping the cut bytes |
 //! | `sessions.rs` | listings, existence, modification times, deleting a session |
 //! | `blobs.rs` | a session's blob directory and its lock |
@@ -44,6 +46,7 @@ mod mmap;
 mod options;
 mod os;
 mod read;
+mod recover;
 mod repair;
 mod replay;
 mod rewrite;
@@ -71,6 +74,7 @@ use crate::{
 pub use fault::{Call, CountCalls, FailNth, Fault, FaultDir, FaultFile, FaultFs, FaultPlan, Op};
 pub use options::{Durability, FsOptions};
 pub use os::{OsDir, OsFile, OsFs};
+pub use recover::Recovered;
 pub use repair::Repair;
 pub use seam::{Access, DirEntry, EntryKind, FileSystem, LockKind, Lookup, Stat};
 #[cfg(feature = "fault-injection")]
@@ -84,6 +88,8 @@ pub struct FsStore<F: FileSystem = OsFs> {
     tree: tree::Tree<F>,
     options: FsOptions,
     open: Mutex<cache::OpenFiles<F>>,
+    /// What writers' recovery cut, until [`FsStore::take_recovered`] takes it.
+    recovered: Mutex<Vec<Recovered>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -142,6 +148,7 @@ impl<F: FileSystem> FsStore<F> {
                 ..options
             },
             open: Mutex::new(cache::OpenFiles::default()),
+            recovered: Mutex::default(),
         })
     }
 

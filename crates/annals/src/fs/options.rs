@@ -27,6 +27,11 @@ pub struct FsOptions {
     /// Off by default: there, concurrent appends can overwrite each other. Safe only if a
     /// single process on a single machine ever writes the store.
     pub allow_unsafe_fs: bool,
+    /// What a writer that takes a segment (its first append, truncate or fork through this
+    /// store) does with an interrupted or damaged end of a format-2 file: cut an interrupted
+    /// tail into a `.recovered-` file (the default), refuse, or cut at any damage
+    /// (docs/DURABILITY.md, *Recovery*). Readers never cut, whatever the mode.
+    pub recovery: crate::RecoveryMode,
 }
 
 impl Default for FsOptions {
@@ -36,6 +41,7 @@ impl Default for FsOptions {
             max_open_files: 256,
             max_entry_bytes: crate::store::DEFAULT_MAX_ENTRY_BYTES,
             allow_unsafe_fs: false,
+            recovery: crate::RecoveryMode::TolerateInterruptedTail,
         }
     }
 }

@@ -19,3 +19,4 @@ mod memory;
 mod model;
 mod multiprocess;
 mod powercut;
+mod recovery;
