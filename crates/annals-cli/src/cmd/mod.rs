@@ -109,8 +109,12 @@ impl Printer {
         match (entry.body, self.format) {
             (annals::Body::Blob { reference, .. }, Format::Raw) => {
                 self.line.clear();
-                annals::codec::encode_blob(&raw_frame(entry.seq), reference, &mut self.line)
-                    .map_err(|e| io::Error::other(format!("entry {}: {e}", entry.seq)))?;
+                annals::codec::encode_blob(
+                    &raw_frame(entry.seq, entry.appended_ms),
+                    reference,
+                    &mut self.line,
+                )
+                .map_err(|e| io::Error::other(format!("entry {}: {e}", entry.seq)))?;
                 out.write_all(&self.line)
             }
             (
@@ -121,7 +125,7 @@ impl Printer {
                 _,
             ) => {
                 let shown = serde_json::json!({ "annals_blob": reference }).to_string();
-                self.text(out, entry.seq, &shown)
+                self.text(out, entry.seq, entry.appended_ms, &shown)
             }
             (
                 annals::Body::Blob {
@@ -129,12 +133,18 @@ impl Printer {
                 }
                 | annals::Body::Inline(json),
                 _,
-            ) => self.text(out, entry.seq, json),
+            ) => self.text(out, entry.seq, entry.appended_ms, json),
         }
     }
 
     /// Prints an entry's JSON text (or what stands for it).
-    pub fn text(&mut self, out: &mut impl Write, seq: u64, json: &str) -> io::Result<()> {
+    pub fn text(
+        &mut self,
+        out: &mut impl Write,
+        seq: u64,
+        appended_ms: Option<u64>,
+        json: &str,
+    ) -> io::Result<()> {
         if self.seq {
             let label = format!("{seq}\t");
             let label = if self.format == Format::Pretty {
@@ -157,7 +167,7 @@ impl Printer {
                 // Re-framing a verified entry gives back its stored line byte for byte: the
                 // CRC covers exactly these bytes and the sequence number has one spelling.
                 self.line.clear();
-                annals::codec::encode_entry(&raw_frame(seq), json, &mut self.line)
+                annals::codec::encode_entry(&raw_frame(seq, appended_ms), json, &mut self.line)
                     .map_err(|e| io::Error::other(format!("entry {seq}: {e}")))?;
                 out.write_all(&self.line)
             }
@@ -165,10 +175,22 @@ impl Printer {
     }
 }
 
-/// How a stored line is framed. The store writes version-1 lines today; a version-2 line also
-/// holds its write marks, which a replayed entry does not carry.
-fn raw_frame(seq: u64) -> annals::codec::Frame {
-    annals::codec::Frame::v1(seq)
+/// How a stored line is framed: a version-1 line (no time) as it was stored; a version-2 line
+/// with its time, as a write of its own that claims everything before it durable. That is the
+/// stored line for a `Sync` append and a new segment's entries; a replayed entry does not carry
+/// the write marks (`u`, `more`) of a `Buffered` append or a batch, which then differ.
+fn raw_frame(seq: u64, appended_ms: Option<u64>) -> annals::codec::Frame {
+    match appended_ms {
+        Some(appended_ms) => annals::codec::Frame::v2(
+            seq,
+            annals::codec::Marks {
+                appended_ms,
+                unsynced: 0,
+                more: 0,
+            },
+        ),
+        None => annals::codec::Frame::v1(seq),
+    }
 }
 
 /// Runs a replay whose sink writes to stdout, keeping the write error apart from the store's
