@@ -25,7 +25,7 @@ use crate::{SegmentId, SessionId};
 
 pub(crate) mod decode;
 
-pub(crate) use decode::{check_entry, check_entry_line};
+pub(crate) use decode::check_entry_line;
 
 /// Largest line annals writes or accepts, newline included: `PIPE_BUF` on Linux.
 pub const MAX_LINE: usize = 4096;
@@ -42,15 +42,18 @@ pub const MAX_SEQ: u64 = u64::MAX - 1;
 
 /// Most lines one write may hold in format 2 (its first line's `more` is at most one less).
 /// A reader holds back the lines of a write until its last line has checked out, so this bounds
-/// that memory by `MAX_WRITE_LINES × MAX_LINE` (4 MiB); a writer splits a larger batch into
-/// writes of at most this many lines, each all-or-nothing across a power cut.
+/// that memory by `MAX_WRITE_LINES × MAX_LINE` (4 MiB). The store frames a larger batch as
+/// consecutive writes of at most this many lines, still handed to the kernel in one `write(2)`:
+/// readers see all of it or none, but across a power cut only each write of it is
+/// all-or-nothing (docs/DURABILITY.md).
 pub const MAX_WRITE_LINES: u64 = 1024;
 
-/// Longest entry JSON kept inline in a version-1 line whatever its sequence number: 4096 minus
-/// the line's overhead with a 20-digit sequence number (4045 bytes). Longer entries are kept as
-/// blobs, so the choice never depends on where in the segment an entry lands. See
-/// [`Version::max_inline`] for every version.
-pub const MAX_INLINE: usize = Version::V1.max_inline();
+/// Longest entry JSON kept inline in a line of a file this build creates
+/// ([`Version::NEW_FILES`], version 2): 3983 bytes, the room a line leaves with a 20-digit
+/// sequence number and the longest marks. Longer entries are kept as blobs, so the choice never
+/// depends on where in the segment an entry lands. Appends to a version-1 file keep entries of
+/// up to 4045 bytes inline; [`Version::max_inline`] gives each version's.
+pub const MAX_INLINE: usize = Version::NEW_FILES.max_inline();
 
 const CRC_OPEN: &[u8] = b"{\"crc\":\"";
 const CRC_CLOSE: &[u8] = b"\",";
@@ -83,9 +86,9 @@ impl Version {
     /// The newest version, [`FORMAT_VERSION`].
     pub const NEWEST: Self = Self::V2;
 
-    /// The version this build gives the files it creates: version 1 until the store's writer
-    /// emits version-2 lines. Tools that write files the store would write use it.
-    pub const NEW_FILES: Self = Self::V1;
+    /// The version this build gives the files it creates: version 2. Tools that write files the
+    /// store would write use it.
+    pub const NEW_FILES: Self = Self::V2;
 
     /// The version with this number, if this build knows it.
     #[must_use]
@@ -333,6 +336,29 @@ pub fn encode_header(header: &Header, out: &mut Vec<u8>) -> Result<usize, Encode
         }
     };
     out.extend_from_slice(body.get(1..).unwrap_or_default());
+    finish_line(out, start)
+}
+
+/// Appends `line`, a version-2 entry line (without its newline) that checked out as `entry`,
+/// to `out` with its `more` set to `more` and every other byte as it was: truncate and fork keep
+/// the first lines of a write, which must then end a write of their own. Returns the new line's
+/// length, newline included.
+///
+/// # Errors
+/// [`EncodeError::BadMarks`] if `entry` has no marks (a version-1 line) or `more` is not below
+/// [`MAX_WRITE_LINES`]; `out` is then left as it was.
+pub(crate) fn reframe(
+    line: &[u8],
+    entry: &decode::EntryLine,
+    more: u64,
+    out: &mut Vec<u8>,
+) -> Result<usize, EncodeError> {
+    let marks = entry.marks.ok_or(EncodeError::BadMarks)?;
+    let frame = Frame::v2(entry.seq, Marks { more, ..marks });
+    let key = if entry.is_blob { BLOB_KEY } else { ENTRY_KEY };
+    let start = begin_entry_line(&frame, key, out)?;
+    out.extend_from_slice(line.get(entry.body.clone()).unwrap_or_default());
+    out.push(b'}');
     finish_line(out, start)
 }
 

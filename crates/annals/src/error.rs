@@ -446,6 +446,17 @@ pub enum Error {
         count: u64,
     },
 
+    /// The segment holds as many entries as sequence numbers can count: its last entry has
+    /// sequence number [`MAX_SEQ`](crate::codec::MAX_SEQ) (`2^64 − 2`). Nothing was written:
+    /// sequence numbers never wrap and never repeat. Start a new segment.
+    #[error("segment {segment} is full: it holds {count} entries, the most sequence numbers can count; nothing was written (they never wrap): start a new segment")]
+    SegmentFull {
+        /// The segment.
+        segment: SegmentId,
+        /// Entries it holds.
+        count: u64,
+    },
+
     /// An fsync of this file failed earlier (or the rollback of a failed append did). Its state
     /// on disk is unknown, so every later write to it fails with this error until the store is
     /// reopened. Never retried.

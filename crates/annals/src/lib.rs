@@ -51,7 +51,7 @@ pub use codec::{FileKind, Header, Lineage, Version, FORMAT_VERSION, MAX_INLINE, 
 pub use error::{BackendErrorKind, BlobFault, CorruptReason, Damage, Error, HeaderProblem, Result};
 pub use fs::{
     Access, DirEntry, Durability, EntryKind, FileSystem, FsOptions, FsStore, LockKind, Lookup,
-    MappedChunk, OsDir, OsFile, OsFs, Repair, Stat,
+    MappedChunk, OsDir, OsFile, OsFs, Recovered, Repair, Stat,
 };
 #[cfg(feature = "fault-injection")]
 pub use fs::{

@@ -88,21 +88,23 @@ impl Session {
         let appended_ms = crate::now_ms();
         Ok(entries
             .iter()
-            .map(|e| match Prepared::of(e) {
-                Prepared::Inline(e) => Stored {
-                    appended_ms,
-                    body: Kept::Inline(e.clone()),
-                },
-                Prepared::Blob(r) => {
-                    self.blobs
-                        .entry(r.sha256)
-                        .or_insert_with(|| Arc::from(e.as_str().as_bytes()));
-                    Stored {
+            .map(
+                |e| match Prepared::of(e, crate::codec::Version::NEW_FILES) {
+                    Prepared::Inline(e) => Stored {
                         appended_ms,
-                        body: Kept::Blob(r),
+                        body: Kept::Inline(e.clone()),
+                    },
+                    Prepared::Blob(r) => {
+                        self.blobs
+                            .entry(r.sha256)
+                            .or_insert_with(|| Arc::from(e.as_str().as_bytes()));
+                        Stored {
+                            appended_ms,
+                            body: Kept::Blob(r),
+                        }
                     }
-                }
-            })
+                },
+            )
             .collect())
     }
 }

@@ -230,7 +230,7 @@ impl Checker {
         self.resumed = true;
         self.version = header.version();
         self.next_seq = seq;
-        self.line_no = seq + 1;
+        self.line_no = seq.saturating_add(1);
         self.report.entries = seq;
         self.complete_end = offset;
         self.complete_lines = self.line_no;
@@ -293,7 +293,7 @@ impl Checker {
             offset,
             reason: reason.clone(),
             from: self.complete_end,
-            from_line: self.complete_lines + 1,
+            from_line: self.complete_lines.saturating_add(1),
             from_seq: self.complete_seq,
             entries: self.report.entries,
             kind,
@@ -372,7 +372,7 @@ impl Checker {
         line: &[u8],
         sink: &mut LineSink<'_>,
     ) -> std::result::Result<ControlFlow<()>, Fed> {
-        self.line_no += 1;
+        self.line_no = self.line_no.saturating_add(1);
         let end = offset + line.len() as u64 + 1;
         self.line_end = end;
         if self.line_no == 1 && !self.resumed {
@@ -668,7 +668,7 @@ impl Checker {
 
     /// A line too long to buffer (the streaming reader does not keep it): always a problem.
     pub(crate) fn oversize(&mut self, offset: u64, len: u64) -> std::result::Result<(), Stop> {
-        self.line_no += 1;
+        self.line_no = self.line_no.saturating_add(1);
         self.line_end = offset + len + 1;
         if self.strict() && self.damage.is_some() {
             return Ok(());
@@ -687,7 +687,7 @@ impl Checker {
         if len == 0 {
             return Ok(());
         }
-        let line = self.line_no + 1;
+        let line = self.line_no.saturating_add(1);
         if is_torn_tail(tail, len) {
             if self.damage.is_none() {
                 if let Some(w) = self.write {
@@ -702,7 +702,7 @@ impl Checker {
             self.report.torn_tail = Some(TornTail::torn_line(line, offset, len));
             return Ok(());
         }
-        self.line_no += 1;
+        self.line_no = self.line_no.saturating_add(1);
         if self.strict() && self.damage.is_some() {
             return Ok(());
         }
@@ -728,7 +728,7 @@ impl Checker {
                 lines: w.lines,
                 of: w.of,
             };
-            self.damage_at(self.line_no + 1, self.line_end, reason, false)?;
+            self.damage_at(self.line_no.saturating_add(1), self.line_end, reason, false)?;
         }
         // No complete line at all (a damaged header line is its own problem, not a second one).
         if !self.resumed && self.header.is_none() && self.damage.is_none() {

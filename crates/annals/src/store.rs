@@ -9,7 +9,7 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Serialize;
 
 use crate::blob::{Attachment, AttachmentMeta, BlobId, BlobRef, GcReport};
-use crate::codec::{self, Lineage, MAX_INLINE};
+use crate::codec::{self, Lineage};
 use crate::error::CorruptReason;
 use crate::{Error, Result, SegmentId, SessionId};
 
@@ -1044,21 +1044,21 @@ pub(crate) enum Prepared<'a> {
 }
 
 impl<'a> Prepared<'a> {
-    /// Inline if it fits in a line whatever its sequence number, else a blob reference.
-    pub(crate) fn of(entry: &'a RawEntry) -> Self {
-        if entry.len() <= MAX_INLINE {
+    /// Inline if it fits in a line of a file of `version` whatever its sequence number and
+    /// marks, else a blob reference.
+    pub(crate) fn of(entry: &'a RawEntry, version: codec::Version) -> Self {
+        if entry.len() <= version.max_inline() {
             Self::Inline(entry)
         } else {
             Self::Blob(BlobRef::for_entry(entry.as_str()))
         }
     }
 
-    /// Appends the entry's (version-1) line for `seq` to `out`.
-    pub(crate) fn encode(&self, seq: u64, out: &mut Vec<u8>) -> Result<()> {
-        let frame = codec::Frame::v1(seq);
+    /// Appends the entry's line, framed by `frame`, to `out`.
+    pub(crate) fn encode(&self, frame: &codec::Frame, out: &mut Vec<u8>) -> Result<()> {
         match self {
-            Self::Inline(e) => codec::encode_entry(&frame, e.as_str(), out),
-            Self::Blob(r) => codec::encode_blob(&frame, r, out),
+            Self::Inline(e) => codec::encode_entry(frame, e.as_str(), out),
+            Self::Blob(r) => codec::encode_blob(frame, r, out),
         }
         .map(|_| ())
         .map_err(codec::EncodeError::into_error)

@@ -231,7 +231,8 @@ fn every_flipped_crc_digit_is_caught() {
 #[test]
 fn the_inline_thresholds_are_the_documented_numbers() {
     // docs/FORMAT.md promises these values; they are not derived here on purpose.
-    assert_eq!(MAX_INLINE, 4045);
+    assert_eq!(MAX_INLINE, 3983);
+    assert_eq!(Version::NEW_FILES, Version::V2);
     assert_eq!(Version::V1.max_inline(), 4045);
     assert_eq!(Version::V2.max_inline(), 3983);
     // The largest entry kept inline fits its line with the longest sequence number and marks.

@@ -4,47 +4,91 @@
 
 use super::blobs::{BlobDir, BlobLock};
 use super::cache::{Key, Shared};
+use super::handle::Appended;
 use super::lease::Writer;
 use super::seam::FileSystem;
 use super::{lock, Durability, FsStore};
-use crate::codec::FileKind;
+use crate::codec::{FileKind, Frame, Marks, Version, MAX_WRITE_LINES};
 use crate::store::{check_entry_size, Prepared};
 use crate::{Error, RawEntry, Result, SegmentId, SessionId, Tip};
 
-/// What one write of lines knows about itself: what every line of it may record (line format
-/// v2 records the time, the durable watermark and how many lines of the write follow; v1
-/// lines keep only their sequence number).
+/// What every line of one write records besides its entry. Version-2 lines record the append
+/// time, the writer's durable watermark and how many lines of the write follow; version-1 lines
+/// only their sequence number.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WriteMeta {
+    /// The version of the file the write goes to.
+    pub version: Version,
     /// Sequence number of the first line.
     pub first_seq: u64,
-    /// When the store appended it, milliseconds since the epoch (the same for every line):
-    /// taken only for a file whose format records it ([`write_time`]), so that a v1 append
-    /// costs no clock read.
-    #[allow(dead_code, reason = "line format v2 writes it; v1 lines keep no time")]
-    pub appended_ms: Option<u64>,
-    /// Entries below this sequence number were known durable when the write was made.
-    #[allow(
-        dead_code,
-        reason = "line format v2 writes it; v1 lines keep no watermark"
-    )]
-    pub durable_below: u64,
+    /// When the store made the write, milliseconds since the epoch, the same on every line: one
+    /// clock read per write, none for a version-1 file ([`write_time`]).
+    pub appended_ms: u64,
+    /// What the lines claim durable.
+    pub durable: Durable,
 }
 
-/// The append time a write of a file of format `version` records: none for version 1.
-pub(crate) fn write_time(version: u64) -> Option<u64> {
-    (version >= 2).then(crate::now_ms)
+/// What the lines of a write claim durable (their `u`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durable {
+    /// The entries below this count: the writer's durable watermark `D`. Each line records
+    /// `u = seq − D`.
+    Below(u64),
+    /// The lines go into a file that is published only once it is durable (a new segment's
+    /// initial entries): none of them can be lost on its own, so each is framed as a write of
+    /// its own (`more = 0`) that claims every entry before it (`u = 0`). Damage among them
+    /// then loses only the entries from there on, never the whole creation.
+    Published,
 }
 
-/// Encodes the lines of one write. The one place a write's lines are made, so that a line
-/// format that records more about each write changes only this.
+/// The append time a write to a file of `version` records: none (0, not written) for version 1,
+/// which keeps no time.
+pub(crate) fn write_time(version: Version) -> u64 {
+    match version {
+        Version::V1 => 0,
+        _ => crate::now_ms(),
+    }
+}
+
+/// Encodes the lines of one write: the one place a write's lines are framed. A batch of more
+/// than [`MAX_WRITE_LINES`] entries becomes consecutive writes of at most that many lines (one
+/// `write(2)` still carries them all; across a power cut each is all-or-nothing on its own).
+/// The lines of a [`Durable::Published`] file are each a write of their own.
+///
+/// # Errors
+/// What the encoder refuses (an entry too large for its line, a sequence number past
+/// `MAX_SEQ`); `out` then holds the lines before the refused one, and must not be written.
 pub(crate) fn encode_write(
     meta: &WriteMeta,
     entries: &[Prepared<'_>],
     out: &mut Vec<u8>,
 ) -> Result<()> {
-    for (seq, entry) in (meta.first_seq..).zip(entries) {
-        entry.encode(seq, out)?;
+    let per_write = match meta.durable {
+        Durable::Published => 1,
+        Durable::Below(_) => usize::try_from(MAX_WRITE_LINES).unwrap_or(usize::MAX),
+    };
+    let mut seq = meta.first_seq;
+    for write in entries.chunks(per_write) {
+        let mut more = write.len() as u64;
+        for entry in write {
+            more -= 1;
+            let frame = match meta.version {
+                Version::V1 => Frame::v1(seq),
+                Version::V2 => Frame::v2(
+                    seq,
+                    Marks {
+                        appended_ms: meta.appended_ms,
+                        unsynced: match meta.durable {
+                            Durable::Below(d) => seq.saturating_sub(d),
+                            Durable::Published => 0,
+                        },
+                        more,
+                    },
+                ),
+            };
+            entry.encode(&frame, out)?;
+            seq = seq.saturating_add(1);
+        }
     }
     Ok(())
 }
@@ -68,16 +112,18 @@ impl<F: FileSystem> FsStore<F> {
         for e in initial {
             check_entry_size(e, self.options.max_entry_bytes)?;
         }
-        let (prepared, _blob_lock) = self.prepare(session, initial, true)?;
+        let version = Version::NEW_FILES;
+        let (prepared, _blob_lock) = self.prepare(session, initial, version, true)?;
         let mut body = Vec::new();
         let write = WriteMeta {
+            version,
             first_seq: 0,
-            appended_ms: write_time(crate::codec::Version::NEW_FILES.number()),
-            durable_below: 0,
+            appended_ms: write_time(version),
+            durable: Durable::Published,
         };
         encode_write(&write, &prepared, &mut body)?;
         let header = super::atomic::new_header(session, segment, FileKind::Segment, None);
-        if !self.create_file(&header, &body, None)? {
+        if !self.create_file(&header, &body, None, &[])? {
             return Err(Error::SegmentExists { session, segment });
         }
         Ok(Tip {
@@ -86,6 +132,9 @@ impl<F: FileSystem> FsStore<F> {
         })
     }
 
+    /// One entry. An entry that fits its line goes in under one acquisition of the handle;
+    /// one kept as a blob (or an append that finds the file's version changed) takes the
+    /// general path.
     pub(crate) fn append_one(
         &self,
         session: SessionId,
@@ -105,21 +154,25 @@ impl<F: FileSystem> FsStore<F> {
         entry: &RawEntry,
     ) -> Result<Tip> {
         check_entry_size(entry, self.options.max_entry_bytes)?;
-        let (prepared, _blob_lock) = match Prepared::of(entry) {
-            inline @ Prepared::Inline(_) => (inline, None),
-            Prepared::Blob(_) => {
-                let (mut prepared, lock) =
-                    self.prepare(session, std::slice::from_ref(entry), false)?;
-                match prepared.pop() {
-                    Some(p) => (p, lock),
-                    None => return self.writing(handle, writer, |h| Ok(h.tip())),
-                }
+        let version = lock(handle).version(&self.tree)?;
+        let prepared = Prepared::of(entry, version);
+        if let Prepared::Inline(_) = prepared {
+            let one = std::slice::from_ref(&prepared);
+            let appended = self.writing(handle, writer, |h| {
+                h.append(
+                    &self.tree,
+                    &|h| self.settle(h),
+                    one,
+                    version,
+                    None,
+                    self.durable(),
+                )
+            })?;
+            if let Appended::Done(tip) = appended {
+                return Ok(tip);
             }
-        };
-        let one = std::slice::from_ref(&prepared);
-        self.writing(handle, writer, |h| {
-            h.append(&self.tree, one, None, self.durable())
-        })
+        }
+        self.append_entries_to(handle, writer, session, std::slice::from_ref(entry), None)
     }
 
     pub(crate) fn append_entries(
@@ -133,7 +186,11 @@ impl<F: FileSystem> FsStore<F> {
         self.append_entries_to(&handle, self.writer(), session, entries, expected)
     }
 
-    /// Entries through `handle`, as `writer`; `expected` is the detector's tip.
+    /// Entries through `handle`, as `writer`; `expected` is the detector's tip. Prepares them
+    /// for the version of the file the handle has (blobs written first), then appends them.
+    /// The version is known before the file's lock is taken (blobs go in before it); if the
+    /// file at the name turns out to be of another version under the lock (deleted and made
+    /// again meanwhile), they are prepared once more for it.
     pub(crate) fn append_entries_to(
         &self,
         handle: &Shared<F>,
@@ -142,10 +199,29 @@ impl<F: FileSystem> FsStore<F> {
         entries: &[RawEntry],
         expected: Option<Tip>,
     ) -> Result<Tip> {
-        let (prepared, _blob_lock) = self.prepare(session, entries, false)?;
-        self.writing(handle, writer, |h| {
-            h.append(&self.tree, &prepared, expected, self.durable())
-        })
+        let mut version = lock(handle).version(&self.tree)?;
+        for _ in 0..3 {
+            let (prepared, _blob_lock) = self.prepare(session, entries, version, false)?;
+            let appended = self.writing(handle, writer, |h| {
+                h.append(
+                    &self.tree,
+                    &|h| self.settle(h),
+                    &prepared,
+                    version,
+                    expected,
+                    self.durable(),
+                )
+            })?;
+            match appended {
+                Appended::Done(tip) => return Ok(tip),
+                Appended::Reprepare(found) => version = found,
+            }
+        }
+        let path = lock(handle).path.clone();
+        let changing = std::io::Error::other(
+            "the file was replaced by one of another format version at every try",
+        );
+        Err(Error::io("append to", path, changing))
     }
 
     pub(crate) fn sync_segment(&self, session: SessionId, segment: SegmentId) -> Result<()> {
@@ -160,20 +236,22 @@ impl<F: FileSystem> FsStore<F> {
         h.sync(&self.tree.fs)
     }
 
-    /// Decides how each entry goes into its line, and writes the blobs of those too long for
-    /// one, durably, before any line refers to them. Sizes are checked first, so a refused batch
+    /// Decides how each entry goes into a line of a file of `version`, and writes the blobs of
+    /// those too long for one, durably, before any line refers to them. Sizes are checked first, so a refused batch
     /// writes nothing. The returned lock must be held until the lines are appended. With
     /// `create_session`, a missing session directory is made (a new segment's).
     pub(crate) fn prepare<'a>(
         &self,
         session: SessionId,
         entries: &'a [RawEntry],
+        version: Version,
         create_session: bool,
     ) -> Result<(Vec<Prepared<'a>>, Option<BlobLock<F>>)> {
         for e in entries {
             check_entry_size(e, self.options.max_entry_bytes)?;
         }
-        let prepared: Vec<Prepared<'a>> = entries.iter().map(Prepared::of).collect();
+        let prepared: Vec<Prepared<'a>> =
+            entries.iter().map(|e| Prepared::of(e, version)).collect();
         if !prepared.iter().any(|p| matches!(p, Prepared::Blob(_))) {
             return Ok((prepared, None));
         }
@@ -219,15 +297,11 @@ impl<F: FileSystem> FsStore<F> {
                     }
                     let header = super::atomic::new_header(session, segment, kind, None);
                     // Losing the race to another creator is fine: the file is there either way.
-                    self.create_file(&header, &[], None)?;
+                    self.create_file(&header, &[], None, &[])?;
                     self.handle(key)?.ok_or_else(missing)?
                 }
             };
-            let (prepared, _blob_lock) = self.prepare(session, events, false)?;
-            let appended = self.writing(&handle, self.writer(), |h| {
-                h.append(&self.tree, &prepared, None, self.durable())
-            });
-            match appended {
+            match self.append_entries_to(&handle, self.writer(), session, events, None) {
                 Err(Error::SegmentNotFound { .. }) => {
                     self.forget(key, &handle);
                 }

@@ -80,6 +80,15 @@ impl<'t, F: FileSystem> TempFile<'t, F> {
         Ok(())
     }
 
+    /// Takes the exclusive lock on the file before it has its name, so that a writer that
+    /// replaces a file it appends to holds the new one's lock the moment others can open it.
+    pub(crate) fn lock_exclusive(&self) -> Result<()> {
+        self.tree
+            .fs
+            .lock(self.file()?, super::seam::LockKind::Exclusive)
+            .map_err(|e| Error::io("lock", &self.path, e))
+    }
+
     /// Makes the contents durable (before the file gets its name).
     pub(crate) fn sync(&self) -> Result<()> {
         self.tree
@@ -230,15 +239,16 @@ pub(crate) fn new_header(
 }
 
 impl<F: FileSystem> FsStore<F> {
-    /// Creates a file crash-atomically: header and body (and `copy`, a range of another file)
-    /// go to a temporary file that is fsynced and then linked into place without clobbering.
-    /// A new session directory is made durable in the root first. `Ok(false)` if the file
-    /// already existed.
+    /// Creates a file crash-atomically: header and body (and `copy`, a range of another file,
+    /// followed by `after`) go to a temporary file that is fsynced and then linked into place
+    /// without clobbering. A new session directory is made durable in the root first.
+    /// `Ok(false)` if the file already existed.
     pub(crate) fn create_file(
         &self,
         header: &Header,
         body: &[u8],
         copy: Option<(Reader<'_, F>, u64, u64)>,
+        after: &[u8],
     ) -> Result<bool> {
         let tree = &self.tree;
         let dir = tree.make_session(header.session)?;
@@ -249,6 +259,9 @@ impl<F: FileSystem> FsStore<F> {
         temp.write(&bytes)?;
         if let Some((src, from, to)) = copy {
             temp.copy(src, from, to)?;
+        }
+        if !after.is_empty() {
+            temp.write(after)?;
         }
         temp.sync()?;
         let name = super::tree::file_name(header.segment, header.kind);

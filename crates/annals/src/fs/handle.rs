@@ -21,12 +21,12 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::append::{encode_write, write_time, WriteMeta};
+use super::append::{encode_write, write_time, Durable, WriteMeta};
 use super::read::{Reader, TailState};
 use super::seam::{Access, FileSystem, LockKind};
 use super::snapshot::{replaced_too_often, MAX_REOPENS};
 use super::tree::Tree;
-use crate::codec::Header;
+use crate::codec::{Header, Version};
 use crate::scan::Identity;
 use crate::store::Prepared;
 use crate::{Error, Result, Tip};
@@ -38,6 +38,17 @@ pub(crate) struct Poison {
     source: Arc<io::Error>,
 }
 
+/// What [`Handle::append`] did.
+#[derive(Debug)]
+pub(crate) enum Appended {
+    /// Written; the tip after it.
+    Done(Tip),
+    /// Nothing written: the file is of this version, whose lines are shorter than those the
+    /// entries were prepared for (the file at the name was made again meanwhile). Prepare them
+    /// again for it.
+    Reprepare(Version),
+}
+
 #[derive(Debug)]
 pub(crate) struct Handle<F: FileSystem> {
     pub path: PathBuf,
@@ -47,8 +58,13 @@ pub(crate) struct Handle<F: FileSystem> {
     /// file has been read under the lock.
     pub header: Option<(Header, u64)>,
     pub tail: TailState,
-    /// Entries this handle knows to be durable (its last fdatasync covered them): the durable
-    /// watermark a line records (line format v2).
+    /// The version of the file, once known (before the lock, for preparing entries; the header
+    /// says it again under the lock).
+    version: Option<Version>,
+    /// `D`, the durable watermark: the entries below it are known durable. A version-2 line
+    /// records it as `u = seq − D`. It is what the last complete line claims when the handle
+    /// first reads the file, the count after each fdatasync that returned (a `Sync` append,
+    /// `sync`), the count a truncate kept (its new file is durable); never above the count.
     pub durable: u64,
     /// Set when an fsync (or a rollback) failed: the file's state is unknown from then on.
     pub poisoned: Option<Poison>,
@@ -58,6 +74,11 @@ pub(crate) struct Handle<F: FileSystem> {
     /// The lease on whose behalf the handle is being used right now (set by the lease around
     /// each of its calls): only it may write while the handle is leased.
     pub acting: Option<u64>,
+    /// The end of the file is known to be a complete write (`tail` is exact). False for a
+    /// format-2 file whose end the tail probe could not vouch for: its last line claims
+    /// unsynced entries before it, or it ends inside a write or in bytes that are not a line.
+    /// A writer then settles it (`recover.rs`) before it writes; `tail` is a guess until then.
+    pub settled: bool,
     pub(crate) buf: Vec<u8>,
 }
 
@@ -88,11 +109,14 @@ impl<F: FileSystem> Handle<F> {
                 committed: 0,
                 count: 0,
                 torn: 0,
+                claim: 0,
             },
+            version: None,
             durable: 0,
             poisoned: None,
             lease: None,
             acting: None,
+            settled: false,
             buf: Vec::new(),
         }))
     }
@@ -110,6 +134,22 @@ impl<F: FileSystem> Handle<F> {
             count: self.tail.count,
             generation: self.header.as_ref().map_or(0, |(h, _)| h.generation),
         }
+    }
+
+    /// The version of the file, read from its header if this handle has not read it yet (no
+    /// lock needed: a header never changes in place, and rewrites keep the version).
+    pub(crate) fn version(&mut self, tree: &Tree<F>) -> Result<Version> {
+        if let Some(v) = self.header.as_ref().and_then(|(h, _)| h.version()) {
+            return Ok(v);
+        }
+        if let Some(v) = self.version {
+            return Ok(v);
+        }
+        let (header, _) = self.reader(&tree.fs).header(self.identity)?;
+        // `header` checks the version: one this build reads.
+        let v = header.version().unwrap_or(Version::NEW_FILES);
+        self.version = Some(v);
+        Ok(v)
     }
 
     fn not_found(&self) -> Error {
@@ -173,18 +213,21 @@ impl<F: FileSystem> Handle<F> {
         if links == 0 {
             return Ok(false);
         }
-        let (header_end, known) = match &self.header {
-            Some((_, end)) => (*end, (self.tail.committed, self.tail.count)),
+        let (header_end, known, fresh) = match &self.header {
+            Some((_, end)) => (*end, (self.tail.committed, self.tail.count), false),
             None => {
                 let (header, end) = self.reader(fs).header(self.identity)?;
+                self.version = header.version();
                 self.header = Some((header, end));
                 self.tail = TailState {
                     committed: end,
                     count: 0,
                     torn: 0,
+                    claim: 0,
                 };
                 self.durable = 0;
-                (end, (end, 0))
+                self.settled = false;
+                (end, (end, 0), true)
             }
         };
         // With a torn tail cached, the size alone cannot tell whether another writer cut it and
@@ -196,8 +239,32 @@ impl<F: FileSystem> Handle<F> {
             } else {
                 (header_end, 0)
             };
-            self.tail = self.reader(fs).tail(size, known)?;
-            self.durable = self.durable.min(self.tail.count);
+            let v2 = self.version == Some(Version::V2);
+            match self.reader(fs).tail(size, known) {
+                Ok(tail) => {
+                    self.tail = tail;
+                    // What the last line claims was true when it was written (by this writer
+                    // or another); a cut (a truncate elsewhere) may have removed entries this
+                    // handle knew.
+                    self.durable = self.durable.max(tail.claim).min(tail.count);
+                    // A last line that claims every entry before it durable vouches for the
+                    // whole file: nothing before it can be an interrupted write. Otherwise the
+                    // unsynced lines before it are checked once, when a writer takes the file
+                    // (a power cut may have kept later pages and lost earlier ones).
+                    if fresh && v2 && tail.count > 0 && tail.claim < tail.count - 1 {
+                        self.settled = false;
+                    } else if fresh || !v2 {
+                        self.settled = true;
+                    }
+                }
+                // A format-2 file that ends inside a write or in bytes that are no line: what
+                // that is (an interrupted tail or damage) is for the writer's recovery to find.
+                Err(Error::Corrupt { .. }) if v2 => self.settled = false,
+                Err(e) => return Err(e),
+            }
+        } else if fresh {
+            // Nothing after the header.
+            self.settled = true;
         }
         Ok(true)
     }
@@ -241,17 +308,25 @@ impl<F: FileSystem> Handle<F> {
         });
     }
 
-    /// Appends `entries` as one `write(2)`, under the lock. `expected` is the detector's tip.
+    /// Appends `entries`, prepared for a file of `prepared_for`, as one `write(2)`, under the
+    /// lock, after `settle` (the writer's recovery) if the end of the file is not settled.
+    /// `expected` is the detector's tip. [`Appended::Reprepare`] (nothing written) if the
+    /// file at the name is of a version whose lines cannot hold what was prepared.
     pub(crate) fn append(
         &mut self,
         tree: &Tree<F>,
+        settle: &dyn Fn(&mut Self) -> Result<()>,
         entries: &[Prepared<'_>],
+        prepared_for: Version,
         expected: Option<Tip>,
         sync: bool,
-    ) -> Result<Tip> {
+    ) -> Result<Appended> {
         self.check_poison()?;
         let fs = &tree.fs;
         self.locked(tree, |h| {
+            if !h.settled {
+                settle(h)?;
+            }
             let tip = h.tip();
             if let Some(expected) = expected {
                 if expected != tip {
@@ -263,24 +338,30 @@ impl<F: FileSystem> Handle<F> {
                 }
             }
             if entries.is_empty() {
-                return Ok(tip);
+                return Ok(Appended::Done(tip));
             }
-            // This writer frames version-1 lines only; a file of another version gets none.
-            if let Some((header, _)) = &h.header {
-                if header.version() != Some(crate::codec::Version::NEW_FILES) {
-                    return Err(Error::UnsupportedVersion {
-                        path: h.path.clone(),
-                        found: header.annals,
-                        supported: 1,
-                    });
-                }
+            // A file's version is fixed when it is made: a version-1 file gets version-1 lines.
+            let version = h
+                .header
+                .as_ref()
+                .and_then(|(header, _)| header.version())
+                .unwrap_or(prepared_for);
+            if version.max_inline() < prepared_for.max_inline() {
+                return Ok(Appended::Reprepare(version));
+            }
+            // The last entry's sequence number, count + n − 1, must not pass MAX_SEQ = 2^64 − 2.
+            if tip.count.checked_add(entries.len() as u64).is_none() {
+                return Err(Error::SegmentFull {
+                    segment: h.identity.segment,
+                    count: tip.count,
+                });
             }
             h.buf.clear();
-            let version = h.header.as_ref().map_or(0, |(header, _)| header.annals);
             let write = WriteMeta {
+                version,
                 first_seq: tip.count,
                 appended_ms: write_time(version),
-                durable_below: h.durable,
+                durable: Durable::Below(h.durable),
             };
             encode_write(&write, entries, &mut h.buf)?;
             if h.tail.torn > 0 {
@@ -296,7 +377,7 @@ impl<F: FileSystem> Handle<F> {
             if sync {
                 h.sync_data(fs)?;
             }
-            Ok(h.tip())
+            Ok(Appended::Done(h.tip()))
         })
     }
 

@@ -3,7 +3,8 @@
 //! Layout: `{root}/{session}/{segment}.jsonl` (the log), `{segment}.trace.jsonl` (the debug
 //! trace), `attachments.jsonl` (the session's attachment index), `blobs/ab/abcdef…` (blobs),
 //! `.{segment}.{uuid}.tmp` while a file is being created or rewritten, and
-//! `{segment}.jsonl.dropped-{ms}` where a repair kept the bytes it cut. Directories are created
+//! `{segment}.jsonl.dropped-{ms}` where a repair kept the bytes it cut, and
+//! `{segment}.jsonl.recovered-{ms}` where a writer's recovery kept an interrupted tail it cut. Directories are created
 //! `0700`, files `0600`. Anything in the root or a session directory that does not parse as
 //! ours is ignored by listings and never touched; anything that is not a regular file (or a
 //! directory) where ours should be is [`Error::NotOurs`](crate::Error::NotOurs).
@@ -25,6 +26,7 @@
 //! | `append.rs` | creating segments and appending (blobs first, then the line) |
 //! | `replay.rs` | replay and verify (mapped fast path, streaming fallback) |
 //! | `rewrite.rs` | truncate and fork |
+//! | `recover.rs` | a writer's recovery of an interrupted end ([`Recovered`]); readers' tip of it |
 //! | `repair.rs` | [`Repair`]: cutting a damaged segment back, keeping the cut bytes |
 //! | `sessions.rs` | listings, existence, modification times, deleting a session |
 //! | `blobs.rs` | a session's blob directory and its lock |
@@ -46,6 +48,7 @@ mod mmap;
 mod options;
 mod os;
 mod read;
+mod recover;
 mod repair;
 mod replay;
 mod rewrite;
@@ -75,6 +78,7 @@ pub use fault::{
 };
 pub use options::{Durability, FsOptions};
 pub use os::{OsDir, OsFile, OsFs};
+pub use recover::Recovered;
 pub use repair::Repair;
 pub use seam::{Access, DirEntry, EntryKind, FileSystem, LockKind, Lookup, MappedChunk, Stat};
 #[cfg(feature = "fault-injection")]
@@ -89,6 +93,8 @@ pub struct FsStore<F: FileSystem = OsFs> {
     tree: Arc<tree::Tree<F>>,
     options: FsOptions,
     open: Arc<Mutex<cache::OpenFiles<F>>>,
+    /// What writers' recovery cut, until [`FsStore::take_recovered`] takes it.
+    recovered: Arc<Mutex<Vec<Recovered>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -147,6 +153,7 @@ impl<F: FileSystem> FsStore<F> {
                 ..options
             },
             open: Arc::new(Mutex::new(cache::OpenFiles::default())),
+            recovered: Arc::default(),
         })
     }
 
@@ -157,6 +164,7 @@ impl<F: FileSystem> FsStore<F> {
             tree: Arc::clone(&self.tree),
             options: self.options,
             open: Arc::clone(&self.open),
+            recovered: Arc::clone(&self.recovered),
         }
     }
 

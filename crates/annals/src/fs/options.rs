@@ -47,6 +47,11 @@ pub struct FsOptions {
     /// another writer holds, before it gives up with `Error::Locked` (default 5 s). Appends
     /// of other writers hold a segment for microseconds; a lease holds it until it is released.
     pub lock_wait: std::time::Duration,
+    /// What a writer that takes a segment (its first append, truncate or fork through this
+    /// store) does with an interrupted or damaged end of a format-2 file: cut an interrupted
+    /// tail into a `.recovered-` file (the default), refuse, or cut at any damage
+    /// (docs/DURABILITY.md, *Recovery*). Readers never cut, whatever the mode.
+    pub recovery: crate::RecoveryMode,
 }
 
 impl Default for FsOptions {
@@ -57,6 +62,7 @@ impl Default for FsOptions {
             max_entry_bytes: crate::store::DEFAULT_MAX_ENTRY_BYTES,
             allow_unsafe_fs: false,
             lock_wait: crate::DEFAULT_LOCK_WAIT,
+            recovery: crate::RecoveryMode::TolerateInterruptedTail,
         }
     }
 }

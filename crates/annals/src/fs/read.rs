@@ -39,6 +39,10 @@ pub(crate) struct TailState {
     pub count: u64,
     /// Unterminated bytes after `committed`.
     pub torn: u64,
+    /// The durable watermark the last complete line claims (`seq − u`, format 2): every entry
+    /// below it was durable when that line was written. 0 when no line claims anything (the
+    /// file has none, or it is format 1), or when the probe did not read that line again.
+    pub claim: u64,
 }
 
 impl<F: FileSystem> Reader<'_, F> {
@@ -253,6 +257,7 @@ impl<F: FileSystem> Reader<'_, F> {
                 committed,
                 count: known_count,
                 torn,
+                claim: 0,
             });
         }
         let line_start = match memchr::memrchr(b'\n', buf.get(..last_nl).unwrap_or_default()) {
@@ -282,16 +287,25 @@ impl<F: FileSystem> Reader<'_, F> {
                 reason,
             })
         };
-        match codec::check_entry(line) {
-            Ok((seq, _)) => Ok(TailState {
-                committed,
-                count: seq.saturating_add(1),
-                torn,
-            }),
+        match codec::check_entry_line(line) {
+            Ok(e) => match e.marks {
+                // The file ends inside a write: its last lines never made it.
+                Some(m) if m.more > 0 => corrupt(CorruptReason::UnfinishedWrite {
+                    lines: 1,
+                    of: m.more + 1,
+                }),
+                marks => Ok(TailState {
+                    committed,
+                    count: e.seq.saturating_add(1),
+                    torn,
+                    claim: marks.map_or(0, |m| m.durable_watermark(e.seq)),
+                }),
+            },
             Err(CorruptReason::UnexpectedHeader) if offset == 0 => Ok(TailState {
                 committed,
                 count: 0,
                 torn,
+                claim: 0,
             }),
             Err(reason) => corrupt(reason),
         }
@@ -310,6 +324,7 @@ impl<F: FileSystem> Reader<'_, F> {
                 committed: known_end,
                 count: known_count,
                 torn: size - known_end,
+                claim: 0,
             });
         }
         if known_end == 0 {

@@ -10,7 +10,7 @@ use super::seam::{EntryKind, FileSystem};
 use super::snapshot::with_snapshot;
 use super::tree::{file_name, Dir, Tree};
 use super::{lock, FsStore};
-use crate::codec::{FileKind, Header};
+use crate::codec::{FileKind, Header, Version};
 use crate::scan::Identity;
 use crate::{Error, Result, SegmentId, SegmentInfo, SessionId, Tip};
 
@@ -23,7 +23,19 @@ impl<F: FileSystem> FsStore<F> {
                 // the tip (and a reader must not wait for the lease).
                 return Ok(h.tip());
             }
-            match h.locked(&self.tree, |h| Ok(h.tip())) {
+            // A reader: a file no writer has settled yet is answered as replay reads it.
+            let tip = h.locked(&self.tree, |h| match (&h.header, h.settled) {
+                (Some((header, end)), false) => {
+                    let (size, _) = self
+                        .tree
+                        .fs
+                        .size_and_links(&h.file)
+                        .map_err(|e| Error::io("stat", &h.path, e))?;
+                    self.unsettled_tip(h.reader(&self.tree.fs), (header, *end), size, h.identity)
+                }
+                _ => Ok(h.tip()),
+            });
+            match tip {
                 // Another process's lease: read the file as readers do, under the shared lock.
                 Err(Error::Locked { .. }) => {}
                 other => return other,
@@ -180,10 +192,19 @@ impl<F: FileSystem> FsStore<F> {
         let name = file_name(segment, FileKind::Segment);
         let probed = with_snapshot(&self.tree, dir, &name, |reader, size| {
             let (header, header_end) = reader.header(identity)?;
-            let tail = reader.tail(size, (header_end, 0))?;
-            Ok((header, tail, size))
+            let count = match reader.tail(size, (header_end, 0)) {
+                Ok(tail) => tail.count,
+                // A format-2 file that ends inside a write, or in bytes that are no line:
+                // the entries before an interrupted tail, as replay reads them.
+                Err(Error::Corrupt { .. }) if header.version() == Some(Version::V2) => {
+                    self.unsettled_tip(reader, (&header, header_end), size, identity)?
+                        .count
+                }
+                Err(e) => return Err(e),
+            };
+            Ok((header, count, size))
         })?;
-        let Some((_, (header, tail, size))) = probed else {
+        let Some((_, (header, count, size))) = probed else {
             return Err(Error::SegmentNotFound { session, segment });
         };
         let modified = self
@@ -191,7 +212,7 @@ impl<F: FileSystem> FsStore<F> {
             .stat(dir, &name)?
             .map_or(SystemTime::UNIX_EPOCH, |s| s.modified);
         let tip = Tip {
-            count: tail.count,
+            count,
             generation: header.generation,
         };
         Ok((header, tip, (size, modified)))

@@ -29,6 +29,11 @@ pub enum Crash {
     /// thirds of what was appended since (pages written back in the meantime, the last one cut
     /// mid-line).
     TornWriteBack,
+    /// A power cut during write-back that wrote pages out of order: durable names; durable
+    /// contents plus everything appended since, except the 4 KiB page the first unsynced byte
+    /// lies in, which reads as zeros from there to its end (a hole, with later writes whole
+    /// after it, or zeros where the only unsynced write was).
+    OutOfOrderWriteBack,
     /// A power cut on a file system that commits names before data: every name as the page
     /// cache had it, contents only as durable.
     NamesFirst,
@@ -38,9 +43,10 @@ pub enum Crash {
 
 impl Crash {
     /// Every kind of crash.
-    pub const ALL: [Crash; 4] = [
+    pub const ALL: [Crash; 5] = [
         Self::PowerCut,
         Self::TornWriteBack,
+        Self::OutOfOrderWriteBack,
         Self::NamesFirst,
         Self::Process,
     ];
@@ -247,7 +253,7 @@ impl State {
         let Ok(dir) = self.dir(from) else { return };
         on_path.insert(from);
         let names = match crash {
-            Crash::PowerCut | Crash::TornWriteBack => &dir.durable,
+            Crash::PowerCut | Crash::TornWriteBack | Crash::OutOfOrderWriteBack => &dir.durable,
             Crash::NamesFirst | Crash::Process => &dir.live,
         };
         for (name, &node) in names {
@@ -297,6 +303,19 @@ fn survivor(f: &FileNode, crash: Crash) -> Vec<u8> {
             let mut bytes = f.durable.clone();
             if let Some(extra) = f.live.strip_prefix(f.durable.as_slice()) {
                 bytes.extend_from_slice(extra.get(..extra.len() * 2 / 3).unwrap_or_default());
+            }
+            bytes
+        }
+        Crash::OutOfOrderWriteBack => {
+            const PAGE: usize = 4096;
+            let start = f.durable.len();
+            if !f.live.starts_with(f.durable.as_slice()) || f.live.len() == start {
+                return f.durable.clone();
+            }
+            let mut bytes = f.live.clone();
+            let end = (start / PAGE + 1) * PAGE;
+            if let Some(hole) = bytes.get_mut(start..end.min(f.live.len())) {
+                hole.fill(0);
             }
             bytes
         }
@@ -728,6 +747,23 @@ mod tests {
             fs.after(Crash::TornWriteBack).read("/store/s/f").unwrap(),
             b"one\ntwo\nth"
         );
+        // The page of the first unsynced byte never written: zeros to its end (here, the end
+        // of the file); pages after it written back.
+        assert_eq!(
+            fs.after(Crash::OutOfOrderWriteBack)
+                .read("/store/s/f")
+                .unwrap(),
+            b"one\n\0\0\0\0\0\0\0\0\0\0"
+        );
+        let later = vec![b'x'; 5000];
+        fs.append(&f, &later).unwrap();
+        let holed = fs
+            .after(Crash::OutOfOrderWriteBack)
+            .read("/store/s/f")
+            .unwrap();
+        assert_eq!(holed.len(), 4 + 10 + 5000);
+        assert!(holed[4..4096].iter().all(|&b| b == 0));
+        assert!(holed[4096..].iter().all(|&b| b == b'x'));
 
         // A rename over a synced name is undone by a power cut until the directory is synced.
         let g = fs.create_new(&s, "g").unwrap();

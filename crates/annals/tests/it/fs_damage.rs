@@ -13,12 +13,12 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use annals::codec::{self, Frame};
-use annals::unstable::{decode_header, PREFIX_LEN};
+use annals::codec::{self, Frame, Marks};
+use annals::unstable::{check_entry_line, decode_header, PREFIX_LEN};
 use annals::{
-    check_image, CorruptReason, Durability, Error, FileKind, FsOptions, FsStore, Header, Problem,
-    RawEntry, ReplayOptions, ScanReport, SegmentId, SegmentWriter, SessionId, Store, StoreExt, Tip,
-    TornTail, FORMAT_VERSION, MAX_LINE,
+    check_image, CorruptReason, CutReason, Durability, Error, FileKind, FsOptions, FsStore, Header,
+    Problem, RawEntry, RecoveryMode, ReplayOptions, ScanReport, SegmentId, SegmentWriter,
+    SessionId, Store, StoreExt, TailKind, Tip, TornTail, FORMAT_VERSION, MAX_LINE,
 };
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -60,6 +60,15 @@ impl Fixture {
     /// A second, independent handle on the same root (as another process would have).
     fn fresh(&self) -> FsStore {
         FsStore::open(self.store.root()).unwrap()
+    }
+
+    /// Another store on the same root whose writers recover in `mode`.
+    fn recovering(&self, mode: RecoveryMode) -> FsStore {
+        let options = FsOptions {
+            recovery: mode,
+            ..FsOptions::default()
+        };
+        FsStore::open_with(self.store.root(), options).unwrap()
     }
 
     fn session_dir(&self) -> PathBuf {
@@ -114,10 +123,41 @@ fn lines(bytes: &[u8]) -> Vec<Range<usize>> {
     out
 }
 
+/// A version-2 entry line (the version of the files the store makes) that ends its write and
+/// claims every entry before it durable, as a `Sync` append's does: damage before it is damage,
+/// never an interrupted tail.
 fn entry_line(seq: u64, json: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let marks = Marks {
+        appended_ms: 1_796_000_000_000,
+        unsynced: 0,
+        more: 0,
+    };
+    codec::encode_entry(&Frame::v2(seq, marks), json, &mut out).unwrap();
+    out
+}
+
+/// A version-1 entry line, as the files of format 1 have them.
+fn v1_line(seq: u64, json: &str) -> Vec<u8> {
     let mut out = Vec::new();
     codec::encode_entry(&Frame::v1(seq), json, &mut out).unwrap();
     out
+}
+
+/// What a file says, line by line, without append times and write marks: the header line as
+/// it is, then each entry line's sequence number and body. A line the store appends again
+/// carries its own time and marks; what it holds must be the same.
+fn logical(bytes: &[u8]) -> Vec<(Option<u64>, Vec<u8>)> {
+    lines(bytes)
+        .into_iter()
+        .map(|range| {
+            let line = &bytes[range.start..range.end - 1];
+            match check_entry_line(line) {
+                Ok(e) => (Some(e.seq), line[e.body].to_vec()),
+                Err(_) => (None, line.to_vec()),
+            }
+        })
+        .collect()
 }
 
 /// A line with a correct CRC over arbitrary covered bytes (annals' encoder would refuse them).
@@ -307,10 +347,11 @@ fn torn_tail_is_ignored_by_readers_and_removed_by_next_append() {
     let mut expected = committed.clone();
     expected.extend_from_slice(&entry_line(4, &next.to_string()));
     assert_eq!(
-        f.bytes(),
-        expected,
+        logical(&f.bytes()),
+        logical(&expected),
         "the torn bytes are gone and the new line starts where the committed log ended"
     );
+    assert!(f.bytes().starts_with(&committed));
     let report = f.store.verify(f.session, f.segment).unwrap();
     assert!(
         report.is_clean() && report.torn_tail.is_none(),
@@ -328,9 +369,10 @@ fn a_fresh_handle_also_removes_a_torn_tail_before_appending() {
         other.append(f.session, f.segment, &entry(2)).unwrap().count,
         3
     );
-    let mut expected = committed;
+    let mut expected = committed.clone();
     expected.extend_from_slice(&entry_line(2, &entry(2).to_string()));
-    assert_eq!(f.bytes(), expected);
+    assert_eq!(logical(&f.bytes()), logical(&expected));
+    assert!(f.bytes().starts_with(&committed));
 }
 
 #[test]
@@ -372,8 +414,8 @@ fn a_file_cut_anywhere_inside_its_last_line_reads_as_a_torn_tail() {
         // the next append takes its sequence number.
         f.store.append(f.session, f.segment, &entry(2)).unwrap();
         assert_eq!(
-            f.bytes(),
-            original,
+            logical(&f.bytes()),
+            logical(&original),
             "cut {cut}: re-appending restores the file"
         );
     }
@@ -472,24 +514,43 @@ fn tolerant_replay_and_verify_skip_a_flipped_line_and_report_it_and_the_gap_it_l
 }
 
 #[test]
-fn append_refuses_when_the_last_line_is_corrupt_and_writes_nothing() {
+fn a_corrupt_last_line_is_an_interrupted_write_that_only_a_cutting_mode_lets_a_writer_cut() {
     let f = fixture(5);
     let damaged = flip_middle_of_entry(&f, 4);
     let before = file_state(&f.path);
-    let expected = crc_mismatch_of(&before.bytes[damaged.clone()]);
-    let store = f.fresh();
+    // Nothing after the line claims it durable: readers see an interrupted last write.
+    let (report, entries) = f.replay(ReplayOptions::strict()).unwrap();
+    assert_eq!(seqs(&entries), vec![0, 1, 2, 3]);
+    assert_eq!(report.torn_tail.map(|t| t.kind), Some(TailKind::Garbage));
+    // A writer that may cut nothing but torn lines refuses, names it, and writes nothing.
+    let store = f.recovering(RecoveryMode::AbsoluteConsistency);
     let err = store.append(f.session, f.segment, &entry(5)).unwrap_err();
     assert_eq!(
         assert_corrupt(&err, &f.path, 6, damaged.start as u64),
-        expected
+        CorruptReason::InterruptedWrite(TailKind::Garbage)
     );
-    let err = store.tip(f.session, f.segment).unwrap_err();
-    assert_eq!(
-        assert_corrupt(&err, &f.path, 6, damaged.start as u64),
-        expected
-    );
-    assert!(SegmentWriter::open(&store, f.session, f.segment).is_err());
+    assert_eq!(store.tip(f.session, f.segment).unwrap().count, 4);
+    assert!(SegmentWriter::open(&store, f.session, f.segment).is_ok());
+    assert!(store.append(f.session, f.segment, &entry(5)).is_err());
     assert_eq!(file_state(&f.path), before);
+    // The default mode moves the line aside and appends in its place.
+    let store = f.fresh();
+    let tip = store.append(f.session, f.segment, &entry(5)).unwrap();
+    assert_eq!(
+        tip,
+        Tip {
+            count: 5,
+            generation: 1
+        }
+    );
+    let events = store.take_recovered();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        fs::read(&events[0].saved).unwrap(),
+        &before.bytes[damaged.clone()]
+    );
+    let read: Vec<Value> = store.read(f.session, f.segment).unwrap();
+    assert_eq!(read, [0, 1, 2, 3, 5].map(entry));
 }
 
 #[test]
@@ -763,9 +824,89 @@ fn random_garbage_is_reported_never_panics_and_is_never_touched() {
 }
 
 #[test]
-fn a_huge_unterminated_tail_is_damage_not_a_torn_tail_and_blocks_appends() {
+fn a_huge_unterminated_tail_is_an_interrupted_tail_that_the_next_writer_moves_aside() {
     let f = fixture(3);
     let committed = f.bytes();
+    let huge = vec![b'x'; 1 << 20];
+    append_bytes(&f.path, &huge);
+    // Nothing after it claims it durable: a write that never reached the disk whole, for
+    // readers a note and nothing delivered from it.
+    let interrupted = Some(TornTail {
+        line: 5,
+        offset: committed.len() as u64,
+        len: huge.len() as u64,
+        kind: TailKind::ZeroFilled,
+    });
+    for options in [ReplayOptions::strict(), ReplayOptions::tolerant()] {
+        let (report, entries) = f.replay(options).unwrap();
+        assert_eq!(seqs(&entries), vec![0, 1, 2]);
+        assert_eq!(report.torn_tail, interrupted);
+        assert!(report.is_clean(), "{report:?}");
+    }
+    assert_eq!(
+        f.store.verify(f.session, f.segment).unwrap(),
+        f.tolerant().0
+    );
+    assert_readers_leave_file_alone(&f);
+
+    let store = f.fresh();
+    assert_eq!(store.tip(f.session, f.segment).unwrap().count, 3);
+    assert_eq!(
+        f.bytes().len(),
+        committed.len() + huge.len(),
+        "tip never cuts"
+    );
+    let tip = store.append(f.session, f.segment, &entry(3)).unwrap();
+    assert_eq!(
+        tip,
+        Tip {
+            count: 4,
+            generation: 1
+        }
+    );
+    let events = store.take_recovered();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
+    assert_eq!(
+        (
+            event.path.as_path(),
+            event.offset,
+            event.len,
+            event.kept_entries
+        ),
+        (
+            f.path.as_path(),
+            committed.len() as u64,
+            huge.len() as u64,
+            3
+        )
+    );
+    assert!(matches!(event.why, CutReason::Interrupted(t) if Some(t) == interrupted));
+    assert_eq!(event.saved.parent(), f.path.parent());
+    assert!(event
+        .saved
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with(&format!("{}.jsonl.recovered-", f.segment)));
+    assert_eq!(
+        fs::read(&event.saved).unwrap(),
+        huge,
+        "the cut bytes are kept"
+    );
+    assert!(store.take_recovered().is_empty(), "taken once");
+    let mut expected = committed.clone();
+    expected.extend_from_slice(&entry_line(3, &entry(3).to_string()));
+    assert_eq!(logical(&f.bytes())[1..], logical(&expected)[1..]);
+    let read: Vec<Value> = f.store.read(f.session, f.segment).unwrap();
+    assert_eq!(read, (0..4).map(entry).collect::<Vec<_>>());
+}
+
+#[test]
+fn in_a_version_1_file_a_huge_unterminated_tail_is_damage_and_blocks_appends() {
+    let f = fixture(0);
+    let committed = rewrite_as_version_1(&f, 3);
     let huge = vec![b'x'; 1 << 20];
     append_bytes(&f.path, &huge);
     let bad_tail = CorruptReason::BadTail {
@@ -802,6 +943,7 @@ fn a_huge_unterminated_tail_is_damage_not_a_torn_tail_and_blocks_appends() {
         bad_tail
     );
     assert_eq!(f.bytes().len(), committed.len() + huge.len());
+    assert!(store.take_recovered().is_empty());
 
     let plan = store.repair(f.session, f.segment, false).unwrap();
     assert_eq!(plan.kept_entries, 3);
@@ -811,9 +953,17 @@ fn a_huge_unterminated_tail_is_damage_not_a_torn_tail_and_blocks_appends() {
         &f.bytes()[lines(&committed)[1].start..],
         &committed[lines(&committed)[1].start..]
     );
+    // A version-1 file keeps getting version-1 lines.
     assert_eq!(
         store.append(f.session, f.segment, &entry(3)).unwrap().count,
         4
+    );
+    let bytes = f.bytes();
+    let last = lines(&bytes).pop().unwrap();
+    assert_eq!(
+        &bytes[last],
+        &v1_line(3, &entry(3).to_string())[..],
+        "a version-1 line"
     );
 }
 
@@ -854,27 +1004,40 @@ fn a_huge_line_in_the_middle_is_skipped_with_bounded_memory_and_reported() {
 }
 
 #[test]
-fn a_huge_complete_last_line_blocks_appends_with_its_real_position() {
+fn a_huge_complete_last_line_blocks_a_writer_that_may_not_cut_it_with_its_real_position() {
     let f = fixture(3);
     let start = f.bytes().len() as u64;
     let mut huge = vec![b'z'; 1 << 20];
     huge.push(b'\n');
     append_bytes(&f.path, &huge);
-    let store = f.fresh();
-    let too_long = CorruptReason::TooLong { len: 1 << 20 };
-    let err = store.tip(f.session, f.segment).unwrap_err();
-    assert_eq!(assert_corrupt(&err, &f.path, 5, start), too_long);
+    let store = f.recovering(RecoveryMode::AbsoluteConsistency);
+    // What zeros that swallowed newlines leave: an interrupted write, for readers too.
+    assert_eq!(store.tip(f.session, f.segment).unwrap().count, 3);
     let err = store.append(f.session, f.segment, &entry(3)).unwrap_err();
-    assert_eq!(assert_corrupt(&err, &f.path, 5, start), too_long);
+    assert_eq!(
+        assert_corrupt(&err, &f.path, 5, start),
+        CorruptReason::InterruptedWrite(TailKind::ZeroFilled)
+    );
     assert_eq!(f.bytes().len() as u64, start + huge.len() as u64);
     assert_readers_leave_file_alone(&f);
+    assert_eq!(
+        f.fresh()
+            .append(f.session, f.segment, &entry(3))
+            .unwrap()
+            .count,
+        4
+    );
+    assert_eq!(
+        f.bytes().len() as u64,
+        start + entry_line(3, &entry(3).to_string()).len() as u64
+    );
 }
 
 #[test]
 fn invalid_utf8_under_a_correct_crc_is_corruption_for_replay_verify_and_repair() {
     let f = fixture(3);
     let start = f.bytes().len() as u64;
-    let bad = framed(b"\"seq\":3,\"e\":\"caf\xc3\x28 \xff\"}");
+    let bad = framed(b"\"seq\":3,\"t\":1796000000000,\"e\":\"caf\xc3\x28 \xff\"}");
     append_bytes(&f.path, &bad);
     append_bytes(&f.path, &entry_line(4, &entry(4).to_string()));
     let next = start + bad.len() as u64;
@@ -958,20 +1121,39 @@ fn a_line_over_4096_bytes_with_a_correct_crc_is_too_long_and_leaves_a_gap() {
     assert_eq!(image_report(&f).unwrap().0, report);
     assert_readers_leave_file_alone(&f);
 
-    // As the last line, it stops appends.
+    // As the last line, it stops a writer that may not cut it.
     let g = fixture(3);
     append_bytes(&g.path, &long);
     let before = g.bytes();
     let err = g
-        .fresh()
+        .recovering(RecoveryMode::AbsoluteConsistency)
         .append(g.session, g.segment, &entry(3))
         .unwrap_err();
-    assert_eq!(assert_corrupt(&err, &g.path, 5, start), too_long);
+    assert_eq!(
+        assert_corrupt(&err, &g.path, 5, start),
+        CorruptReason::InterruptedWrite(TailKind::ZeroFilled)
+    );
     assert_eq!(g.bytes(), before);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Headers that are not ours to read
+
+/// A segment file of format 1, as an earlier build made it: the header of `f`'s segment with
+/// `"annals":1`, then `n` version-1 lines. Returns its bytes.
+fn rewrite_as_version_1(f: &Fixture, n: u64) -> Vec<u8> {
+    let before = f.bytes();
+    let end = before.iter().position(|&b| b == b'\n').unwrap();
+    let mut header = decode_header(&before[..end]).unwrap();
+    header.annals = 1;
+    let mut bytes = Vec::new();
+    codec::encode_header(&header, &mut bytes).unwrap();
+    for seq in 0..n {
+        bytes.extend(v1_line(seq, &entry(seq).to_string()));
+    }
+    fs::write(&f.path, &bytes).unwrap();
+    bytes
+}
 
 /// A segment file of format 2, as a writer that emits version-2 lines makes it: the header of
 /// `f`'s segment with `"annals":2`, then `n` single-entry writes, the first one durable.
@@ -996,7 +1178,7 @@ fn rewrite_as_version_2(f: &Fixture, n: u64) -> Vec<u8> {
 }
 
 #[test]
-fn a_version_2_segment_is_read_with_its_times_and_forked_as_version_2_but_not_appended_to() {
+fn a_version_2_segment_from_another_program_is_read_with_its_times_appended_to_and_forked() {
     let f = fixture(0);
     let bytes = rewrite_as_version_2(&f, 3);
     let store = f.fresh();
@@ -1017,12 +1199,25 @@ fn a_version_2_segment_is_read_with_its_times_and_forked_as_version_2_but_not_ap
     );
     assert!(store.verify(f.session, f.segment).unwrap().is_clean());
     assert_eq!(store.tip(f.session, f.segment).unwrap().count, 3);
-    // This build's writer frames version-1 lines only: it must not put one in this file.
-    match store.append(f.session, f.segment, &entry(3)) {
-        Err(Error::UnsupportedVersion { found: 2, .. }) => {}
-        other => panic!("expected UnsupportedVersion, got {other:?}"),
-    }
-    assert_eq!(f.bytes(), bytes);
+    // Its last line claims entries before it unsynced: the writer checks them, finds them
+    // whole, and appends a version-2 line with its own time.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert_eq!(
+        store.append(f.session, f.segment, &entry(3)).unwrap().count,
+        4
+    );
+    assert!(store.take_recovered().is_empty(), "nothing to cut");
+    let after = f.bytes();
+    assert!(after.starts_with(&bytes));
+    let last = &after[bytes.len()..after.len() - 1];
+    let line = check_entry_line(last).unwrap();
+    assert_eq!(line.seq, 3);
+    let marks = line.marks.expect("a version-2 line");
+    assert!(marks.appended_ms >= now, "{marks:?}");
+    assert_eq!(marks.more, 0);
     // A fork copies the lines, so it keeps their version.
     let fork = SegmentId::new();
     store.fork(f.session, f.segment, 2, fork).unwrap();
@@ -1442,9 +1637,12 @@ fn truncate_keeps_kept_lines_byte_identical_and_bumps_the_generation() {
             .unwrap()
         })
         .collect();
-    f.store
-        .append_batch_raw(f.session, f.segment, &raws)
-        .unwrap();
+    // Two writes: the truncate keeps the first whole.
+    for write in [&raws[..6], &raws[6..]] {
+        f.store
+            .append_batch_raw(f.session, f.segment, write)
+            .unwrap();
+    }
     let before = f.bytes();
     let tip = f.store.truncate(f.session, f.segment, 6).unwrap();
     assert_eq!(
@@ -1474,6 +1672,48 @@ fn truncate_keeps_kept_lines_byte_identical_and_bumps_the_generation() {
     assert_eq!(new_header.kind, FileKind::Segment);
     let read = f.store.read_raw(f.session, f.segment).unwrap();
     assert_eq!(read, raws[..6]);
+}
+
+#[test]
+fn truncate_inside_a_write_frames_its_kept_lines_as_a_write_of_their_own() {
+    let f = fixture(0);
+    let batch: Vec<Value> = (0..10).map(entry).collect();
+    f.store.append_batch(f.session, f.segment, &batch).unwrap();
+    let before = f.bytes();
+    f.store.truncate(f.session, f.segment, 6).unwrap();
+    let after = f.bytes();
+    let (old, new) = (lines(&before), lines(&after));
+    assert_eq!(new.len(), 7);
+    for i in 1..7 {
+        let was = check_entry_line(&before[old[i].start..old[i].end - 1]).unwrap();
+        let is = check_entry_line(&after[new[i].start..new[i].end - 1]).unwrap();
+        let (was_marks, is_marks) = (was.marks.unwrap(), is.marks.unwrap());
+        // Same entry, time and watermark; `more` counts only the lines kept.
+        assert_eq!(is.seq, was.seq);
+        assert_eq!(
+            &after[new[i].start..][is.body.clone()],
+            &before[old[i].start..][was.body.clone()]
+        );
+        assert_eq!(is_marks.appended_ms, was_marks.appended_ms);
+        assert_eq!(is_marks.unsynced, was_marks.unsynced);
+        assert_eq!(was_marks.more, 10 - i as u64);
+        assert_eq!(is_marks.more, 6 - i as u64, "line {i}");
+    }
+    // The kept write is whole: nothing is an interrupted tail, and a new writer appends.
+    let report = f.store.verify(f.session, f.segment).unwrap();
+    assert!(
+        report.is_clean() && report.torn_tail.is_none(),
+        "{report:?}"
+    );
+    assert_eq!(
+        f.fresh()
+            .append(f.session, f.segment, &entry(6))
+            .unwrap()
+            .count,
+        7
+    );
+    let read: Vec<Value> = f.store.read(f.session, f.segment).unwrap();
+    assert_eq!(read, (0..7).map(entry).collect::<Vec<_>>());
 }
 
 #[test]
@@ -1721,7 +1961,7 @@ fn this_build_encodes_the_v1_fixture_byte_for_byte() {
             .enumerate()
         {
             assert_eq!(
-                entry_line(seq as u64, raw.as_str()),
+                v1_line(seq as u64, raw.as_str()),
                 &bytes[range.clone()],
                 "line {} of {name}",
                 seq + 2
@@ -1808,6 +2048,9 @@ fn replay_from_a_sequence_number_seeks_to_it_and_numbers_lines_exactly() {
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
         let batch: Vec<Value> = chunk.iter().map(|&i| entry(i)).collect();
         f.store.append_batch(f.session, f.segment, &batch).unwrap();
+        // Each batch's lines claim the batches before it durable: damage in them is damage,
+        // not an interrupted tail.
+        f.store.sync(f.session, f.segment).unwrap();
     }
     let read_from = |store: &FsStore, from: u64, mode: ReplayOptions| {
         let mut got = Vec::new();
@@ -1869,4 +2112,106 @@ fn replay_from_a_sequence_number_seeks_to_it_and_numbers_lines_exactly() {
         read_from(&fresh, 0, ReplayOptions::strict()).1,
         Err(Error::Corrupt { line: 102, .. })
     ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The last sequence number
+
+/// Rewrites `f`'s segment as a file of `version` whose only entry line has sequence number
+/// `seq` (as if the entries before it had been cut by hand): the writer finds the count from
+/// the last line. Returns the bytes.
+fn segment_ending_at(f: &Fixture, version: u64, seq: u64) -> Vec<u8> {
+    let before = f.bytes();
+    let end = before.iter().position(|&b| b == b'\n').unwrap();
+    let mut header = decode_header(&before[..end]).unwrap();
+    header.annals = version;
+    let mut bytes = Vec::new();
+    codec::encode_header(&header, &mut bytes).unwrap();
+    let json = entry(seq).to_string();
+    if seq > codec::MAX_SEQ {
+        // No encoder writes it: framed by hand, as a broken or hostile writer would.
+        let covered = format!("\"seq\":{seq},\"e\":{json}}}");
+        bytes.extend(framed(covered.as_bytes()));
+    } else if version == 1 {
+        bytes.extend(v1_line(seq, &json));
+    } else {
+        bytes.extend(entry_line(seq, &json));
+    }
+    fs::write(&f.path, &bytes).unwrap();
+    bytes
+}
+
+#[test]
+fn the_last_sequence_number_is_written_once_then_the_segment_is_full_in_either_version() {
+    for version in [1, 2] {
+        let f = fixture(0);
+        segment_ending_at(&f, version, codec::MAX_SEQ - 1);
+        let store = f.fresh();
+        // A batch that would pass the last sequence number writes nothing.
+        let before = f.bytes();
+        let two = [entry(1), entry(2)];
+        match store.append_batch(f.session, f.segment, &two) {
+            Err(Error::SegmentFull { segment, count }) => {
+                assert_eq!((segment, count), (f.segment, codec::MAX_SEQ));
+            }
+            other => panic!("version {version}: expected SegmentFull, got {other:?}"),
+        }
+        assert_eq!(f.bytes(), before);
+        // One more entry takes the last sequence number, 2^64 - 2.
+        let tip = store.append(f.session, f.segment, &entry(1)).unwrap();
+        assert_eq!(tip.count, u64::MAX, "version {version}");
+        let after = f.bytes();
+        let last = lines(&after).pop().unwrap();
+        let line = check_entry_line(&after[last.start..last.end - 1]).unwrap();
+        assert_eq!(line.seq, codec::MAX_SEQ);
+        assert_eq!(
+            line.marks.is_some(),
+            version == 2,
+            "the file keeps its version"
+        );
+        // Then nothing more: never a wrap, never a repeat, from this store or a fresh one.
+        for store in [store, f.fresh()] {
+            let err = store.append(f.session, f.segment, &entry(2)).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::SegmentFull {
+                        count: u64::MAX,
+                        ..
+                    }
+                ),
+                "version {version}: {err:?}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains("full") && text.contains("new segment"),
+                "{text}"
+            );
+            assert_eq!(f.bytes(), after);
+        }
+    }
+}
+
+#[test]
+fn a_line_past_the_last_sequence_number_is_refused_as_malformed_and_never_followed() {
+    // 18446744073709551615 is no sequence number annals writes: a version-1 file whose last
+    // line carries it (with a correct CRC) is damaged, and nothing is appended after it.
+    let f = fixture(0);
+    let bytes = segment_ending_at(&f, 1, u64::MAX);
+    let store = f.fresh();
+    for err in [
+        store.append(f.session, f.segment, &entry(1)).unwrap_err(),
+        store.tip(f.session, f.segment).unwrap_err(),
+        f.strict_error(),
+    ] {
+        match &err {
+            Error::Corrupt {
+                line: 2, reason, ..
+            } => {
+                assert!(reason.to_string().contains("past the last one"), "{reason}");
+            }
+            other => panic!("expected Corrupt at line 2, got {other:?}"),
+        }
+    }
+    assert_eq!(f.bytes(), bytes);
 }

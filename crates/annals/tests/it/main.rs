@@ -23,3 +23,4 @@ mod memory;
 mod model;
 mod multiprocess;
 mod powercut;
+mod recovery;

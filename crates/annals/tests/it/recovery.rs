@@ -1,0 +1,217 @@
+//! A writer's recovery of an interrupted end, on real files: a batch cut between its lines, a
+//! hole left by pages written back out of order, and what readers, `tip` and the next writer
+//! make of each. The crash images of every operation are `powercut.rs`'s; these pin the exact
+//! bytes cut.
+
+use std::fs;
+use std::path::PathBuf;
+
+use annals::{
+    CutReason, Durability, FsOptions, FsStore, ReplayOptions, SegmentId, SessionId, Store,
+    StoreExt, TailKind, Tip,
+};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+fn entry(n: u64) -> Value {
+    json!({ "n": n, "text": format!("entry {n} of a recovery test") })
+}
+
+struct Log {
+    _dir: TempDir,
+    root: PathBuf,
+    session: SessionId,
+    segment: SegmentId,
+    path: PathBuf,
+}
+
+impl Log {
+    /// A segment of `n` entries made by `durability` appends (after an empty creation).
+    fn new(durability: Durability, n: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let (session, segment) = (SessionId::new(), SegmentId::new());
+        let store = Self::open_at(&root, durability);
+        store.create::<Value>(session, segment, &[]).unwrap();
+        for i in 0..n {
+            store.append(session, segment, &entry(i)).unwrap();
+        }
+        let path = store.segment_path(session, segment);
+        Self {
+            _dir: dir,
+            root,
+            session,
+            segment,
+            path,
+        }
+    }
+
+    fn open_at(root: &std::path::Path, durability: Durability) -> FsStore {
+        let options = FsOptions {
+            durability,
+            ..FsOptions::default()
+        };
+        FsStore::open_with(root, options).unwrap()
+    }
+
+    /// A store as a new process would open it.
+    fn store(&self) -> FsStore {
+        Self::open_at(&self.root, Durability::Buffered)
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        fs::read(&self.path).unwrap()
+    }
+
+    fn ns(&self, store: &FsStore) -> Vec<u64> {
+        let entries: Vec<Value> = store.read(self.session, self.segment).unwrap();
+        entries.iter().map(|e| e["n"].as_u64().unwrap()).collect()
+    }
+}
+
+fn line_starts(bytes: &[u8]) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(
+            bytes
+                .iter()
+                .enumerate()
+                .filter(|(_, &b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        )
+        .collect()
+}
+
+#[test]
+fn a_batch_cut_between_its_lines_is_never_delivered_and_the_next_writer_moves_it_aside() {
+    let log = Log::new(Durability::Sync, 3);
+    let writer = Log::open_at(&log.root, Durability::Sync);
+    let batch = [entry(3), entry(4), entry(5)];
+    writer
+        .append_batch(log.session, log.segment, &batch)
+        .unwrap();
+    let whole = log.bytes();
+    let starts = line_starts(&whole);
+    // The power went after the batch's first two lines reached the disk (lines 5 and 6).
+    let kept = starts[6];
+    fs::write(&log.path, &whole[..kept]).unwrap();
+
+    let reader = log.store();
+    for options in [ReplayOptions::strict(), ReplayOptions::tolerant()] {
+        let mut seen = Vec::new();
+        let report = reader
+            .replay(log.session, log.segment, &options, |meta, _: Value| {
+                seen.push(meta.seq);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen, [0, 1, 2], "nothing of the batch is delivered");
+        let tail = report.torn_tail.expect("an interrupted tail");
+        assert_eq!(tail.kind, TailKind::PartialWrite { lines: 2, of: 3 });
+        assert_eq!(tail.offset, starts[4] as u64);
+        assert!(report.is_clean(), "{report:?}");
+    }
+    // Readers count what they deliver, and never cut.
+    assert_eq!(reader.tip(log.session, log.segment).unwrap().count, 3);
+    assert_eq!(reader.entry_count(log.session, log.segment).unwrap(), 3);
+    assert_eq!(log.bytes(), &whole[..kept]);
+
+    // The next writer cuts the two lines into a recovered file and appends where they began.
+    let next = log.store();
+    let tip = next.append(log.session, log.segment, &entry(9)).unwrap();
+    assert_eq!(
+        tip,
+        Tip {
+            count: 4,
+            generation: 1
+        }
+    );
+    let events = next.take_recovered();
+    assert_eq!(events.len(), 1);
+    let event = &events[0];
+    assert_eq!(event.offset, starts[4] as u64);
+    assert_eq!(event.len, (kept - starts[4]) as u64);
+    assert_eq!(event.kept_entries, 3);
+    assert!(matches!(
+        event.why,
+        CutReason::Interrupted(t) if t.kind == TailKind::PartialWrite { lines: 2, of: 3 }
+    ));
+    assert_eq!(fs::read(&event.saved).unwrap(), &whole[starts[4]..kept]);
+    assert_eq!(log.ns(&next), [0, 1, 2, 9]);
+    assert_eq!(next.tip(log.session, log.segment).unwrap(), tip);
+    assert_eq!(log.store().tip(log.session, log.segment).unwrap(), tip);
+    assert!(next.verify(log.session, log.segment).unwrap().is_clean());
+}
+
+#[test]
+fn a_hole_before_a_later_unsynced_write_is_cut_from_the_hole_by_the_next_writer() {
+    // Entries 0..3 synced, 3..6 buffered; the page write-back lost entry 3's line but kept
+    // entries 4 and 5.
+    let log = Log::new(Durability::Buffered, 3);
+    let writer = log.store();
+    writer.sync(log.session, log.segment).unwrap();
+    for i in 3..6 {
+        writer.append(log.session, log.segment, &entry(i)).unwrap();
+    }
+    let whole = log.bytes();
+    let starts = line_starts(&whole);
+    let mut holed = whole.clone();
+    holed[starts[4]..starts[5]].fill(0);
+    fs::write(&log.path, &holed).unwrap();
+
+    let reader = log.store();
+    let report = reader.verify(log.session, log.segment).unwrap();
+    let tail = report.torn_tail.expect("an interrupted tail");
+    assert_eq!(tail.offset, starts[4] as u64);
+    assert_eq!(tail.kind, TailKind::ZeroFilled);
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(log.ns(&reader), [0, 1, 2]);
+
+    let next = log.store();
+    let tip = next.append(log.session, log.segment, &entry(9)).unwrap();
+    assert_eq!(tip.count, 4);
+    let event = next.take_recovered().pop().expect("a cut");
+    assert_eq!(fs::read(&event.saved).unwrap(), &holed[starts[4]..]);
+    assert_eq!(log.ns(&next), [0, 1, 2, 9]);
+}
+
+#[test]
+fn damage_in_entries_a_later_line_claims_durable_is_never_cut_by_a_writer() {
+    // Every Sync append claims the entries before it durable: a flipped byte in entry 2 is
+    // damage, reported by readers, and the writer (which reads only unsynced lines) leaves it.
+    let log = Log::new(Durability::Sync, 5);
+    let mut bytes = log.bytes();
+    let starts = line_starts(&bytes);
+    bytes[starts[3] + 40] ^= 0x01;
+    fs::write(&log.path, &bytes).unwrap();
+    let store = log.store();
+    let err = store.read::<Value>(log.session, log.segment).unwrap_err();
+    assert!(err.is_corruption(), "{err}");
+    assert!(err.to_string().contains("line 4"), "{err}");
+    store.append(log.session, log.segment, &entry(5)).unwrap();
+    assert!(store.take_recovered().is_empty());
+    assert!(log.bytes().starts_with(&bytes));
+    assert!(store
+        .read::<Value>(log.session, log.segment)
+        .unwrap_err()
+        .is_corruption());
+}
+
+#[test]
+fn a_sync_append_leaves_nothing_for_the_next_writer_to_check() {
+    // Its last line claims every entry before it durable; the next writer appends after it
+    // without reading the file (the call counts of that path are pinned in src/fs/tests.rs).
+    let log = Log::new(Durability::Sync, 3);
+    let bytes = log.bytes();
+    let last = *line_starts(&bytes).iter().rev().nth(1).unwrap();
+    let line = annals::unstable::check_entry_line(&bytes[last..bytes.len() - 1]).unwrap();
+    assert_eq!(line.marks.unwrap().unsynced, 0);
+    let store = log.store();
+    assert_eq!(
+        store
+            .append(log.session, log.segment, &entry(3))
+            .unwrap()
+            .count,
+        4
+    );
+    assert!(store.take_recovered().is_empty());
+}
