@@ -1033,3 +1033,18 @@ fn a_write_left_unfinished_whose_own_lines_claim_it_durable_is_damage_past_the_l
     assert_eq!(report.problem_count, 1);
     assert_eq!(report.valid_up_to, batch);
 }
+
+#[test]
+fn a_file_of_nothing_but_unterminated_bytes_is_one_problem_at_line_1() {
+    let bytes = b"not an annals file";
+    let len = bytes.len() as u64;
+    assert_eq!(
+        corrupt(&strict(bytes)),
+        (1, 0, CorruptReason::BadTail { len })
+    );
+    let report = tolerant(bytes).result.unwrap();
+    assert_eq!(report.problem_count, 1, "{report:?}");
+    assert_eq!(report.valid_up_to, 0);
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(verify(bytes), report);
+}
