@@ -52,7 +52,7 @@ fn open_annals_turn_sync(dir: &Path, mode: Mode) -> Option<Box<dyn Contender>> {
     })
 }
 
-/// See [`open_annals_turn_sync`].
+/// A worker's turn made durable by one `sync` at its end (opened by `open_annals_turn_sync`).
 pub struct AnnalsTurnSync(AnnalsStore);
 
 impl AnnalsTurnSync {

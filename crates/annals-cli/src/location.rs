@@ -53,7 +53,6 @@ impl Location {
 
     /// Opens the store there. A filesystem store's root is created only if `create`.
     pub fn open(&self, create: bool) -> Result<Box<dyn Store>, Failure> {
-        let place = PathBuf::from(self.shown());
         match self {
             Self::Fs(root) => {
                 if !create && !root.is_dir() {
@@ -66,12 +65,12 @@ impl Location {
                 }
                 annals::FsStore::open(root)
                     .map(|s| Box::new(s) as Box<dyn Store>)
-                    .map_err(|e| store_error(e, root))
+                    .map_err(|e| store_error(e, &format!("store {}", root.display())))
             }
             Self::Postgres { url, schema } => {
                 PgStore::open_with(PgOptions::new(url.clone()).schema(schema.clone()))
                     .map(|s| Box::new(s) as Box<dyn Store>)
-                    .map_err(|e| store_error(e, &place))
+                    .map_err(|e| store_error(e, &format!("store {}", self.shown())))
             }
         }
     }

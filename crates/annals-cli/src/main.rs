@@ -1,7 +1,9 @@
-//! `annals`: list, read, follow, verify and repair annals stores from a shell.
+//! `annals`: list, read, search, follow, verify, repair, export and import annals stores from
+//! a shell.
 //!
-//! Every command goes through the library's public API (`FsStore`); read-only commands never
-//! write to the store, not even to remove a torn tail.
+//! Every command goes through the library's public API (`dyn Store`, and `FsStore` only behind
+//! the seam in `target.rs`); read-only commands never write to the store, not even to remove a
+//! torn tail.
 
 // The workspace denies lossy casts for library code; here they only turn sizes, counts and
 // rates into numbers for people.
@@ -19,146 +21,40 @@ macro_rules! say {
     }};
 }
 
+mod cli;
 mod cmd;
+mod export_file;
 mod fail;
+mod ids;
+mod lines;
 mod location;
+mod print;
 mod serve;
 mod target;
 mod term;
 
+/// The search module shared with the web viewer (`annals_cli::search`), reachable as
+/// `crate::search` from every module of the binary.
+#[allow(unused_imports)]
+pub use annals_cli::search;
+
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
-const AFTER_HELP: &str = "\
-Store: --store STORE or $ANNALS_STORE (a directory, file://PATH, or postgresql://… with an
-optional ?schema=NAME), else --root DIR, else $ANNALS_ROOT, else ./annals-store. Commands other
-than `copy` work on filesystem stores for now.
-
-Ids: a session or segment may be given as its full UUID, a unique prefix of it (at least 4
-characters), or, for a segment, the path of its file (as `annals verify` prints it).
-
-Exit codes:
-  0  success; nothing wrong found (a torn tail is not a problem)
-  1  problems found (damage), or the session or segment does not exist
-  2  bad usage or input, or the command could not run (no store, I/O error)
-
-Colours are used only on a terminal and never when NO_COLOR is set.";
-
-/// Inspect, verify and repair annals stores: append-only JSONL logs of agent sessions.
-#[derive(Debug, Parser)]
-#[command(name = "annals", version, after_help = AFTER_HELP, max_term_width = 100)]
-struct Cli {
-    /// Store root directory [default: $ANNALS_ROOT if set and not empty, else ./annals-store]
-    #[arg(long, global = true, value_name = "DIR")]
-    root: Option<PathBuf>,
-
-    /// Store location: a directory, file://PATH or postgresql://… [default: $ANNALS_STORE,
-    /// else the root]
-    #[arg(long, global = true, value_name = "STORE", conflicts_with = "root")]
-    store: Option<String>,
-
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// List sessions (newest first), or the segments of one session.
-    ///
-    /// Without SESSION: one line per session with its segment count, entries, size and last
-    /// modification. With SESSION: its segments with entries, rewrite generation, size,
-    /// modification time, lineage ("forked from X at N") and damage. Reads only the first and
-    /// last lines of each file, so it stays fast on big stores.
-    Ls(cmd::ls::LsArgs),
-
-    /// Print a segment's entries in order.
-    ///
-    /// On a terminal entries are pretty-printed; when piped, each entry is one compact JSON
-    /// object per line (so `| jq` works). A damaged line stops the command with the damage's
-    /// position (exit 1) unless --tolerant is given.
-    Cat(cmd::cat::CatArgs),
-
-    /// Print a segment's entries as they are appended, like `tail -f`.
-    ///
-    /// Prints the last --tail entries, then polls for new ones. Survives a truncation
-    /// (rewrite) of the segment: it says so on stderr and continues. Stops with exit code 0 on
-    /// Ctrl-C or when its output is closed.
-    Follow(cmd::follow::FollowArgs),
-
-    /// Check every line of every segment (CRC, sequence numbers, headers).
-    ///
-    /// Checks all sessions, one session, or one segment. Prints each problem as
-    /// `path:line:offset: reason`, torn tails as notes, then a summary. Exit code 0 when
-    /// clean (torn tails are not problems), 1 when problems were found, 2 when some file could
-    /// not be checked. Never writes.
-    Verify(cmd::verify::VerifyArgs),
-
-    /// Cut a damaged segment back to its last good line.
-    ///
-    /// Shows what will be dropped before doing anything. Asks for confirmation on a terminal;
-    /// elsewhere requires --yes (or --dry-run). The dropped bytes are kept in a backup file
-    /// next to the segment, whose path is printed. A healthy segment is never touched.
-    Repair(cmd::repair::RepairArgs),
-
-    /// Append JSON entries read from stdin, one per line, as one batch.
-    ///
-    /// Every line is checked first; if any is not valid JSON (or too large), each bad line is
-    /// reported with its number and nothing is written. Blank lines are skipped.
-    Append(cmd::append::AppendArgs),
-
-    /// Count sessions, segments, entries and bytes; show the largest and damaged segments.
-    ///
-    /// Damage here is what the first and last lines show; `annals verify` checks every line.
-    /// Exit code 1 when a damaged segment was seen.
-    Stats(cmd::stats::StatsArgs),
-
-    /// Remove blobs that no entry and no attachment refers to any more.
-    ///
-    /// Large entries are kept as blobs next to the segments; after a truncate or a repair some
-    /// are no longer referenced. Safe while other processes append: a blob is never removed
-    /// between being written and the line that refers to it.
-    Gc(cmd::gc::GcArgs),
-
-    /// Write a realistic demo store with concurrent worker processes, then verify it.
-    ///
-    /// Several worker processes write agent sessions at the same time: user and assistant
-    /// messages, tool calls and results, trace events; some sessions fork when two workers
-    /// collide on one segment, others on a simulated "edit and retry". The parent then replays
-    /// and verifies everything and prints the commands to look at it. Safe to run again into
-    /// the same root.
-    Demo(cmd::demo::DemoArgs),
-
-    /// Copy sessions between stores (filesystem ↔ PostgreSQL), checked entry by entry.
-    ///
-    /// Copies segments with their lineage, traces, attachments, entries kept as blobs and
-    /// rewrite generations. What the destination already holds must be a prefix of the source
-    /// (checked), and the copy continues after it: after an interruption, run it again; it never
-    /// duplicates. Shows progress on a terminal.
-    Copy(cmd::copy::CopyArgs),
-    /// Serve a read-only web viewer of the store on a local port (the URL is printed).
-    ///
-    /// Sessions, fork trees, transcripts with their traces and verify's findings, live updates
-    /// and search, in any browser. Binds to loopback; beyond it only with --allow-remote, and
-    /// then every request needs the token printed in the URL.
-    Serve(serve::ServeArgs),
-
-    /// One demo worker process (internal).
-    #[command(name = "__demo-worker", hide = true)]
-    DemoWorker(cmd::demo::WorkerArgs),
-}
+use cli::{Cli, Command};
+use target::Location;
 
 fn run(cli: Cli) -> fail::Outcome {
     if let Command::Copy(args) = &cli.command {
         return cmd::copy::run(args);
     }
     // --store (or ANNALS_STORE) names a filesystem store's root too; the other commands do not
-    // speak to PostgreSQL yet.
-    let from_store = match location::from_flag_or_env(cli.store.as_deref())? {
+    // speak to PostgreSQL yet (target.rs is where its backend goes).
+    let root = match location::from_flag_or_env(cli.store.as_deref())? {
         Some(location::Location::Fs(root)) if cli.root.is_none() => Some(root),
-        Some(location::Location::Fs(_)) | None => None,
+        Some(location::Location::Fs(_)) | None => cli.root,
         Some(pg @ location::Location::Postgres { .. }) => {
             return Err(fail::Failure::usage(
                 format!(
@@ -169,31 +65,32 @@ fn run(cli: Cli) -> fail::Outcome {
             ))
         }
     };
-    // Read by hand rather than by clap so that an empty ANNALS_ROOT means "not set" instead of
-    // a usage error.
-    let root = cli.root.or(from_store).or_else(|| {
-        std::env::var_os("ANNALS_ROOT")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    });
+    let location = Location::from_args(root);
     match cli.command {
         Command::Copy(_) => Ok(fail::OK),
-        Command::Ls(args) => cmd::ls::run(root, &args),
-        Command::Cat(args) => cmd::cat::run(root, &args),
-        Command::Follow(args) => cmd::follow::run(root, &args),
-        Command::Verify(args) => cmd::verify::run(root, &args),
-        Command::Repair(args) => cmd::repair::run(root, &args),
-        Command::Append(args) => cmd::append::run(root, &args),
-        Command::Stats(args) => cmd::stats::run(root, &args),
-        Command::Gc(args) => cmd::gc::run(root, &args),
-        Command::Demo(args) => cmd::demo::run(root, &args),
-        Command::Serve(args) => serve::run(root, &args),
-        Command::DemoWorker(args) => cmd::demo::worker(root, &args),
+        Command::Ls(args) => cmd::ls::run(&location, &args),
+        Command::Tree(args) => cmd::tree::run(&location, &args),
+        Command::Cat(args) => cmd::cat::run(&location, &args),
+        Command::Follow(args) => cmd::follow::run(&location, &args),
+        Command::Grep(args) => cmd::grep::run(&location, &args),
+        Command::Verify(args) => cmd::verify::run(&location, &args),
+        Command::Repair(args) => cmd::repair::run(&location, &args),
+        Command::Append(args) => cmd::append::run(&location, &args),
+        Command::Stats(args) => cmd::stats::run(&location, &args),
+        Command::Gc(args) => cmd::gc::run(&location, &args),
+        Command::Export(args) => cmd::export::run(&location, &args),
+        Command::Import(args) => cmd::import::run(&location, &args),
+        Command::Attachments(args) => cmd::attachments::run(&location, &args),
+        Command::Demo(args) => cmd::demo::run(&location, &args),
+        Command::Serve(args) => serve::run(&location, &args),
+        Command::Completions(args) => cmd::completions::completions(&args),
+        Command::Man(args) => cmd::completions::man(&args),
     }
 }
 
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
+        term::restore_terminal();
         let place = info
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
@@ -209,11 +106,27 @@ fn main() -> ExitCode {
             "annals: internal error ({what}), {place}: this is a bug, please report it"
         );
     }));
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => return usage_error(&e),
+    let worker = std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == cli::DEMO_WORKER);
+    let job: Box<dyn FnOnce() -> fail::Outcome + std::panic::UnwindSafe> = if worker {
+        let w = match cli::DemoWorker::try_parse_from(std::env::args_os().skip(1)) {
+            Ok(w) => w,
+            Err(e) => return usage_error(&e),
+        };
+        Box::new(move || cmd::demo::worker(&Location::from_args(Some(w.root)), &w.args))
+    } else {
+        let cli = match Cli::try_parse() {
+            Ok(cli) => cli,
+            Err(e) => return usage_error(&e),
+        };
+        term::set_color(cli.color);
+        Box::new(move || run(cli))
     };
-    match std::panic::catch_unwind(move || run(cli)) {
+    term::catch_interrupts();
+    let outcome = std::panic::catch_unwind(job);
+    term::restore_terminal();
+    match outcome {
         Ok(Ok(code)) => ExitCode::from(code),
         Ok(Err(failure)) => {
             if let Some(message) = failure.message() {
@@ -274,11 +187,10 @@ fn usage_error(e: &clap::Error) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use clap::CommandFactory;
 
     #[test]
     fn command_line_definition_is_consistent() {
-        Cli::command().debug_assert();
+        super::Cli::command().debug_assert();
     }
 }

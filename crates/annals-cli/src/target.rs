@@ -1,212 +1,278 @@
-//! Which store, which session, which segment: the root from `--root`, `ANNALS_ROOT` or the
-//! default, and ids from full UUIDs, unique prefixes or segment file paths.
+//! Which store a command works on: `--root DIR`, else `$ANNALS_ROOT`, else `./annals-store`,
+//! opened once. Commands speak to it as `dyn Store`; what only a filesystem store has (file
+//! paths, repair, blob files) goes through [`Target::fs`], the one seam another backend
+//! (`--store URL`) plugs in beside.
 
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
-use annals::{FsStore, SegmentId, SessionId, Store};
+use annals::{FsStore, SessionId, Store};
 
-use crate::fail::{store_error, Failure, CANNOT_RUN, PROBLEMS};
+use crate::fail::{store_error, Cause, Failure, CANNOT_RUN};
 
 /// The store root used when neither `--root` nor `ANNALS_ROOT` is given.
 pub const DEFAULT_ROOT: &str = "./annals-store";
 
-/// An opened store and the root it was opened at.
-pub struct Target {
-    pub store: FsStore,
+/// Where the store is, as the command line and environment say.
+#[derive(Debug, Clone)]
+pub struct Location {
+    /// The filesystem store's root directory.
     pub root: PathBuf,
 }
 
+impl Location {
+    /// `--root`, else `$ANNALS_ROOT` (an empty one counts as unset), else the default.
+    pub fn from_args(root: Option<PathBuf>) -> Self {
+        let root = root
+            .or_else(|| {
+                std::env::var_os("ANNALS_ROOT")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
+        Self { root }
+    }
+
+    /// For messages: `store ./annals-store`.
+    pub fn describe(&self) -> String {
+        format!("store {}", self.root.display())
+    }
+
+    /// Refuses a place where a store cannot be made, without making anything: what a writing
+    /// command checks before it has accepted its input.
+    pub fn check_writable(&self) -> Result<(), Failure> {
+        match inspect(&self.root)? {
+            Root::Missing | Root::Empty | Root::Store => Ok(()),
+            Root::Foreign(n) => Err(foreign(&self.root, n)),
+        }
+    }
+}
+
+/// An opened store.
+pub struct Target {
+    backend: Backend,
+    location: Location,
+}
+
+/// The backends the tool can open. Each command reaches a backend only as `dyn Store`, or
+/// through [`Target::fs`] for what only files have.
+enum Backend {
+    Fs(FsStore),
+}
+
+/// What is at a root path.
+enum Root {
+    Missing,
+    Empty,
+    Store,
+    /// A directory with this many entries, none of them a session.
+    Foreign(u64),
+}
+
 impl Target {
-    /// Opens an existing store. Never creates anything: read-only commands and repair must
-    /// not leave a directory behind when pointed at the wrong place.
-    pub fn existing(root: Option<PathBuf>) -> Result<Self, Failure> {
-        let root = root.unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
-        if !root.is_dir() {
-            return Err(Failure::new(
+    /// Opens an existing store. Never creates anything: read-only commands must not leave a
+    /// directory behind when pointed at the wrong place.
+    pub fn existing(location: &Location) -> Result<Self, Failure> {
+        let root = &location.root;
+        match inspect(root)? {
+            Root::Missing => Err(Failure::new(
                 CANNOT_RUN,
                 "no annals store here",
                 root.display(),
-                "pass --root DIR or set ANNALS_ROOT (`annals demo --root DIR` makes a store to try)",
-            ));
-        }
-        Self::open(root)
-    }
-
-    /// Opens a store, creating its root if needed (commands that write).
-    pub fn create(root: Option<PathBuf>) -> Result<Self, Failure> {
-        Self::open(root.unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)))
-    }
-
-    fn open(root: PathBuf) -> Result<Self, Failure> {
-        let store = FsStore::open(&root).map_err(|e| store_error(e, &root))?;
-        Ok(Self { store, root })
-    }
-
-    /// Maps a library error with this store's root as context.
-    pub fn err(&self, e: annals::Error) -> Failure {
-        store_error(e, &self.root)
-    }
-
-    /// A session from a full id or a unique prefix of one.
-    pub fn session(&self, arg: &str) -> Result<SessionId, Failure> {
-        if let Ok(id) = arg.parse::<SessionId>() {
-            return Ok(id);
-        }
-        let prefix = id_prefix(arg, "session")?;
-        let matches: Vec<SessionId> = self
-            .store
-            .list_sessions()
-            .map_err(|e| self.err(e))?
-            .into_iter()
-            .filter(|s| s.to_string().starts_with(&prefix))
-            .collect();
-        self.unique(arg, "session", matches)
-    }
-
-    /// A segment and its session: from a full id (the session is found with `find_session`
-    /// unless given), a unique prefix, or the path of a segment file.
-    pub fn segment(
-        &self,
-        arg: &str,
-        session: Option<&str>,
-    ) -> Result<(SessionId, SegmentId), Failure> {
-        let (arg, from_path) = split_path(arg);
-        let session = match session {
-            Some(s) => Some(self.session(s)?),
-            None => from_path,
-        };
-        if let Ok(segment) = arg.parse::<SegmentId>() {
-            let session = match session {
-                Some(s) => s,
-                None => self
-                    .store
-                    .find_session(segment)
-                    .map_err(|e| self.err(e))?
-                    .ok_or_else(|| not_found("segment", arg, &self.root))?,
-            };
-            return Ok((session, segment));
-        }
-        let prefix = id_prefix(arg, "segment")?;
-        let sessions = match session {
-            Some(s) => vec![s],
-            None => self.store.list_sessions().map_err(|e| self.err(e))?,
-        };
-        let mut matches = Vec::new();
-        for s in sessions {
-            let segments = match self.store.list_segments(s) {
-                Ok(list) => list,
-                // Deleted while we looked: it holds nothing now.
-                Err(annals::Error::SessionNotFound(_)) => continue,
-                Err(e) => return Err(self.err(e)),
-            };
-            matches.extend(
-                segments
-                    .into_iter()
-                    .filter(|info| info.segment.to_string().starts_with(&prefix))
-                    .map(|info| (s, info.segment)),
-            );
-        }
-        match matches.as_slice() {
-            [one] => Ok(*one),
-            [] => Err(not_found("segment", arg, &self.root)),
-            many => Err(ambiguous(
-                arg,
-                "segment",
-                many.iter().map(|(_, g)| g.to_string()),
+                "pass --root DIR or set ANNALS_ROOT (`annals demo --root DIR` makes a store to \
+                 try)",
             )),
+            Root::Foreign(n) => Err(foreign(root, n)),
+            Root::Empty | Root::Store => Self::open(location),
         }
     }
 
-    fn unique(&self, arg: &str, what: &str, matches: Vec<SessionId>) -> Result<SessionId, Failure> {
-        match matches.as_slice() {
-            [one] => Ok(*one),
-            [] => Err(not_found(what, arg, &self.root)),
-            many => Err(ambiguous(arg, what, many.iter().map(ToString::to_string))),
+    /// Opens a store, creating its root if needed (for commands that write, once they have
+    /// accepted their input).
+    pub fn writable(location: &Location) -> Result<Self, Failure> {
+        location.check_writable()?;
+        Self::open(location)
+    }
+
+    fn open(location: &Location) -> Result<Self, Failure> {
+        let store =
+            FsStore::open(&location.root).map_err(|e| store_error(e, &location.describe()))?;
+        Ok(Self {
+            backend: Backend::Fs(store),
+            location: location.clone(),
+        })
+    }
+
+    /// The store, as every backend offers it.
+    pub fn store(&self) -> &dyn Store {
+        match &self.backend {
+            Backend::Fs(store) => store,
         }
     }
-}
 
-/// `…/SESSION/SEGMENT.jsonl` (as `verify` prints) → the segment text and the session.
-fn split_path(arg: &str) -> (&str, Option<SessionId>) {
-    if !arg.contains('/') && !arg.ends_with(".jsonl") {
-        return (arg, None);
+    /// The store, owned and shareable across threads (`annals serve`).
+    pub fn into_shared(self) -> std::sync::Arc<dyn Store> {
+        match self.backend {
+            Backend::Fs(store) => std::sync::Arc::new(store),
+        }
     }
-    let path = Path::new(arg);
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or(arg);
-    let stem = name
-        .strip_suffix(".trace.jsonl")
-        .or_else(|| name.strip_suffix(".jsonl"))
-        .unwrap_or(name);
-    let session = path
-        .parent()
-        .and_then(Path::file_name)
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.parse().ok());
-    (stem, session)
-}
 
-fn id_prefix(arg: &str, what: &str) -> Result<String, Failure> {
-    let prefix = arg.to_ascii_lowercase();
-    if prefix.len() < 4 || !prefix.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
-        return Err(Failure::usage(
-            format!("{arg:?} is not a {what} id"),
-            "give the full UUID or at least its first 4 characters",
-        ));
+    /// The filesystem store, for what only files have (paths, repair, blob files); `None` on
+    /// other backends.
+    pub fn fs(&self) -> Option<&FsStore> {
+        match &self.backend {
+            Backend::Fs(store) => Some(store),
+        }
     }
-    Ok(prefix)
+
+    /// Where the store is.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// For messages: `store ./annals-store`.
+    pub fn describe(&self) -> String {
+        self.location.describe()
+    }
+
+    /// Maps a library error with this store as context.
+    pub fn err(&self, e: annals::Error) -> Failure {
+        store_error(e, &self.describe())
+    }
 }
 
-fn not_found(what: &str, arg: &str, root: &Path) -> Failure {
-    let todo = if what == "session" {
-        "run `annals ls` to list the sessions"
-    } else {
-        "run `annals ls SESSION` to list a session's segments"
-    };
+fn foreign(root: &Path, entries: u64) -> Failure {
     Failure::new(
-        PROBLEMS,
-        format!("no {what} matches {arg:?}"),
-        format!("store {}", root.display()),
-        todo,
-    )
-}
-
-fn ambiguous(arg: &str, what: &str, candidates: impl Iterator<Item = String>) -> Failure {
-    let all: Vec<String> = candidates.collect();
-    let shown: Vec<&str> = all.iter().take(4).map(String::as_str).collect();
-    let more = if all.len() > shown.len() {
-        format!(" and {} more", all.len() - shown.len())
-    } else {
-        String::new()
-    };
-    Failure::usage(
+        CANNOT_RUN,
         format!(
-            "{arg:?} matches {} {what}s ({}{more})",
-            all.len(),
-            shown.join(", ")
+            "no annals store in this directory (it holds {entries} entr{} and no session \
+             directory)",
+            if entries == 1 { "y" } else { "ies" }
         ),
-        "give more characters of the id",
+        root.display(),
+        "pass --root with the directory of a store (or an empty or new one to make a store)",
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+fn inspect(root: &Path) -> Result<Root, Failure> {
+    let unreadable = |e: io::Error| {
+        let cause = Cause::of(&e, Some(root));
+        Failure::new(
+            CANNOT_RUN,
+            format!("cannot read the store root ({})", cause.what),
+            root.display(),
+            cause.todo.unwrap_or("check the --root path"),
+        )
+    };
+    let meta = match fs::metadata(root) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Root::Missing),
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+            return Err(not_a_directory(root, "a path through a file"));
+        }
+        Err(e) => return Err(unreadable(e)),
+    };
+    if !meta.is_dir() {
+        return Err(not_a_directory(root, kind_of(&meta)));
+    }
+    let mut entries = 0u64;
+    for entry in fs::read_dir(root).map_err(unreadable)? {
+        let entry = entry.map_err(unreadable)?;
+        entries += 1;
+        let is_session = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.parse::<SessionId>().is_ok());
+        if is_session {
+            return Ok(Root::Store);
+        }
+    }
+    Ok(if entries == 0 {
+        Root::Empty
+    } else {
+        Root::Foreign(entries)
+    })
+}
 
-    #[test]
-    fn segment_paths_give_their_ids() {
-        let s = SessionId::new();
-        let g = SegmentId::new();
-        let arg = format!("/x/store/{s}/{g}.jsonl");
-        let (text, session) = split_path(&arg);
-        assert_eq!(text, g.to_string());
-        assert_eq!(session, Some(s));
-        assert_eq!(split_path("0197ab"), ("0197ab", None));
+fn not_a_directory(root: &Path, found: &str) -> Failure {
+    Failure::new(
+        CANNOT_RUN,
+        format!("the store root is not a directory (it is {found})"),
+        root.display(),
+        "pass --root with the store's directory",
+    )
+}
+
+fn kind_of(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_file() {
+        "a regular file"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "not a directory"
+    }
+}
+
+/// Blob files of one session, as counted on disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlobUsage {
+    pub count: u64,
+    pub bytes: u64,
+}
+
+impl Target {
+    /// The session's blobs on disk (entries too long for a line, attachments), where the
+    /// backend keeps them as files: every regular file under `{session}/blobs/` but the lock.
+    /// Looks only (`lstat`), follows no link.
+    pub fn blob_usage(&self, session: SessionId) -> Option<BlobUsage> {
+        let fs = self.fs()?;
+        let dir = fs.root().join(session.to_string()).join("blobs");
+        let mut usage = BlobUsage::default();
+        let mut stack = vec![(dir, 0u8)];
+        while let Some((dir, depth)) = stack.pop() {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(meta) = fs::symlink_metadata(entry.path()) else {
+                    continue;
+                };
+                if meta.is_dir() && depth == 0 {
+                    stack.push((entry.path(), depth + 1));
+                } else if meta.is_file() && !(depth == 0 && entry.file_name() == "lock") {
+                    usage.count += 1;
+                    usage.bytes += meta.len();
+                }
+            }
+        }
+        Some(usage)
     }
 
-    #[test]
-    fn prefixes_must_look_like_ids() {
-        assert!(id_prefix("01", "segment").is_err());
-        assert!(id_prefix("zzzz", "segment").is_err());
-        assert_eq!(id_prefix("0197AB", "segment").unwrap(), "0197ab");
+    /// Size of a segment's debug trace file, where the backend has files (`None` if there is
+    /// none).
+    pub fn trace_bytes(&self, session: SessionId, segment: annals::SegmentId) -> Option<u64> {
+        let path = self.trace_path(session, segment)?;
+        fs::symlink_metadata(path)
+            .ok()
+            .filter(fs::Metadata::is_file)
+            .map(|m| m.len())
+    }
+
+    /// Path of a segment's debug trace file, where the backend has files.
+    pub fn trace_path(&self, session: SessionId, segment: annals::SegmentId) -> Option<PathBuf> {
+        let path = self.fs()?.segment_path(session, segment);
+        Some(path.with_file_name(format!("{segment}.trace.jsonl")))
+    }
+
+    /// Path of a segment's log file, where the backend has files.
+    pub fn segment_path(&self, session: SessionId, segment: annals::SegmentId) -> Option<PathBuf> {
+        Some(self.fs()?.segment_path(session, segment))
     }
 }

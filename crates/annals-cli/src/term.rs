@@ -1,11 +1,39 @@
-//! Terminal concerns: whether a stream is a terminal, colours, and the small formatters the
-//! commands share (sizes, UTC times, pretty JSON).
+//! Terminal concerns: whether a stream is a terminal, colours (`--color`, `NO_COLOR`), Ctrl-C,
+//! the progress line, and the small formatters the commands share (sizes, times, pretty JSON).
 
 use std::io::{self, IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// ANSI styling for one stream. Disabled unless the stream is a terminal and `NO_COLOR` is
-/// unset or empty (<https://no-color.org>).
+/// `--color`: when to use colours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless `NO_COLOR` is set and not empty (<https://no-color.org>).
+    #[default]
+    Auto,
+    /// Always, even into a pipe or with `NO_COLOR` set.
+    Always,
+    /// Never.
+    Never,
+}
+
+static COLOR: OnceLock<ColorChoice> = OnceLock::new();
+
+/// Sets the choice for the whole run (once, from the command line).
+pub fn set_color(choice: ColorChoice) {
+    let _ = COLOR.set(choice);
+}
+
+fn colour_for(is_terminal: bool) -> bool {
+    match COLOR.get().copied().unwrap_or_default() {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => is_terminal && colour_allowed(),
+    }
+}
+
+/// ANSI styling for one stream.
 #[derive(Debug, Clone, Copy)]
 pub struct Style {
     on: bool,
@@ -14,15 +42,17 @@ pub struct Style {
 impl Style {
     /// Styling for stdout.
     pub fn stdout() -> Self {
-        Self {
-            on: io::stdout().is_terminal() && colour_allowed(),
+        let on = colour_for(io::stdout().is_terminal());
+        if on {
+            STDOUT_STYLED.store(true, Ordering::Relaxed);
         }
+        Self { on }
     }
 
     /// Styling for stderr.
     pub fn stderr() -> Self {
         Self {
-            on: io::stderr().is_terminal() && colour_allowed(),
+            on: colour_for(io::stderr().is_terminal()),
         }
     }
 
@@ -59,6 +89,23 @@ impl Style {
         self.paint("33", text)
     }
 
+    pub fn blue(self, text: &str) -> String {
+        self.paint("34", text)
+    }
+
+    pub fn magenta(self, text: &str) -> String {
+        self.paint("35", text)
+    }
+
+    pub fn cyan(self, text: &str) -> String {
+        self.paint("36", text)
+    }
+
+    /// A match inside a line (`grep`): bold red, as grep and ripgrep show it.
+    pub fn hit(self, text: &str) -> String {
+        self.paint("1;31", text)
+    }
+
     fn start(self, code: &str) -> &'static str {
         match (self.on, code) {
             (false, _) => "",
@@ -71,6 +118,54 @@ impl Style {
 
 fn colour_allowed() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Set once stdout has been styled: an interrupted run then resets the terminal's colours.
+static STDOUT_STYLED: AtomicBool = AtomicBool::new(false);
+/// Set while a progress line is on stderr: an interrupted run then erases it.
+static PROGRESS_SHOWN: AtomicBool = AtomicBool::new(false);
+/// Ctrl-C presses so far.
+static INTERRUPTS: AtomicU8 = AtomicU8::new(0);
+
+/// Catches Ctrl-C (and SIGTERM): the first asks the running command to stop at the next
+/// safe point ([`interrupted`]); the second ends the process at once. Either way the
+/// terminal is left clean: the progress line erased, colours reset.
+pub fn catch_interrupts() {
+    // Without a handler, Ctrl-C still ends the process, only without the clean-up.
+    let _ = ctrlc::set_handler(|| {
+        if INTERRUPTS.fetch_add(1, Ordering::SeqCst) >= 1 {
+            restore_terminal();
+            std::process::exit(i32::from(crate::fail::INTERRUPTED));
+        }
+    });
+}
+
+/// True once Ctrl-C was pressed: long loops check it and stop.
+pub fn interrupted() -> bool {
+    INTERRUPTS.load(Ordering::SeqCst) > 0
+}
+
+/// Erases the progress line and resets colours, where this run put them.
+pub fn restore_terminal() {
+    if PROGRESS_SHOWN.swap(false, Ordering::SeqCst) {
+        let _ = write!(io::stderr(), "\r\x1b[2K");
+    }
+    if STDOUT_STYLED.load(Ordering::SeqCst) {
+        let _ = write!(io::stdout(), "\x1b[0m");
+        let _ = io::stdout().flush();
+    }
+}
+
+/// Width of the terminal on stdout, if it is one.
+pub fn stdout_width() -> Option<usize> {
+    let out = io::stdout();
+    if !out.is_terminal() {
+        return None;
+    }
+    rustix::termios::tcgetwinsize(&out)
+        .ok()
+        .map(|w| usize::from(w.ws_col))
+        .filter(|w| *w >= 20)
 }
 
 /// `1.5 KiB`-style size, exact below 1 KiB.
@@ -105,33 +200,7 @@ pub fn epoch_ms(t: SystemTime) -> u64 {
 /// `2025-06-01 12:00:03Z`: UTC, second precision. No time-zone database is consulted, so the
 /// output is the same on every machine.
 pub fn utc(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs();
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    annals_cli::search::time::utc(epoch_ms(t))
 }
 
 /// Writes compact JSON text indented by two spaces, keeping key order and number spelling
@@ -261,6 +330,7 @@ impl Progress {
         }
         self.last = Some(now);
         self.shown = true;
+        PROGRESS_SHOWN.store(true, Ordering::SeqCst);
         let mut err = io::stderr().lock();
         let _ = write!(err, "\r\x1b[2K{}", text());
         let _ = err.flush();
@@ -272,7 +342,14 @@ impl Progress {
             let _ = write!(err, "\r\x1b[2K");
             let _ = err.flush();
             self.shown = false;
+            PROGRESS_SHOWN.store(false, Ordering::SeqCst);
         }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.clear();
     }
 }
 

@@ -1,7 +1,7 @@
 //! The line codec: frames entries and headers into lines. Bytes in, bytes or a typed outcome
 //! out. This module is the small stable part: the encoders and the types they take, for tools
 //! that write annals lines themselves (a benchmark's `write(2)` floor, a CLI that prints the
-//! stored line of an entry it verified). Checking lines is [`decode`]'s job, which is not part
+//! stored line of an entry it verified). Checking lines is `codec::decode`'s job, which is not part
 //! of the public API.
 //!
 //! **Invariant:** this module does no I/O. Everything that touches a file lives in `fs/`.

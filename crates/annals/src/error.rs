@@ -593,6 +593,20 @@ impl Error {
         Self::Sink(error.into())
     }
 
+    /// The kind of the operating-system error behind this one ([`Error::Io`], and the failure
+    /// a [`Error::Poisoned`] file keeps), `None` for the others. It names the cause a person
+    /// acts on: `StorageFull` (`ENOSPC`: the disk is full; a write cut short by it is reported
+    /// so, never as a short write), `QuotaExceeded` (`EDQUOT`), `ReadOnlyFilesystem`
+    /// (`EROFS`), `PermissionDenied` (`EACCES`, `EPERM`), `FileTooLarge` (`EFBIG`).
+    #[must_use]
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        match self {
+            Self::Io { source, .. } => Some(source.kind()),
+            Self::Poisoned { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
+
     /// True for errors that say the data on disk is damaged or unreadable by this build.
     #[must_use]
     pub fn is_corruption(&self) -> bool {

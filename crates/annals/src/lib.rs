@@ -24,7 +24,7 @@
 //! # let dir = tempfile::tempdir().unwrap();
 //! let store = FsStore::open(dir.path())?;
 //! let (session, segment) = (SessionId::new(), SegmentId::new());
-//! store.create::<serde_json::Value>(session, segment, &[])?;
+//! store.create_empty(session, segment)?;
 //! store.append(session, segment, &serde_json::json!({"role": "user", "text": "hi"}))?;
 //! let entries: Vec<serde_json::Value> = store.read(session, segment)?;
 //! assert_eq!(entries[0]["text"], "hi");
@@ -50,12 +50,12 @@ pub use codec::{FileKind, Header, Lineage, Version, FORMAT_VERSION, MAX_INLINE, 
 pub use error::{BackendErrorKind, BlobFault, CorruptReason, Damage, Error, HeaderProblem, Result};
 pub use fs::{
     Access, DirEntry, Durability, EntryKind, FileSystem, FsOptions, FsStore, LockKind, Lookup,
-    OsDir, OsFile, OsFs, Repair, Stat,
+    MappedChunk, OsDir, OsFile, OsFs, Repair, Stat,
 };
 #[cfg(feature = "fault-injection")]
 pub use fs::{
-    Call, CountCalls, Crash, FailNth, Fault, FaultDir, FaultFile, FaultFs, FaultPlan, Op, SimDir,
-    SimFile, SimFs,
+    Call, CountCalls, Crash, FailNth, Fault, FaultDir, FaultFile, FaultFs, FaultPlan, FullDisk, Op,
+    SimDir, SimFile, SimFs,
 };
 pub use ids::{SegmentId, SessionId};
 pub use mem::MemStore;
@@ -64,6 +64,9 @@ pub use store::{
     Body, Entry, EntryMeta, Problem, RawEntry, ReadMode, ReplayOptions, ScanReport, SegmentInfo,
     SegmentWriter, Sink, SinkResult, Store, StoreExt, Tip, TornTail, DEFAULT_MAX_ENTRY_BYTES,
 };
+/// The UUID type behind [`SessionId`] and [`SegmentId`] ([`SessionId::from_uuid`],
+/// [`SessionId::as_uuid`]), so users need not depend on the `uuid` crate themselves.
+pub use uuid::Uuid;
 
 /// Checks an in-memory image of a segment or trace file, exactly as a replay of that file
 /// would, and streams its entries into `sink` (entries kept as blobs as their references only,

@@ -119,6 +119,25 @@ pub enum ReadMode {
 }
 
 /// Options of [`Store::replay_raw`].
+///
+/// ```
+/// use std::ops::ControlFlow;
+/// use annals::{MemStore, ReplayOptions, SegmentId, SessionId, Store, StoreExt};
+/// # fn main() -> annals::Result<()> {
+/// let store = MemStore::new();
+/// let (session, segment) = (SessionId::new(), SegmentId::new());
+/// store.create(session, segment, &[serde_json::json!({"n": 0}), serde_json::json!({"n": 1})])?;
+/// // Read from entry 1 on, reporting damage instead of stopping at it.
+/// let options = ReplayOptions::tolerant().from_seq(1);
+/// let mut seen = Vec::new();
+/// let report = store.replay_raw(session, segment, &options, &mut |entry| {
+///     seen.push((entry.seq, entry.json().unwrap_or_default().to_owned()));
+///     Ok(ControlFlow::Continue(()))
+/// })?;
+/// assert_eq!(seen, vec![(1, r#"{"n":1}"#.to_owned())]);
+/// assert!(report.is_clean());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ReplayOptions {
     /// Strict or tolerant.
@@ -168,7 +187,7 @@ impl ReplayOptions {
 /// of the file are the last write(s), never acknowledged as durable, that did not fully reach
 /// the disk. Not damage and never part of the log: readers deliver nothing from it, strict
 /// replay does not fail on it, and the next writer removes it (see docs/FORMAT.md, *Recovery*).
-/// In format 1 it is always an unterminated last line ([`TailKind::TornLine`]).
+/// In format 1 it is always an unterminated last line ([`crate::TailKind::TornLine`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TornTail {
     /// 1-based number of the line where the interrupted bytes start.
@@ -366,6 +385,24 @@ impl SinkResult for Result<ControlFlow<()>> {
 /// Every segment operation is keyed by `(SessionId, SegmentId)`. Listings are newest first.
 /// The behaviour every implementation must have is pinned down by the conformance suite in
 /// `annals::testing` (feature `testing`).
+///
+/// ```
+/// use std::sync::Arc;
+/// use annals::{FsStore, MemStore, Store, StoreExt};
+/// # fn main() -> annals::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// // Pick the backend once; the rest of the runtime only sees `dyn Store`.
+/// let store: Arc<dyn Store> = if std::env::var_os("IN_MEMORY").is_some() {
+///     Arc::new(MemStore::new())
+/// } else {
+///     Arc::new(FsStore::open(dir.path())?)
+/// };
+/// let (session, segment) = store.new_session()?;
+/// store.append(session, segment, &serde_json::json!({"role": "user", "text": "hi"}))?;
+/// assert_eq!(store.tip(session, segment)?.count, 1);
+/// assert_eq!(store.list_sessions()?, vec![session]);
+/// # Ok(()) }
+/// ```
 pub trait Store: Send + Sync {
     /// Creates a segment holding `initial`, crash-atomically: after a crash it either does not
     /// exist or holds all of `initial`. Creates the session if needed.
@@ -646,6 +683,26 @@ pub trait StoreExt: Store {
         self.append_batch_raw(session, segment, &raw)
     }
 
+    /// Creates an empty segment (no entry type to name, unlike `create(…, &[])`). See
+    /// [`Store::create_segment`].
+    ///
+    /// # Errors
+    /// As [`Store::create_segment`].
+    fn create_empty(&self, session: SessionId, segment: SegmentId) -> Result<Tip> {
+        self.create_segment(session, segment, &[])
+    }
+
+    /// Starts a new session: fresh (time-ordered) ids for it and its first segment, which is
+    /// created empty. One call where a runtime starts a conversation.
+    ///
+    /// # Errors
+    /// As [`Store::create_segment`].
+    fn new_session(&self) -> Result<(SessionId, SegmentId)> {
+        let (session, segment) = (SessionId::new(), SegmentId::new());
+        self.create_segment(session, segment, &[])?;
+        Ok((session, segment))
+    }
+
     /// Creates a segment from typed entries. See [`Store::create_segment`].
     ///
     /// # Errors
@@ -764,17 +821,26 @@ fn to_raw<T: Serialize>(entries: &[T]) -> Result<Vec<RawEntry>> {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use annals::{MemStore, SegmentId, SegmentWriter, SessionId, Store, StoreExt};
+/// use annals::{MemStore, SegmentWriter, Store, StoreExt};
 /// # fn main() -> annals::Result<()> {
 /// let store: Arc<dyn Store> = Arc::new(MemStore::new());
-/// let (session, segment) = (SessionId::new(), SegmentId::new());
-/// store.create_segment(session, segment, &[])?;
-/// let mut writer = SegmentWriter::open(Arc::clone(&store), session, segment)?;
-/// let worker = std::thread::spawn(move || -> annals::Result<u64> {
-///     writer.append(&serde_json::json!({"role": "assistant", "text": "done"}))?;
-///     Ok(writer.tip().count)
+/// // A worker struct can own its writer and move to another thread.
+/// struct Worker { writer: SegmentWriter<Arc<dyn Store>> }
+/// let mut worker = Worker { writer: SegmentWriter::new_session(Arc::clone(&store))? };
+/// let (session, first) = (worker.writer.session(), worker.writer.segment());
+/// let handle = std::thread::spawn(move || -> annals::Result<Worker> {
+///     worker.writer.append(&serde_json::json!({"role": "assistant", "text": "done"}))?;
+///     Ok(worker)
 /// });
-/// assert_eq!(worker.join().unwrap()?, 1);
+/// let mut worker = handle.join().unwrap()?;
+/// // Someone else appends: the writer refuses, and forks from what it had seen.
+/// store.append(session, first, &serde_json::json!({"role": "user", "text": "meanwhile"}))?;
+/// let refused = worker.writer.append(&serde_json::json!({"text": "late"}));
+/// assert!(matches!(refused, Err(annals::Error::ConcurrentWriter { .. })));
+/// let fork = worker.writer.fork()?;
+/// worker.writer.append(&serde_json::json!({"text": "late"}))?;
+/// assert_ne!(fork, first);
+/// assert_eq!(worker.writer.tip().count, 2);
 /// # Ok(()) }
 /// ```
 pub struct SegmentWriter<S> {
@@ -799,6 +865,30 @@ where
     S: Deref,
     S::Target: Store,
 {
+    /// Starts a new session (fresh ids, its first segment created empty) and returns a writer
+    /// on that segment.
+    ///
+    /// # Errors
+    /// As [`Store::create_segment`].
+    pub fn new_session(store: S) -> Result<Self> {
+        Self::create(store, SessionId::new(), SegmentId::new())
+    }
+
+    /// Creates `segment` of `session` (empty; the session is created if needed) and returns a
+    /// writer on it.
+    ///
+    /// # Errors
+    /// [`Error::SegmentExists`] and the errors of [`Store::create_segment`].
+    pub fn create(store: S, session: SessionId, segment: SegmentId) -> Result<Self> {
+        let tip = store.create_segment(session, segment, &[])?;
+        Ok(Self {
+            store,
+            session,
+            segment,
+            tip,
+        })
+    }
+
     /// Opens a writer on an existing segment, taking its current tip as the tally.
     ///
     /// # Errors
@@ -844,6 +934,15 @@ where
     pub fn append<T: Serialize + ?Sized>(&mut self, entry: &T) -> Result<Tip> {
         let raw = RawEntry::from_value(entry)?;
         self.append_raw(std::slice::from_ref(&raw))
+    }
+
+    /// Appends typed entries in one write if no one else changed the segment.
+    ///
+    /// # Errors
+    /// As [`SegmentWriter::append`].
+    pub fn append_batch<T: Serialize>(&mut self, entries: &[T]) -> Result<Tip> {
+        let raw = to_raw(entries)?;
+        self.append_raw(&raw)
     }
 
     /// Appends raw entries in one write if no one else changed the segment.

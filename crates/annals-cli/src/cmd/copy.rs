@@ -43,7 +43,7 @@ struct Side {
 
 impl Side {
     fn err(&self, e: annals::Error) -> Failure {
-        store_error(e, std::path::Path::new(&self.shown))
+        store_error(e, &format!("store {}", self.shown))
     }
 }
 

@@ -1,18 +1,16 @@
 //! `annals gc`: remove blobs that no entry and no attachment refers to any more.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
 
-use annals::Store;
 use clap::Args;
 
-use crate::fail::{Outcome, OK};
-use crate::target::Target;
+use crate::fail::{check_interrupt, Outcome, OK};
+use crate::target::{Location, Target};
 use crate::term;
 
 #[derive(Debug, Args)]
 pub struct GcArgs {
-    /// Only this session (full id or unique prefix); all sessions if not given
+    /// Only this session (an id, or a unique end or start of one); all sessions if not given
     pub session: Option<String>,
 
     /// Report what would be removed, and remove nothing
@@ -20,17 +18,18 @@ pub struct GcArgs {
     pub dry_run: bool,
 }
 
-pub fn run(root: Option<PathBuf>, args: &GcArgs) -> Outcome {
-    let target = Target::existing(root)?;
+pub fn run(location: &Location, args: &GcArgs) -> Outcome {
+    let target = Target::existing(location)?;
     let sessions = match &args.session {
         Some(arg) => vec![target.session(arg)?],
-        None => target.store.list_sessions().map_err(|e| target.err(e))?,
+        None => target.store().list_sessions().map_err(|e| target.err(e))?,
     };
     let mut out = io::stdout().lock();
     let (mut orphans, mut bytes, mut kept) = (0usize, 0u64, 0u64);
     for session in sessions {
+        check_interrupt()?;
         let report = target
-            .store
+            .store()
             .gc_blobs(session, args.dry_run)
             .map_err(|e| target.err(e))?;
         if !report.orphans.is_empty() {

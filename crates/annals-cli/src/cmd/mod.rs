@@ -1,174 +1,85 @@
-//! The commands, one module each, and what `cat` and `follow` share: printing entries.
+//! The commands, one module each, and what several share: the filter flags, and keeping a
+//! replay's write errors apart from the store's.
 
 pub mod append;
+pub mod attachments;
 pub mod cat;
+pub mod completions;
 pub mod copy;
 pub mod demo;
+pub mod export;
 pub mod follow;
 pub mod gc;
+pub mod grep;
+pub mod import;
 pub mod ls;
 pub mod repair;
 pub mod stats;
+pub mod tree;
 pub mod verify;
 
-use std::io::{self, IsTerminal, Write};
+use std::io;
 
+use annals_cli::search::{time, Filter, FilterSpec};
 use clap::Args;
 
-use crate::term::{self, Style};
+use crate::fail::Failure;
+use crate::term::Style;
 
-/// How entries are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// Indented JSON, key order kept (the default on a terminal).
-    Pretty,
-    /// One compact JSON object per line (the default when piped).
-    Compact,
-    /// The stored lines, byte for byte: `{"crc":..,"seq":N,"e":..}`.
-    Raw,
+/// `--where`, `--since`, `--until`, `--from`, `--to`: shared by `cat`, `follow` and `grep`.
+#[derive(Debug, Args, Default)]
+pub struct FilterArgs {
+    /// Only entries whose FIELD (a dotted path into the entry, such as usage.input_tokens or
+    /// args.0) equals VALUE; FIELD!=VALUE for those where it does not. VALUE matches a string
+    /// field's text, or any field as JSON (5, true, null). Repeat to require several
+    #[arg(long = "where", value_name = "FIELD=VALUE")]
+    pub fields: Vec<String>,
+
+    /// Only entries appended at or after TIME: an age (30s, 10m, 2h, 1d, 1h30m), a UTC date
+    /// and time (2026-12-01, 2026-12-01T10:00, with Z or +01:00 for another zone) or
+    /// @SECONDS. Entries of format-v1 files have no append time and are left out (the count
+    /// is shown)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+
+    /// Only entries appended at or before TIME (same forms as --since)
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+
+    /// Start at this sequence number (inclusive)
+    #[arg(long, value_name = "N")]
+    pub from: Option<u64>,
+
+    /// Stop after this sequence number (inclusive)
+    #[arg(long, value_name = "N")]
+    pub to: Option<u64>,
 }
 
-/// Output options shared by `cat` and `follow`.
-#[derive(Debug, Args)]
-pub struct PrintArgs {
-    /// Print the stored lines exactly as they are in the file (CRC, seq and entry)
-    #[arg(long, conflicts_with_all = ["pretty", "compact"])]
-    pub raw: bool,
-
-    /// Pretty-print even when stdout is not a terminal
-    #[arg(long, conflicts_with = "compact")]
-    pub pretty: bool,
-
-    /// One compact JSON object per line even on a terminal
-    #[arg(long)]
-    pub compact: bool,
-
-    /// Prefix each entry with its sequence number and a tab
-    #[arg(long)]
-    pub seq: bool,
-
-    /// Print entries kept as blobs as their reference
-    /// ({"annals_blob":{"sha256","len","head"}}) instead of reading the blob: faster, and works
-    /// when a blob is missing
-    #[arg(long)]
-    pub no_blobs: bool,
-}
-
-impl PrintArgs {
-    /// Whether the replay should hand out blob references rather than read blobs.
-    pub fn blob_refs(&self) -> bool {
-        self.no_blobs || self.raw
-    }
-
-    pub fn format(&self) -> Format {
-        if self.raw {
-            Format::Raw
-        } else if self.pretty {
-            Format::Pretty
-        } else if self.compact || !io::stdout().is_terminal() {
-            Format::Compact
-        } else {
-            Format::Pretty
-        }
+impl FilterArgs {
+    /// The filter, or a usage error (`--from 5 --to 2` is one, not an empty result).
+    pub fn compile(&self) -> Result<Filter, Failure> {
+        let spec = FilterSpec {
+            fields: &self.fields,
+            since: self.since.as_deref(),
+            until: self.until.as_deref(),
+            from: self.from,
+            to: self.to,
+        };
+        Filter::parse(&spec, time::now_ms()).map_err(|e| Failure::usage(e, "see `--help`"))
     }
 }
 
-/// Writes entries in one [`Format`].
-pub struct Printer {
-    format: Format,
-    seq: bool,
-    blob_refs: bool,
-    style: Style,
-    line: Vec<u8>,
-}
-
-impl Printer {
-    pub fn new(args: &PrintArgs) -> Self {
-        let format = args.format();
-        Self {
-            format,
-            seq: args.seq,
-            blob_refs: args.blob_refs(),
-            style: if format == Format::Pretty {
-                Style::stdout()
-            } else {
-                Style::plain()
-            },
-            line: Vec::with_capacity(annals::MAX_LINE),
-        }
+/// Says on stderr how many entries a time filter left out for having no append time.
+pub fn note_untimed(untimed: u64) {
+    if untimed > 0 {
+        let style = Style::stderr();
+        say!(
+            "{}: note: {untimed} entr{} without an append time (in files of on-disk format \
+             version 1) left out by --since/--until",
+            style.bold("annals"),
+            if untimed == 1 { "y" } else { "ies" }
+        );
     }
-
-    /// Whether replays for this printer should hand out blob references.
-    pub fn blob_refs(&self) -> bool {
-        self.blob_refs
-    }
-
-    /// Prints one delivered entry (a blob reference, with `--no-blobs`, as
-    /// `{"annals_blob":{"sha256","len","head"}}`).
-    pub fn entry(&mut self, out: &mut impl Write, entry: &annals::Entry<'_>) -> io::Result<()> {
-        match (entry.body, self.format) {
-            (annals::Body::Blob { reference, .. }, Format::Raw) => {
-                self.line.clear();
-                annals::codec::encode_blob(&raw_frame(entry.seq), reference, &mut self.line)
-                    .map_err(|e| io::Error::other(format!("entry {}: {e}", entry.seq)))?;
-                out.write_all(&self.line)
-            }
-            (
-                annals::Body::Blob {
-                    reference,
-                    json: None,
-                },
-                _,
-            ) => {
-                let shown = serde_json::json!({ "annals_blob": reference }).to_string();
-                self.text(out, entry.seq, &shown)
-            }
-            (
-                annals::Body::Blob {
-                    json: Some(json), ..
-                }
-                | annals::Body::Inline(json),
-                _,
-            ) => self.text(out, entry.seq, json),
-        }
-    }
-
-    /// Prints an entry's JSON text (or what stands for it).
-    pub fn text(&mut self, out: &mut impl Write, seq: u64, json: &str) -> io::Result<()> {
-        if self.seq {
-            let label = format!("{seq}\t");
-            let label = if self.format == Format::Pretty {
-                self.style.dim(&label)
-            } else {
-                label
-            };
-            out.write_all(label.as_bytes())?;
-        }
-        match self.format {
-            Format::Compact => {
-                out.write_all(json.as_bytes())?;
-                out.write_all(b"\n")
-            }
-            Format::Pretty => {
-                term::write_pretty(out, json, self.style)?;
-                out.write_all(b"\n")
-            }
-            Format::Raw => {
-                // Re-framing a verified entry gives back its stored line byte for byte: the
-                // CRC covers exactly these bytes and the sequence number has one spelling.
-                self.line.clear();
-                annals::codec::encode_entry(&raw_frame(seq), json, &mut self.line)
-                    .map_err(|e| io::Error::other(format!("entry {seq}: {e}")))?;
-                out.write_all(&self.line)
-            }
-        }
-    }
-}
-
-/// How a stored line is framed. The store writes version-1 lines today; a version-2 line also
-/// holds its write marks, which a replayed entry does not carry.
-fn raw_frame(seq: u64) -> annals::codec::Frame {
-    annals::codec::Frame::v1(seq)
 }
 
 /// Runs a replay whose sink writes to stdout, keeping the write error apart from the store's
@@ -186,5 +97,13 @@ impl SinkError {
     pub fn stop(&mut self, e: io::Error) -> std::ops::ControlFlow<()> {
         self.io = Some(e);
         std::ops::ControlFlow::Break(())
+    }
+}
+
+/// A non-fatal failure: printed, and the command goes on.
+pub fn warn(failure: &Failure) {
+    if let Some(message) = failure.message() {
+        let style = Style::stderr();
+        say!("{}: {message}", style.bold("annals"));
     }
 }

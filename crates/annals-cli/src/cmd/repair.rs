@@ -1,18 +1,18 @@
 //! `annals repair`: show the cut, confirm, cut, keep the dropped bytes in a backup.
 
 use std::io::{self, BufRead, IsTerminal, Write};
-use std::path::PathBuf;
 
 use annals::{CorruptReason, Repair};
 use clap::Args;
 
 use crate::fail::{Failure, Outcome, CANNOT_RUN, OK, PROBLEMS};
-use crate::target::Target;
+use crate::target::{Location, Target};
 use crate::term::{human_bytes, Style};
 
 #[derive(Debug, Args)]
 pub struct RepairArgs {
-    /// The segment: full id, unique prefix, or the path of its file
+    /// The segment: an id, a unique end or start of one, or the path of its file inside the
+    /// store root
     pub segment: String,
 
     /// The session holding the segment (found automatically if not given)
@@ -28,12 +28,19 @@ pub struct RepairArgs {
     pub yes: bool,
 }
 
-pub fn run(root: Option<PathBuf>, args: &RepairArgs) -> Outcome {
-    let target = Target::existing(root)?;
+pub fn run(location: &Location, args: &RepairArgs) -> Outcome {
+    let target = Target::existing(location)?;
     let (session, segment) = target.segment(&args.segment, args.session.as_deref())?;
+    // Repair cuts a file: it exists only where the store has files.
+    let Some(fs) = target.fs() else {
+        return Err(Failure::usage(
+            "repair works on a filesystem store (it cuts a segment file)",
+            "",
+        ));
+    };
     let style = Style::stdout();
     let mut out = io::stdout().lock();
-    let plan = match target.store.repair(session, segment, true) {
+    let plan = match fs.repair(session, segment, true) {
         Ok(plan) => plan,
         Err(annals::Error::Corrupt {
             path,
@@ -83,8 +90,7 @@ pub fn run(root: Option<PathBuf>, args: &RepairArgs) -> Outcome {
             return Ok(PROBLEMS);
         }
     }
-    let done = target
-        .store
+    let done = fs
         .repair(session, segment, false)
         .map_err(|e| target.err(e))?;
     if done.is_noop() {

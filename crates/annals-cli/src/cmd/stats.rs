@@ -1,18 +1,19 @@
 //! `annals stats`: totals over the store (or one session) from the tips, plus the largest and
-//! the damaged segments. Memory stays bounded: only the top N are kept.
+//! the damaged segments. Memory stays bounded: only the top N are kept. The counts are the
+//! ones `annals verify` reports after reading every line: segments and their entries, traces
+//! apart, blobs included.
 
+use annals::{SegmentId, SessionId};
+use clap::Args;
+use serde_json::json;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
 
-use annals::{SegmentId, SessionId, Store};
-use clap::Args;
-use serde_json::json;
-
-use super::ls::warn;
-use crate::fail::{Outcome, CANNOT_RUN, OK, PROBLEMS};
-use crate::target::Target;
+use super::warn;
+use crate::fail::{check_interrupt, Outcome, CANNOT_RUN, OK, PROBLEMS};
+use crate::ids::short;
+use crate::target::{Location, Target};
 use crate::term::{human_bytes, Progress, Style};
 
 /// Damaged segments listed by name; beyond that they are only counted.
@@ -20,7 +21,7 @@ const MAX_DAMAGED_LISTED: usize = 100;
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// Only this session (full id or unique prefix)
+    /// Only this session (an id, or a unique end or start of one)
     pub session: Option<String>,
 
     /// How many of the largest segments to show
@@ -32,12 +33,20 @@ pub struct StatsArgs {
     pub json: bool,
 }
 
-pub fn run(root: Option<PathBuf>, args: &StatsArgs) -> Outcome {
-    let target = Target::existing(root)?;
+#[derive(Default)]
+struct Files {
+    count: u64,
+    bytes: u64,
+}
+
+pub fn run(location: &Location, args: &StatsArgs) -> Outcome {
+    let target = Target::existing(location)?;
     let sessions = match &args.session {
         Some(s) => vec![target.session(s)?],
-        None => target.store.list_sessions().map_err(|e| target.err(e))?,
+        None => target.store().list_sessions().map_err(|e| target.err(e))?,
     };
+    let (mut traces, mut blobs, mut attachments) =
+        (Files::default(), Files::default(), Files::default());
     let mut code = OK;
     let (mut n_sessions, mut segments, mut entries, mut bytes, mut forks) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
@@ -47,8 +56,9 @@ pub fn run(root: Option<PathBuf>, args: &StatsArgs) -> Outcome {
     let mut progress = Progress::new();
     let total = sessions.len();
     for (i, session) in sessions.into_iter().enumerate() {
+        check_interrupt()?;
         progress.update(|| format!("reading session {}/{total}", i + 1));
-        let list = match target.store.list_segments(session) {
+        let list = match target.store().list_segments(session) {
             Ok(list) => list,
             Err(annals::Error::SessionNotFound(_)) if args.session.is_none() => continue,
             Err(e) => {
@@ -59,7 +69,19 @@ pub fn run(root: Option<PathBuf>, args: &StatsArgs) -> Outcome {
             }
         };
         n_sessions += 1;
+        if let Some(b) = target.blob_usage(session) {
+            blobs.count += b.count;
+            blobs.bytes += b.bytes;
+        }
+        if let Ok(list) = target.store().list_attachments(session) {
+            attachments.count += list.len() as u64;
+            attachments.bytes += list.iter().map(|a| a.len).sum::<u64>();
+        }
         for info in list {
+            if let Some(len) = target.trace_bytes(session, info.segment) {
+                traces.count += 1;
+                traces.bytes += len;
+            }
             segments += 1;
             entries += info.tip.count;
             bytes += info.bytes;
@@ -82,12 +104,19 @@ pub fn run(root: Option<PathBuf>, args: &StatsArgs) -> Outcome {
     let mut out = BufWriter::new(io::stdout().lock());
     if args.json {
         let doc = json!({
-            "root": target.root,
+            "root": target.location().root,
             "sessions": n_sessions,
             "segments": segments,
             "forked_segments": forks,
             "entries": entries,
-            "bytes": bytes,
+            "segment_bytes": bytes,
+            "traces": traces.count,
+            "trace_bytes": traces.bytes,
+            "blobs": blobs.count,
+            "blob_bytes": blobs.bytes,
+            "attachments": attachments.count,
+            "attachment_bytes": attachments.bytes,
+            "bytes": bytes + traces.bytes + blobs.bytes,
             "largest": top.iter().map(|(b, n, s, g)| json!({
                 "session": s.to_string(), "segment": g.to_string(), "bytes": b, "entries": n,
             })).collect::<Vec<_>>(),
@@ -108,19 +137,43 @@ pub fn run(root: Option<PathBuf>, args: &StatsArgs) -> Outcome {
     writeln!(
         out,
         "{}",
-        style.bold(&format!("store {}", target.root.display()))
+        style.bold(&format!("store {}", target.location().root.display()))
     )?;
-    writeln!(out, "  sessions   {n_sessions}")?;
-    writeln!(out, "  segments   {segments} ({forks} forked)")?;
-    writeln!(out, "  entries    {entries}")?;
-    writeln!(out, "  bytes      {bytes} ({})", human_bytes(bytes))?;
+    writeln!(out, "  sessions     {n_sessions}")?;
+    writeln!(
+        out,
+        "  segments     {segments} ({forks} forked): {entries} entries, {}",
+        human_bytes(bytes)
+    )?;
+    writeln!(
+        out,
+        "  traces       {}: {}",
+        traces.count,
+        human_bytes(traces.bytes)
+    )?;
+    writeln!(
+        out,
+        "  blobs        {}: {} (entries too long for a line, and attachments)",
+        blobs.count,
+        human_bytes(blobs.bytes)
+    )?;
+    writeln!(
+        out,
+        "  attachments  {}: {}",
+        attachments.count,
+        human_bytes(attachments.bytes)
+    )?;
+    let total = bytes + traces.bytes + blobs.bytes;
+    writeln!(out, "  on disk      {total} bytes ({})", human_bytes(total))?;
     if !top.is_empty() {
         writeln!(out, "{}", style.bold("largest segments"))?;
         for (b, n, s, g) in &top {
             writeln!(
                 out,
-                "  {g}  {:>10}  {n:>10} entries  session {s}",
-                human_bytes(*b)
+                "  {}  {:>10}  {n:>10} entries  session {}",
+                short(g),
+                human_bytes(*b),
+                short(s)
             )?;
         }
     }
@@ -138,7 +191,7 @@ pub fn run(root: Option<PathBuf>, args: &StatsArgs) -> Outcome {
             ))
         )?;
         for (s, g, d) in &damaged {
-            writeln!(out, "  {g}  session {s}: {d}")?;
+            writeln!(out, "  {}  session {}: {d}", short(g), short(s))?;
         }
         if damaged_count > damaged.len() as u64 {
             writeln!(

@@ -1,22 +1,28 @@
 //! `annals verify`: every line of every segment (and trace) checked, problems listed as
-//! `path:line:offset: reason`. Never writes.
+//! `path:line:offset: reason`. Never writes. Its counts are the ones `annals stats` shows:
+//! segments and their entries, traces apart, blobs included.
 
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
+use std::ops::ControlFlow;
 use std::time::Instant;
 
-use annals::{ReplayOptions, ScanReport, SegmentId, SessionId, Store};
+use annals::{ReplayOptions, ScanReport, SegmentId, SessionId};
 use clap::Args;
 use serde_json::json;
 
-use crate::fail::{Failure, Outcome, CANNOT_RUN, OK, PROBLEMS};
-use crate::target::Target;
+use crate::fail::{check_interrupt, Failure, Outcome, CANNOT_RUN, OK, PROBLEMS};
+use crate::ids::Named;
+use crate::target::{Location, Target};
 use crate::term::{human_bytes, Progress, Style};
+
+/// Segments larger than this are verified entry by entry when a progress line is shown, so
+/// that it moves inside one huge file too.
+const PROGRESS_INSIDE: u64 = 64 << 20;
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// A session or a segment (full id, unique prefix, or segment file path); every session
-    /// when omitted
+    /// A session or a segment (an id, a unique end or start of one, or a path inside the
+    /// store root); every session when omitted
     pub target: Option<String>,
 
     /// Print one JSON document (files and summary) instead of text
@@ -32,28 +38,23 @@ enum Scope {
 }
 
 fn scope(target: &Target, arg: &str) -> Result<Scope, Failure> {
-    let looks_like_path = arg.contains('/') || arg.ends_with(".jsonl");
-    if !looks_like_path {
-        if let Ok(id) = arg.parse::<SessionId>() {
-            let sessions = target.store.list_sessions().map_err(|e| target.err(e))?;
-            if sessions.contains(&id) {
-                return Ok(Scope::Session(id));
-            }
-        } else if let Ok(session) = target.session(arg) {
-            return Ok(Scope::Session(session));
-        }
-    }
-    let (session, segment) = target.segment(arg, None)?;
-    Ok(Scope::Segment(session, segment))
+    Ok(match target.named(arg)? {
+        Named::Session(s) => Scope::Session(s),
+        Named::Segment(s, g) => Scope::Segment(s, g),
+    })
 }
 
 #[derive(Default)]
 struct Totals {
     sessions: u64,
     segments: u64,
-    traces: u64,
     entries: u64,
-    bytes: u64,
+    segment_bytes: u64,
+    traces: u64,
+    trace_events: u64,
+    trace_bytes: u64,
+    blobs: u64,
+    blob_bytes: u64,
     problems: u64,
     damaged_files: u64,
     torn_tails: u64,
@@ -81,8 +82,13 @@ impl<W: Write> Reporter<W> {
         let t = &mut self.totals;
         match &result {
             Ok(r) => {
-                t.entries += r.entries;
-                t.bytes += r.file_len;
+                if kind == "trace" {
+                    t.trace_events += r.entries;
+                    t.trace_bytes += r.file_len;
+                } else {
+                    t.entries += r.entries;
+                    t.segment_bytes += r.file_len;
+                }
                 t.problems += r.problem_count;
                 t.damaged_files += u64::from(r.problem_count > 0);
                 t.torn_tails += u64::from(r.torn_tail.is_some());
@@ -198,8 +204,8 @@ impl<W: Write> Reporter<W> {
     }
 }
 
-pub fn run(root: Option<PathBuf>, args: &VerifyArgs) -> Outcome {
-    let target = Target::existing(root)?;
+pub fn run(location: &Location, args: &VerifyArgs) -> Outcome {
+    let target = Target::existing(location)?;
     let scope = match &args.target {
         None => Scope::All,
         Some(arg) => scope(&target, arg)?,
@@ -229,7 +235,7 @@ pub fn run(root: Option<PathBuf>, args: &VerifyArgs) -> Outcome {
             check_session(&target, &mut rep, session, (1, 1))?;
         }
         Scope::All => {
-            let sessions = target.store.list_sessions().map_err(|e| target.err(e))?;
+            let sessions = target.store().list_sessions().map_err(|e| target.err(e))?;
             let n = sessions.len();
             for (i, session) in sessions.into_iter().enumerate() {
                 check_session(&target, &mut rep, session, (i + 1, n))?;
@@ -250,9 +256,14 @@ pub fn run(root: Option<PathBuf>, args: &VerifyArgs) -> Outcome {
         let summary = json!({
             "sessions": t.sessions,
             "segments": t.segments,
-            "traces": t.traces,
             "entries": t.entries,
-            "bytes": t.bytes,
+            "segment_bytes": t.segment_bytes,
+            "traces": t.traces,
+            "trace_events": t.trace_events,
+            "trace_bytes": t.trace_bytes,
+            "blobs": t.blobs,
+            "blob_bytes": t.blob_bytes,
+            "bytes": t.segment_bytes + t.trace_bytes + t.blob_bytes,
             "problems": t.problems,
             "damaged_files": t.damaged_files,
             "torn_tails": t.torn_tails,
@@ -297,15 +308,23 @@ pub fn run(root: Option<PathBuf>, args: &VerifyArgs) -> Outcome {
         };
         writeln!(
             rep.out,
-            "verified {} session{}, {} segment{} and {} trace{}: {} entries, {} in {elapsed:.2} s: {verdict}{torn}",
+            "verified {} session{}: {} segment{} with {} entr{} ({}), {} trace{} with {} event{} \
+             ({}), {} blob{} ({}) in {elapsed:.2} s: {verdict}{torn}",
             t.sessions,
             plural(t.sessions),
             t.segments,
             plural(t.segments),
+            t.entries,
+            if t.entries == 1 { "y" } else { "ies" },
+            human_bytes(t.segment_bytes),
             t.traces,
             plural(t.traces),
-            t.entries,
-            human_bytes(t.bytes),
+            t.trace_events,
+            plural(t.trace_events),
+            human_bytes(t.trace_bytes),
+            t.blobs,
+            plural(t.blobs),
+            human_bytes(t.blob_bytes),
         )?;
     }
     rep.out.flush()?;
@@ -326,11 +345,12 @@ fn check_session<W: Write>(
     session: SessionId,
     (i, n): (usize, usize),
 ) -> Result<(), Failure> {
-    let list = match target.store.list_segments(session) {
+    check_interrupt()?;
+    let list = match target.store().list_segments(session) {
         Ok(list) => list,
         Err(annals::Error::SessionNotFound(_)) => return Ok(()),
         Err(e) => {
-            let root = target.root.join(session.to_string());
+            let root = target.location().root.join(session.to_string());
             rep.totals.unchecked += 1;
             rep.progress.clear();
             let failure = target.err(e);
@@ -351,8 +371,12 @@ fn check_session<W: Write>(
         }
     };
     rep.totals.sessions += 1;
+    if let Some(blobs) = target.blob_usage(session) {
+        rep.totals.blobs += blobs.count;
+        rep.totals.blob_bytes += blobs.bytes;
+    }
     for info in list {
-        let (segments, bytes) = (rep.totals.segments, rep.totals.bytes);
+        let (segments, bytes) = (rep.totals.segments, rep.totals.segment_bytes);
         rep.progress.update(|| {
             format!(
                 "verifying session {i}/{n}: {segments} segments, {} checked",
@@ -364,14 +388,53 @@ fn check_session<W: Write>(
     Ok(())
 }
 
+/// `Store::verify` (the fast path), or, for a huge segment while a progress line is shown, a
+/// tolerant replay that checks the same (every line, every blob) and moves the line.
+fn verify_one(
+    target: &Target,
+    rep: &mut Reporter<impl Write>,
+    session: SessionId,
+    segment: SegmentId,
+) -> annals::Result<ScanReport> {
+    let store = target.store();
+    let big = target
+        .segment_path(session, segment)
+        .and_then(|p| std::fs::symlink_metadata(p).ok())
+        .is_some_and(|m| m.len() > PROGRESS_INSIDE);
+    if !(big && rep.progress.is_enabled()) {
+        return store.verify(session, segment);
+    }
+    let count = store.tip(session, segment).map(|t| t.count).unwrap_or(0);
+    let progress = &mut rep.progress;
+    let report = store.replay_raw(session, segment, &ReplayOptions::tolerant(), &mut |entry| {
+        if entry.seq % 4096 == 0 {
+            if crate::term::interrupted() {
+                return Ok(ControlFlow::Break(()));
+            }
+            progress.update(|| {
+                #[expect(clippy::cast_precision_loss, reason = "a percentage for people")]
+                let pct = entry.seq as f64 * 100.0 / count.max(1) as f64;
+                format!(
+                    "verifying segment {segment}: entry {} of {count} ({pct:.0}%)",
+                    entry.seq
+                )
+            });
+        }
+        Ok(ControlFlow::Continue(()))
+    })?;
+    Ok(report)
+}
+
 fn check_segment<W: Write>(
     target: &Target,
     rep: &mut Reporter<W>,
     session: SessionId,
     segment: SegmentId,
 ) -> Result<(), Failure> {
-    let path = target.store.segment_path(session, segment);
-    let result = target.store.verify(session, segment);
+    check_interrupt()?;
+    let path = target.segment_path(session, segment).unwrap_or_default();
+    let result = verify_one(target, rep, session, segment);
+    check_interrupt()?;
     if let Err(annals::Error::SegmentNotFound { .. }) = result {
         // Deleted between listing and checking: nothing left to check.
         return Ok(());
@@ -386,16 +449,16 @@ fn check_segment<W: Write>(
     )?;
     let trace =
         target
-            .store
+            .store()
             .replay_trace_raw(session, segment, &ReplayOptions::tolerant(), &mut |_| {
-                Ok(std::ops::ControlFlow::Continue(()))
+                Ok(ControlFlow::Continue(()))
             });
     match trace {
         // No trace file: nothing to report.
         Ok(ScanReport { path: None, .. }) | Err(annals::Error::SegmentNotFound { .. }) => {}
         other => {
             rep.totals.traces += 1;
-            let trace_path = path.with_file_name(format!("{segment}.trace.jsonl"));
+            let trace_path = target.trace_path(session, segment).unwrap_or_default();
             rep.file(
                 session,
                 segment,

@@ -33,8 +33,13 @@ enum Matcher {
     Any,
     /// A case-sensitive fixed string: SIMD substring search.
     Fixed(Box<memmem::Finder<'static>>),
-    /// A regular expression (also a case-insensitive fixed string, escaped).
+    /// A regular expression (also a case-insensitive fixed string with non-ASCII letters,
+    /// escaped).
     Regex(regex::Regex),
+    /// A case-insensitive ASCII fixed string: ASCII case folding over bytes, which lets the
+    /// regex engine find candidates with its SIMD literal search (Unicode folding of `k` and
+    /// `s` to the Kelvin sign and long s is the one thing left out).
+    Ascii(regex::bytes::Regex),
 }
 
 /// A regular expression that does not compile.
@@ -71,16 +76,19 @@ impl Pattern {
         if text.is_empty() {
             return Self::any();
         }
-        let matcher = if is_insensitive(text, case) {
-            // The escaped string can always be compiled: it is a plain literal.
-            match build(&regex::escape(text), true) {
-                Ok(re) => Matcher::Regex(re),
-                Err(_) => {
-                    Matcher::Fixed(Box::new(memmem::Finder::new(text.as_bytes()).into_owned()))
-                }
-            }
+        let fixed = || Matcher::Fixed(Box::new(memmem::Finder::new(text.as_bytes()).into_owned()));
+        // The escaped string can always be compiled: it is a plain literal.
+        let matcher = if is_insensitive(text, case) && text.is_ascii() {
+            regex::bytes::RegexBuilder::new(&regex::escape(text))
+                .case_insensitive(true)
+                .unicode(false)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .map_or_else(|_| fixed(), Matcher::Ascii)
+        } else if is_insensitive(text, case) {
+            build(&regex::escape(text), true).map_or_else(|_| fixed(), Matcher::Regex)
         } else {
-            Matcher::Fixed(Box::new(memmem::Finder::new(text.as_bytes()).into_owned()))
+            fixed()
         };
         Self {
             text: text.to_owned(),
@@ -120,6 +128,7 @@ impl Pattern {
             Matcher::Any => true,
             Matcher::Fixed(finder) => finder.find(text.as_bytes()).is_some(),
             Matcher::Regex(re) => re.is_match(text),
+            Matcher::Ascii(re) => re.is_match(text.as_bytes()),
         }
     }
 
@@ -141,6 +150,12 @@ impl Pattern {
                 .map(|m| m.range())
                 .filter(|r| !r.is_empty())
                 .collect(),
+            // An ASCII literal matches whole characters: its ranges are on char boundaries.
+            Matcher::Ascii(re) => re
+                .find_iter(text.as_bytes())
+                .map(|m| m.range())
+                .filter(|r| !r.is_empty())
+                .collect(),
         }
     }
 }
@@ -151,6 +166,7 @@ impl fmt::Debug for Pattern {
             Matcher::Any => "any",
             Matcher::Fixed(_) => "fixed",
             Matcher::Regex(_) => "regex",
+            Matcher::Ascii(_) => "fixed, ASCII case folded",
         };
         write!(f, "Pattern::{kind}({:?})", self.text)
     }
@@ -192,6 +208,9 @@ mod tests {
         assert!(Pattern::fixed("error", Case::Smart).is_match("Error"));
         assert!(!Pattern::fixed("Error", Case::Smart).is_match("error"));
         assert!(Pattern::fixed("émile", Case::Insensitive).is_match("ÉMILE"));
+        let ascii = Pattern::fixed("Pool::Builder", Case::Insensitive);
+        assert!(ascii.is_match("let p = pool::builder()"));
+        assert_eq!(ascii.matches("é POOL::BUILDER"), vec![3..16]);
         // Special characters of a fixed string stay literal when case is folded.
         let p = Pattern::fixed("(a+", Case::Insensitive);
         assert!(p.is_match("x(A+y"));

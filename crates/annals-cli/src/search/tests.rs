@@ -284,3 +284,48 @@ fn traces_are_searched_instead_of_logs_when_asked() {
     assert_eq!(found.len(), 1);
     assert!(hits(&store, &scope, &fixed("log")).0.is_empty());
 }
+
+#[test]
+fn many_sessions_are_searched_in_parallel_and_hits_come_in_the_order_of_one_thread() {
+    let store = MemStore::new();
+    for s in 0..40u64 {
+        let entries: Vec<_> = (0..50u64)
+            .map(|i| json!({"s": s, "i": i, "t": if i % 7 == 0 { "needle" } else { "hay" }}))
+            .collect();
+        store
+            .create(SessionId::new(), SegmentId::new(), &entries)
+            .unwrap();
+    }
+    let (found, stats) = hits(&store, &Scope::default(), &fixed("needle"));
+    // Newest session first, entries in order: what a search of one session at a time gives.
+    let sessions = store.list_sessions().unwrap();
+    let mut expected = Vec::new();
+    for s in &sessions {
+        for i in (0..50u64).filter(|i| i % 7 == 0) {
+            expected.push((*s, i));
+        }
+    }
+    let got: Vec<(SessionId, u64)> = found.iter().map(|h| (h.0, h.2)).collect();
+    assert_eq!(got, expected);
+    assert_eq!(stats.sessions, 40);
+    assert_eq!(stats.entries, 2000);
+    assert_eq!(stats.hits, expected.len() as u64);
+    // A break from the sink stops every thread, and the count is what the sink saw.
+    let mut seen = 0;
+    let stats = search(
+        &store,
+        &Scope::default(),
+        &fixed("needle"),
+        &mut |_: Hit<'_>| {
+            seen += 1;
+            if seen == 10 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    )
+    .unwrap();
+    assert!(stats.stopped);
+    assert_eq!(seen, 10);
+}

@@ -22,14 +22,13 @@ mod stream;
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use clap::Args;
 
 use crate::fail::{Failure, Outcome, CANNOT_RUN, OK};
-use crate::target::Target;
+use crate::target::{Location, Target};
 
 /// The address `serve` listens on unless told otherwise.
 pub const DEFAULT_BIND: &str = "127.0.0.1:7311";
@@ -64,8 +63,8 @@ pub struct ServeArgs {
     pub open: bool,
 }
 
-pub fn run(root: Option<PathBuf>, args: &ServeArgs) -> Outcome {
-    let target = Target::existing(root)?;
+pub fn run(location: &Location, args: &ServeArgs) -> Outcome {
+    let target = Target::existing(location)?;
     let bind = parse_bind(&args.bind)?;
     if !bind.ip().is_loopback() && !args.allow_remote {
         return Err(Failure::usage(
@@ -111,8 +110,8 @@ async fn serve(
         .map_err(|e| Failure::new(CANNOT_RUN, format!("cannot listen on {bind} ({e})"), "", ""))?;
     let url = url(bound, token.as_deref());
     let app = Arc::new(routes::App {
-        store: Arc::new(target.store),
-        root: target.root,
+        root: target.location().root.clone(),
+        store: target.into_shared(),
         guard: guard::Guard::new(bound, &args.allow_host, token),
     });
     {

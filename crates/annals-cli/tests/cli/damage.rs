@@ -187,7 +187,7 @@ fn a_file_cut_inside_its_header_is_damage_everywhere() {
         .args(["ls", &key.0.to_string()])
         .output()
         .unwrap();
-    assert!(out.status.success());
+    assert_eq!(out.status.code(), Some(1), "damage seen: exit 1, as stats");
     assert!(stdout_of(&out).contains("DAMAGED"), "{}", stdout_of(&out));
     let out = fx.annals().args(["stats", "--json"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -186,3 +186,102 @@ fn follow_reports_a_deleted_segment() {
     assert!(note.contains("was deleted"), "{note}");
     assert_eq!(wait_bounded(&mut f.child).code(), Some(1));
 }
+
+#[test]
+fn follow_reprints_from_the_first_entry_a_rewrite_changed() {
+    let fx = Fixture::new();
+    let key = fx.segment(6);
+    let f = Follower::start(&fx, &[&key.1.to_string(), "--tail", "3"]);
+    assert_eq!(f.next_ns(3), vec![3, 4, 5]);
+    // Cut to 4 and append a different entry 4 (and 5) before the follower looks again:
+    // entry 3 is unchanged, 4 and 5 are not what was printed.
+    fx.store.truncate(key.0, key.1, 4).unwrap();
+    fx.store
+        .append_batch(key.0, key.1, &[entry(40), entry(50), entry(60)])
+        .unwrap();
+    let note = f.next_error();
+    assert!(note.contains("entries from seq 4 on changed"), "{note}");
+    assert_eq!(f.next_ns(3), vec![40, 50, 60]);
+    assert_eq!(f.interrupt().code(), Some(0));
+}
+
+#[test]
+fn follow_of_a_session_follows_its_forks() {
+    let fx = Fixture::new();
+    let key = fx.segment(4);
+    let f = Follower::start(&fx, &[&key.0.to_string(), "--tail", "2"]);
+    assert_eq!(f.next_ns(2), vec![2, 3]);
+    let fork = annals::SegmentId::new();
+    fx.store.fork(key.0, key.1, 3, fork).unwrap();
+    fx.store.append(key.0, fork, &entry(33)).unwrap();
+    let note = f.next_error();
+    assert!(note.contains("the session forked"), "{note}");
+    assert!(note.contains("from seq 3"), "{note}");
+    assert_eq!(f.next_ns(1), vec![33]);
+    fx.store.append(key.0, fork, &entry(34)).unwrap();
+    assert_eq!(f.next_ns(1), vec![34]);
+    // The old segment is left alone: its appends are not followed any more.
+    fx.store.append(key.0, key.1, &entry(99)).unwrap();
+    fx.store.append(key.0, fork, &entry(35)).unwrap();
+    assert_eq!(f.next_ns(1), vec![35]);
+    assert_eq!(f.interrupt().code(), Some(0));
+}
+
+#[test]
+fn follow_wait_waits_for_a_store_and_segment_that_do_not_exist_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("later");
+    let (session, segment) = (annals::SessionId::new(), annals::SegmentId::new());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_annals"))
+        .env_remove("ANNALS_ROOT")
+        .env("NO_COLOR", "1")
+        .arg("--root")
+        .arg(&root)
+        .args([
+            "follow",
+            &segment.to_string(),
+            "--wait",
+            "--interval-ms",
+            "20",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(child.stdout.take().unwrap());
+    let errors = lines_of(child.stderr.take().unwrap());
+    let waiting = errors.recv_timeout(WAIT).unwrap();
+    assert!(waiting.contains("waiting for"), "{waiting}");
+    assert!(!root.exists(), "waiting creates nothing");
+    std::thread::sleep(Duration::from_millis(200));
+    let store = annals::FsStore::open(&root).unwrap();
+    store
+        .create(session, segment, &[entry(0), entry(1)])
+        .unwrap();
+    let first = match lines.recv_timeout(WAIT) {
+        Ok(line) => line,
+        Err(e) => {
+            let said: Vec<String> = errors.try_iter().collect();
+            panic!("nothing printed once it appeared ({e}): {said:?}");
+        }
+    };
+    assert_eq!(serde_json::from_str::<Value>(&first).unwrap()["n"], 0);
+    store.append(session, segment, &entry(2)).unwrap();
+    let _ = lines.recv_timeout(WAIT).unwrap();
+    let third = lines.recv_timeout(WAIT).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&third).unwrap()["n"], 2);
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(wait_bounded(&mut child).code(), Some(0));
+    // Without --wait, a segment that does not exist is an error at once.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_annals"))
+        .arg("--root")
+        .arg(&root)
+        .args(["follow", &annals::SegmentId::new().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}

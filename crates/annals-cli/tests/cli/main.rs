@@ -10,9 +10,14 @@
     reason = "tests report a failure by panicking, at the value or index at fault"
 )]
 
+mod attach;
 mod copy;
 mod damage;
+mod export;
+mod find;
 mod follow;
+mod memory;
+mod paths;
 mod read;
 mod write;
 
@@ -75,22 +80,37 @@ impl Fixture {
         cmd
     }
 
-    /// Every file under the root with its bytes, to prove a command wrote nothing.
-    pub fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
-        fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-            for entry in fs::read_dir(dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    walk(&path, out);
-                } else {
-                    out.insert(path.clone(), fs::read(&path).unwrap());
-                }
+    /// Every file and directory under the root (the root too) with its bytes, inode and
+    /// modification time, to prove a command wrote nothing: not a byte, not a new file, not a
+    /// rename, not even a touch.
+    pub fn snapshot(&self) -> BTreeMap<PathBuf, (Vec<u8>, u64, i64, i64)> {
+        snapshot(&self.root())
+    }
+}
+
+/// See [`Fixture::snapshot`].
+pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    fn walk(path: &Path, out: &mut BTreeMap<PathBuf, (Vec<u8>, u64, i64, i64)>) {
+        let meta = fs::symlink_metadata(path).unwrap();
+        let bytes = if meta.is_file() {
+            fs::read(path).unwrap()
+        } else {
+            Vec::new()
+        };
+        out.insert(
+            path.to_path_buf(),
+            (bytes, meta.ino(), meta.mtime(), meta.mtime_nsec()),
+        );
+        if meta.is_dir() {
+            for entry in fs::read_dir(path).unwrap() {
+                walk(&entry.unwrap().path(), out);
             }
         }
-        let mut out = BTreeMap::new();
-        walk(&self.root(), &mut out);
-        out
     }
+    let mut out = BTreeMap::new();
+    walk(root, &mut out);
+    out
 }
 
 /// The binary with no root and a clean environment.
@@ -133,6 +153,12 @@ pub fn tear(path: &Path) -> u64 {
     let mut file = fs::OpenOptions::new().append(true).open(path).unwrap();
     std::io::Write::write_all(&mut file, br#"{"crc":"0badf00d","seq":"#).unwrap();
     len
+}
+
+/// The short form tables print: the id's last 12 hex digits.
+pub fn short(id: impl std::fmt::Display) -> String {
+    let id = id.to_string();
+    id[id.len() - 12..].to_owned()
 }
 
 pub fn stdout_of(output: &std::process::Output) -> String {

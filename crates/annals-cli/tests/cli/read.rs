@@ -9,7 +9,7 @@ use predicates::prelude::*;
 use predicates::str::contains;
 use serde_json::{json, Value};
 
-use crate::{bare, count, entry, read_all, stderr_of, stdout_of, Fixture};
+use crate::{bare, count, entry, read_all, short, stderr_of, stdout_of, Fixture};
 
 #[test]
 fn ls_lists_sessions_newest_first_with_their_totals() {
@@ -24,8 +24,12 @@ fn ls_lists_sessions_newest_first_with_their_totals() {
     let text = stdout_of(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("SESSION"), "{text}");
-    assert!(lines[1].starts_with(&newer.0.to_string()), "{text}");
-    assert!(lines[2].starts_with(&older.0.to_string()), "{text}");
+    assert!(lines[1].starts_with(&short(newer.0)), "{text}");
+    assert!(lines[2].starts_with(&short(older.0)), "{text}");
+    assert!(
+        text.lines().all(|l| l.chars().count() <= 80),
+        "fits 80 columns: {text}"
+    );
     let cols: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!(
         &cols[1..3],
@@ -67,18 +71,28 @@ fn ls_session_shows_segments_with_generation_and_lineage() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
     let text = stdout_of(&out);
-    let fork_line = text
-        .lines()
-        .find(|l| l.starts_with(&fork.to_string()))
-        .unwrap();
+    let lines: Vec<&str> = text.lines().collect();
     assert!(
-        fork_line.contains(&format!("forked from {source} at 4")),
+        lines[0].contains("GEN") && lines[0].contains("LINEAGE"),
         "{text}"
     );
-    let source_cols: Vec<String> = text
-        .lines()
-        .find(|l| l.starts_with(&source.to_string()))
-        .unwrap()
+    // The fork is indented under its source, its lineage said, the newest marked.
+    let source_at = lines
+        .iter()
+        .position(|l| l.starts_with(&short(source)))
+        .unwrap();
+    let fork_line = lines[source_at + 1];
+    assert!(
+        fork_line.starts_with(&format!("  {}", short(fork))),
+        "{text}"
+    );
+    assert!(fork_line.contains("forked at 4, newest"), "{text}");
+    assert!(
+        text.contains("GEN: rewrite generation"),
+        "GEN is explained: {text}"
+    );
+    assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+    let source_cols: Vec<String> = lines[source_at]
         .split_whitespace()
         .map(str::to_owned)
         .collect();
@@ -194,33 +208,53 @@ fn cat_selects_by_sequence_number_and_tail() {
 }
 
 #[test]
-fn segments_are_found_by_full_id_unique_prefix_or_file_path() {
+fn segments_are_found_by_full_id_short_end_unique_start_or_file_path() {
     let fx = Fixture::new();
     let key = fx.segment(2);
     let full = key.1.to_string();
-    // A prefix long enough to be unique among this store's two v7 ids.
     let other = fx.segment(1);
+    // The start of a v7 id is a timestamp: ids made together share it, so the shortest
+    // unique start is long. Its end is random: the 12 digits tables show always work.
     let shared = full
         .chars()
         .zip(other.1.to_string().chars())
         .take_while(|(a, b)| a == b)
         .count();
-    let prefix = &full[..(shared + 1).max(4)];
+    let start = &full[..(shared + 1).max(4)];
+    let end = short(key.1);
     let path = fx.path(key).display().to_string();
-    for arg in [full.as_str(), prefix, path.as_str()] {
+    let no_hyphens = full.replace('-', "");
+    let upper = end.to_uppercase();
+    for arg in [
+        full.as_str(),
+        &end,
+        &end[6..],
+        &upper,
+        &no_hyphens,
+        path.as_str(),
+    ] {
         let out = fx.annals().args(["cat", arg]).output().unwrap();
         assert!(out.status.success(), "{arg}: {}", stderr_of(&out));
         assert_eq!(stdout_of(&out).lines().count(), 2, "{arg}");
     }
+    // A start shared with the session's own id names two things: refused, both named.
+    let out = fx.annals().args(["cat", start]).output().unwrap();
+    if out.status.success() {
+        assert_eq!(stdout_of(&out).lines().count(), 2);
+    } else {
+        let err = stderr_of(&out);
+        assert!(err.contains("matches 2 sessions and segments"), "{err}");
+        assert!(err.contains(&format!("segment {}", short(key.1))), "{err}");
+    }
     // With --session too.
     fx.annals()
-        .args(["cat", &full, "--session", &key.0.to_string()])
+        .args(["cat", &full, "--session", &short(key.0)])
         .assert()
         .success();
 }
 
 #[test]
-fn an_ambiguous_prefix_is_refused_with_the_candidates() {
+fn an_ambiguous_id_is_refused_with_the_candidates_and_a_non_hex_one_is_not_a_hex_id() {
     let fx = Fixture::new();
     let a = fx.segment(1);
     let b = fx.segment(1);
@@ -235,11 +269,32 @@ fn an_ambiguous_prefix_is_refused_with_the_candidates() {
         common.len() >= 4,
         "v7 ids made together share a time prefix"
     );
-    fx.annals()
-        .args(["cat", &common[..4]])
-        .assert()
-        .code(2)
-        .stderr(contains("matches 2 segments"));
+    let out = fx.annals().args(["cat", &common[..4]]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr_of(&out);
+    assert!(err.contains("matches 4 sessions and segments"), "{err}");
+    assert!(err.contains("end"), "the error says ends work: {err}");
+    let out = fx
+        .annals()
+        .args(["cat", &common[..4], "--session", &short(a.0)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    for (bad, says) in [
+        ("xyz!", "is not a hex id"),
+        ("zzzzzzzz", "is not a hex id"),
+        ("a1", "is too short"),
+        ("0123456789abcdef0123456789abcdef01", "longer than a UUID"),
+    ] {
+        let out = fx.annals().args(["cat", bad]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = stderr_of(&out);
+        assert!(err.contains(says), "{bad}: {err}");
+        assert!(
+            err.contains("12 digits"),
+            "{bad}: the short form is named: {err}"
+        );
+    }
 }
 
 #[test]
@@ -251,7 +306,10 @@ fn missing_things_exit_1_and_bad_usage_exits_2_with_one_line() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr_of(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("annals: no segment matches"), "{err}");
+    assert!(
+        err.starts_with("annals: no session or segment matches"),
+        "{err}"
+    );
 
     let out = fx
         .annals()
@@ -259,7 +317,7 @@ fn missing_things_exit_1_and_bad_usage_exits_2_with_one_line() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr_of(&out).contains("not found"));
+    assert!(stderr_of(&out).contains("no session or segment matches"));
 
     fx.annals().args(["cat", "xyz!"]).assert().code(2);
     for args in [
@@ -305,7 +363,7 @@ fn the_root_comes_from_the_flag_then_the_environment_then_the_default() {
         .arg("ls")
         .assert()
         .success()
-        .stdout(contains(key.0.to_string()));
+        .stdout(contains(short(key.0)));
     // The flag wins over the environment.
     let elsewhere = tempfile::tempdir().unwrap();
     bare()
@@ -315,7 +373,7 @@ fn the_root_comes_from_the_flag_then_the_environment_then_the_default() {
         .arg("ls")
         .assert()
         .success()
-        .stdout(contains(key.0.to_string()));
+        .stdout(contains(short(key.0)));
     // The default is ./annals-store, relative to the working directory.
     let cwd = tempfile::tempdir().unwrap();
     let out = bare().current_dir(cwd.path()).arg("ls").output().unwrap();
@@ -332,7 +390,7 @@ fn the_root_comes_from_the_flag_then_the_environment_then_the_default() {
         .arg("ls")
         .assert()
         .success()
-        .stdout(contains(s.to_string()));
+        .stdout(contains(short(s)));
 }
 
 #[test]
@@ -348,20 +406,21 @@ fn foreign_files_in_the_root_and_session_directories_are_ignored() {
     fs::write(session_dir.join("not-an-id.jsonl"), "junk\n").unwrap();
     let before = fx.snapshot();
 
+    // A header, one row, the legend.
     let out = fx.annals().arg("ls").output().unwrap();
     assert!(out.status.success());
-    assert_eq!(stdout_of(&out).lines().count(), 2, "{}", stdout_of(&out));
+    assert_eq!(stdout_of(&out).lines().count(), 3, "{}", stdout_of(&out));
     let out = fx
         .annals()
         .args(["ls", &key.0.to_string()])
         .output()
         .unwrap();
-    assert_eq!(stdout_of(&out).lines().count(), 2, "{}", stdout_of(&out));
+    assert_eq!(stdout_of(&out).lines().count(), 4, "{}", stdout_of(&out));
     fx.annals()
         .arg("verify")
         .assert()
         .success()
-        .stdout(contains("1 segment and 0 traces: 3 entries"));
+        .stdout(contains("1 segment with 3 entries"));
     fx.annals().arg("stats").assert().success();
     assert_eq!(fx.snapshot(), before);
 }
@@ -376,16 +435,18 @@ fn verify_of_a_healthy_store_is_clean_and_its_json_parses() {
     assert_eq!(out.status.code(), Some(0), "{}", stdout_of(&out));
     let text = stdout_of(&out);
     assert!(
-        text.contains("verified 2 sessions, 2 segments and 1 trace: 8 entries"),
-        "{text}"
+        text.contains("verified 2 sessions: 2 segments with 7 entries"),
+        "trace events are counted apart: {text}"
     );
+    assert!(text.contains("1 trace with 1 event"), "{text}");
     assert!(text.trim_end().ends_with("clean"), "{text}");
 
     let out = fx.annals().args(["verify", "--json"]).output().unwrap();
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["summary"]["clean"], true);
     assert_eq!(doc["summary"]["segments"], 2);
-    assert_eq!(doc["summary"]["entries"], 8);
+    assert_eq!(doc["summary"]["entries"], 7);
+    assert_eq!(doc["summary"]["trace_events"], 1);
     assert_eq!(doc["files"].as_array().unwrap().len(), 3);
 
     // One session, one segment.
@@ -402,7 +463,11 @@ fn verify_of_a_healthy_store_is_clean_and_its_json_parses() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert!(stdout_of(&out).contains("1 segment and 1 trace: 3 entries"));
+    let text = stdout_of(&out);
+    assert!(
+        text.contains("1 segment with 2 entries") && text.contains("1 trace with 1 event"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -427,7 +492,55 @@ fn stats_counts_everything_and_lists_the_largest() {
         .arg("stats")
         .assert()
         .success()
-        .stdout(contains("entries    42"));
+        .stdout(contains("segments     2 (0 forked): 42 entries"));
+}
+
+/// Segments (and their entries), traces apart, blobs, bytes: what both commands report.
+fn verify_and_stats(fx: &Fixture) -> (Value, Value) {
+    let out = fx.annals().args(["verify", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", stdout_of(&out));
+    let verify: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = fx.annals().args(["stats", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    (
+        verify["summary"].clone(),
+        serde_json::from_slice(&out.stdout).unwrap(),
+    )
+}
+
+#[test]
+fn stats_and_verify_agree_on_counts_and_sizes_with_blobs_and_traces_apart() {
+    let fx = Fixture::new();
+    let (session, segment, _) = with_blob(&fx);
+    fx.segment(7);
+    for i in 0..3 {
+        annals::StoreExt::append_trace(&fx.store, session, segment, &json!({"event": i})).unwrap();
+    }
+    let meta = annals::AttachmentMeta {
+        media_type: "image/png".into(),
+        ..Default::default()
+    };
+    fx.store
+        .put_attachment(session, &[7u8; 10_000], &meta)
+        .unwrap();
+    let (v, s) = verify_and_stats(&fx);
+    for (vk, sk) in [
+        ("segments", "segments"),
+        ("entries", "entries"),
+        ("segment_bytes", "segment_bytes"),
+        ("traces", "traces"),
+        ("trace_bytes", "trace_bytes"),
+        ("blobs", "blobs"),
+        ("blob_bytes", "blob_bytes"),
+        ("bytes", "bytes"),
+    ] {
+        assert_eq!(v[vk], s[sk], "{vk}: verify {v} / stats {s}");
+    }
+    assert_eq!(v["entries"], 10, "3 + 7 entries; trace events apart");
+    assert_eq!(v["trace_events"], 3);
+    assert_eq!(v["blobs"], 2, "the large entry and the attachment");
+    assert!(v["blob_bytes"].as_u64().unwrap() > 10_000 + 30_000, "{v}");
+    assert_eq!(s["attachments"], 1);
 }
 
 /// A segment holding a small entry, a large one (kept as a blob) and a small one.
@@ -571,8 +684,25 @@ fn help_documents_root_default_and_exit_codes() {
     assert!(text.contains("./annals-store"), "{text}");
     assert!(text.contains("ANNALS_ROOT"), "{text}");
     assert!(text.contains("Exit codes"), "{text}");
+    assert!(text.contains("outside the root is refused"), "{text}");
+    assert!(text.contains("last 12 digits"), "{text}");
     for cmd in [
-        "ls", "cat", "follow", "verify", "repair", "append", "stats", "gc", "demo",
+        "ls",
+        "tree",
+        "cat",
+        "follow",
+        "grep",
+        "verify",
+        "repair",
+        "append",
+        "stats",
+        "gc",
+        "export",
+        "import",
+        "attachments",
+        "demo",
+        "completions",
+        "man",
     ] {
         bare().args([cmd, "--help"]).assert().success();
     }
@@ -598,9 +728,9 @@ fn demo_writes_a_store_that_verifies_clean() {
             stderr_of(&out)
         );
         assert!(text.contains("every appended entry is there"), "{text}");
-        assert!(text.contains("ls --root"), "{text}");
-        assert!(text.contains("| jq"), "{text}");
-        assert!(text.contains("verify --root"), "{text}");
+        for shown in [" ls", " tree ", "| jq", " grep ", " follow ", " verify"] {
+            assert!(text.contains(shown), "{shown}: {text}");
+        }
     }
     let out = bare()
         .arg("--root")

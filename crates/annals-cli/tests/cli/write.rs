@@ -1,43 +1,100 @@
-//! `annals append`: everything checked before anything is written.
+//! `annals append`: lines appended as they arrive, each checked; `--batch` all or nothing;
+//! entries of any size up to the store's maximum; nothing created by a refused append.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::Duration;
 
 use annals::{SegmentId, SessionId, Store};
 use predicates::str::contains;
 use serde_json::{json, Value};
 
+use crate::follow::wait_bounded;
 use crate::{count, read_all, stderr_of, stdout_of, tear, Fixture};
 
+fn ids(key: (SessionId, SegmentId)) -> [String; 2] {
+    [key.0.to_string(), key.1.to_string()]
+}
+
 #[test]
-fn append_writes_every_line_as_one_batch() {
+fn append_writes_every_line_and_says_what_it_wrote() {
     let fx = Fixture::new();
     let key = fx.segment(2);
     let out = fx
         .annals()
-        .args(["append", &key.0.to_string(), &key.1.to_string()])
+        .arg("append")
+        .args(ids(key))
+        .args(["--print", "seqs"])
         .write_stdin("{\"n\": 2}\n\n[\"x\", {\"y\": null}]\n  \"text\"  \n")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(
+        stdout_of(&out),
+        "2\n3\n4\n",
+        "one sequence number per entry"
+    );
     assert!(
-        stdout_of(&out).contains("appended 3 entries"),
+        stderr_of(&out).contains("appended 3 entries") && stderr_of(&out).contains("(seq 2..4)"),
         "{}",
-        stdout_of(&out)
+        stderr_of(&out)
     );
     let entries = read_all(&fx.store, key);
     assert_eq!(entries.len(), 5);
     assert_eq!(entries[2], json!({"n": 2}));
     assert_eq!(entries[3], json!(["x", {"y": null}]));
     assert_eq!(entries[4], json!("text"));
+
+    let out = fx
+        .annals()
+        .arg("append")
+        .args(ids(key))
+        .args(["--print", "tip", "-q"])
+        .write_stdin("{\"n\": 5}\n")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let tip: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(tip["count"], 6);
+    assert_eq!(tip["segment"], key.1.to_string());
+    assert!(out.stderr.is_empty(), "--quiet: {}", stderr_of(&out));
 }
 
 #[test]
-fn append_refuses_invalid_json_line_by_line_and_writes_nothing() {
+fn append_stops_at_the_first_bad_line_after_appending_every_line_before_it() {
+    let fx = Fixture::new();
+    let key = fx.segment(2);
+    let out = fx
+        .annals()
+        .arg("append")
+        .args(ids(key))
+        .write_stdin("{\"ok\": 1}\n{\"ok\": 2}\n{\"missing\": }\n{\"ok\": 3}\n")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("stopped at stdin line 3: not valid JSON: expected value"),
+        "{err}"
+    );
+    assert!(err.contains("every line before it was appended"), "{err}");
+    assert!(err.contains("appended 2 entries"), "{err}");
+    let entries = read_all(&fx.store, key);
+    assert_eq!(&entries[2..], &[json!({"ok": 1}), json!({"ok": 2})]);
+}
+
+#[test]
+fn append_batch_refuses_the_whole_input_for_one_bad_line_and_names_each() {
     let fx = Fixture::new();
     let key = fx.segment(2);
     let before = fx.snapshot();
     let out = fx
         .annals()
-        .args(["append", &key.0.to_string(), &key.1.to_string()])
-        .write_stdin("{\"ok\": 1}\n{\"missing\": }\n{\"ok\": 2}\nnot json\n")
+        .arg("append")
+        .args(ids(key))
+        .arg("--batch")
+        .write_stdin(&b"{\"ok\": 1}\n{\"missing\": }\n{\"ok\": 2}\nnot json\n\xff\n"[..])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -47,6 +104,8 @@ fn append_refuses_invalid_json_line_by_line_and_writes_nothing() {
         "{err}"
     );
     assert!(err.contains("stdin line 4: not valid JSON"), "{err}");
+    assert!(err.contains("stdin line 5: not UTF-8"), "{err}");
+    assert!(err.contains("3 invalid lines"), "{err}");
     assert!(
         !err.contains("line 1:") && !err.contains("line 3:"),
         "{err}"
@@ -56,18 +115,91 @@ fn append_refuses_invalid_json_line_by_line_and_writes_nothing() {
 }
 
 #[test]
-fn append_refuses_an_entry_too_large_for_a_line_and_writes_nothing() {
+fn append_stores_entries_of_any_size_up_to_the_maximum_as_blobs() {
+    let fx = Fixture::new();
+    let key = fx.segment(1);
+    let big = json!({"output": "line of tool output\n".repeat(20_000)});
+    let huge = json!({"file": "x".repeat(3 << 20)});
+    let input = format!("{{\"a\":1}}\n{big}\n{huge}\n");
+    let out = fx
+        .annals()
+        .arg("append")
+        .args(ids(key))
+        .write_stdin(input)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let entries = read_all(&fx.store, key);
+    assert_eq!(entries.len(), 4);
+    assert_eq!(entries[2], big);
+    assert_eq!(entries[3], huge);
+    // Kept as blobs, as the library keeps them; the segment file stays small.
+    let size = std::fs::metadata(fx.path(key)).unwrap().len();
+    assert!(size < 4096, "{size} bytes");
+    fx.annals().arg("verify").assert().success();
+}
+
+#[test]
+fn append_refuses_an_entry_over_the_store_maximum_without_holding_it() {
     let fx = Fixture::new();
     let key = fx.segment(1);
     let before = fx.snapshot();
-    let big = json!({"blob": "x".repeat(5000)}).to_string();
-    fx.annals()
-        .args(["append", &key.0.to_string(), &key.1.to_string()])
-        .write_stdin(format!("{{\"a\":1}}\n{big}\n"))
-        .assert()
-        .code(2)
-        .stderr(contains("stdin line 2: entry too large"));
+    // 80 MiB in one line, over the 64 MiB maximum.
+    let mut input = Vec::with_capacity(80 << 20);
+    input.extend_from_slice(b"{\"blob\":\"");
+    input.resize(80 << 20, b'x');
+    input.extend_from_slice(b"\"}\n");
+    let out = fx
+        .annals()
+        .arg("append")
+        .args(ids(key))
+        .write_stdin(input)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr_of(&out);
+    assert!(err.contains("stdin line 1: entry too large"), "{err}");
+    assert!(err.contains("limit is 67108864"), "{err}");
     assert_eq!(fx.snapshot(), before);
+}
+
+#[test]
+fn append_writes_each_line_as_it_arrives() {
+    let fx = Fixture::new();
+    let key = fx.segment(0);
+    let mut child = fx
+        .spawnable()
+        .arg("append")
+        .args(ids(key))
+        .args(["--print", "seqs"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    for i in 0..3u64 {
+        writeln!(stdin, "{{\"n\": {i}}}").unwrap();
+        stdin.flush().unwrap();
+        // The entry is in the log while the input is still open.
+        let seq = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("no seq printed");
+        assert_eq!(seq, i.to_string());
+        assert_eq!(count(&fx.store, key), i + 1);
+    }
+    drop(stdin);
+    assert!(wait_bounded(&mut child).success());
 }
 
 #[test]
@@ -88,7 +220,7 @@ fn append_needs_create_for_a_new_segment() {
         .write_stdin("{\"a\":1}\n{\"a\":2}\n")
         .assert()
         .success()
-        .stdout(contains("created segment"));
+        .stderr(contains("created it in session"));
     assert_eq!(count(&fx.store, (session, segment)), 2);
     // A second --create appends.
     fx.annals()
@@ -101,6 +233,60 @@ fn append_needs_create_for_a_new_segment() {
         entries,
         vec![json!({"a":1}), json!({"a":2}), json!({"a":3})]
     );
+    // --create with no input makes an empty segment.
+    let empty = SegmentId::new();
+    fx.annals()
+        .args(["append", &s, &empty.to_string(), "--create"])
+        .write_stdin("")
+        .assert()
+        .success();
+    assert_eq!(count(&fx.store, (session, empty)), 0);
+}
+
+#[test]
+fn a_refused_append_creates_no_store_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("new-store");
+    let (s, g) = (SessionId::new().to_string(), SegmentId::new().to_string());
+    for (input, args) in [
+        ("{oops\n", vec!["--create"]),
+        ("{oops\n", vec!["--create", "--batch"]),
+        ("{\"a\":1}\n", vec![]),
+    ] {
+        let out = crate::bare()
+            .arg("--root")
+            .arg(&root)
+            .args(["append", &s, &g])
+            .args(&args)
+            .write_stdin(input)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr_of(&out));
+        assert!(!root.exists(), "{args:?} left a store root behind");
+    }
+    let out = crate::bare()
+        .arg("--root")
+        .arg(&root)
+        .args(["append", "abcd", &g, "--create"])
+        .write_stdin("{\"a\":1}\n")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("not a full session id"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(!root.exists());
+    // Accepted input creates it.
+    crate::bare()
+        .arg("--root")
+        .arg(&root)
+        .args(["append", &s, &g, "--create"])
+        .write_stdin("{\"a\":1}\n")
+        .assert()
+        .success();
+    assert!(root.is_dir());
 }
 
 #[test]
@@ -109,7 +295,8 @@ fn append_removes_a_torn_tail_like_any_writer() {
     let key = fx.segment(2);
     tear(&fx.path(key));
     fx.annals()
-        .args(["append", &key.0.to_string(), &key.1.to_string()])
+        .arg("append")
+        .args(ids(key))
         .write_stdin("{\"n\":2}\n")
         .assert()
         .success();
@@ -117,4 +304,39 @@ fn append_removes_a_torn_tail_like_any_writer() {
     assert!(report.is_clean());
     assert_eq!(report.torn_tail, None);
     assert_eq!(count(&fx.store, key), 3);
+}
+
+#[test]
+fn ctrl_c_stops_a_streaming_append_with_exit_130_and_keeps_what_it_appended() {
+    let fx = Fixture::new();
+    let key = fx.segment(0);
+    let mut child = fx
+        .spawnable()
+        .arg("append")
+        .args(ids(key))
+        .args(["--print", "seqs"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut seqs = BufReader::new(child.stdout.take().unwrap()).lines();
+    writeln!(stdin, "{{\"n\": 0}}\n{{\"n\": 1}}").unwrap();
+    stdin.flush().unwrap();
+    assert_eq!(seqs.next().unwrap().unwrap(), "0");
+    assert_eq!(seqs.next().unwrap().unwrap(), "1");
+    // The input stays open: only Ctrl-C ends it.
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = wait_bounded(&mut child);
+    assert_eq!(status.code(), Some(130));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("appended 2 entries"), "{err}");
+    assert_eq!(count(&fx.store, key), 2);
+    drop(stdin);
 }

@@ -7,7 +7,7 @@ use std::io;
 use std::path::PathBuf;
 
 use super::read::Reader;
-use super::seam::{EntryKind, FileSystem};
+use super::seam::{append_all, EntryKind, FileSystem};
 use super::tree::{not_ours, Dir, Tree};
 use super::FsStore;
 use crate::codec::{self, FileKind, Header, Lineage, Version};
@@ -52,22 +52,11 @@ impl<'t, F: FileSystem> TempFile<'t, F> {
         })
     }
 
-    /// Appends `bytes` with one write; a short write is an error (the file is never
-    /// published).
+    /// Appends `bytes` (in as many writes as it takes: nobody reads the file before it is
+    /// published). An error (a full disk's `ENOSPC`, ...) means it is never published.
     pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        let n = self
-            .tree
-            .fs
-            .append(self.file()?, bytes)
-            .map_err(|e| Error::io("write", &self.path, e))?;
-        if n < bytes.len() {
-            let short = io::Error::new(
-                io::ErrorKind::WriteZero,
-                format!("short write: {n} of {} bytes", bytes.len()),
-            );
-            return Err(Error::io("write", &self.path, short));
-        }
-        Ok(())
+        append_all(&self.tree.fs, self.file()?, bytes)
+            .map_err(|e| Error::io("write", &self.path, e))
     }
 
     /// Appends bytes `from..to` of `src` (raw lines, never re-serialized).
@@ -209,16 +198,8 @@ fn copy_into<F: FileSystem>(
         if n == 0 {
             break;
         }
-        let written = fs
-            .append(file, slot.get(..n).unwrap_or_default())
+        append_all(fs, file, slot.get(..n).unwrap_or_default())
             .map_err(|e| Error::io("write backup", path, e))?;
-        if written < n {
-            let short = io::Error::new(
-                io::ErrorKind::WriteZero,
-                format!("short write: {written} of {n} bytes"),
-            );
-            return Err(Error::io("write backup", path, short));
-        }
         pos += n as u64;
     }
     Ok(())

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::seam::{Access, DirEntry, FileSystem, LockKind, Lookup, Sealed, Stat};
+use super::seam::{Access, DirEntry, FileSystem, LockKind, Lookup, MappedChunk, Sealed, Stat};
 use super::OsFs;
 
 /// A kind of call through the seam: one per [`FileSystem`] method.
@@ -117,6 +117,8 @@ pub struct Call<'a> {
     pub from: Option<&'a Path>,
     /// How an [`Op::OpenFile`] opens the file (a read-only medium refuses [`Access::Append`]).
     pub access: Option<Access>,
+    /// How many bytes an [`Op::Append`] asks to write (a full medium stores only what fits).
+    pub len: Option<u64>,
 }
 
 /// What happens to a call.
@@ -237,6 +239,56 @@ impl FaultPlan for CountCalls {
     }
 }
 
+/// A plan that behaves like a file system with `room` bytes free: an append stores what fits
+/// and says so (a short write), and from then on every call that needs space (an append, a new
+/// file or directory, a link) fails with `ENOSPC`, as a full disk does, until [`FullDisk::free`]
+/// gives room back. Space given back by cutting or removing files is not counted: the disk
+/// stays full until the test frees it.
+#[derive(Debug)]
+pub struct FullDisk {
+    room: Mutex<u64>,
+}
+
+impl FullDisk {
+    /// A medium with `room` bytes free.
+    #[must_use]
+    pub fn new(room: u64) -> Self {
+        Self {
+            room: Mutex::new(room),
+        }
+    }
+
+    /// Gives `bytes` of room back (someone freed space).
+    pub fn free(&self, bytes: u64) {
+        *self.room.lock().unwrap_or_else(|e| e.into_inner()) += bytes;
+    }
+
+    /// Bytes still free.
+    #[must_use]
+    pub fn room(&self) -> u64 {
+        *self.room.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl FaultPlan for FullDisk {
+    fn at(&self, call: &Call<'_>) -> Option<Fault> {
+        let mut room = self.room.lock().unwrap_or_else(|e| e.into_inner());
+        match call.op {
+            Op::Append => {
+                let len = call.len.unwrap_or(0);
+                if *room == 0 && len > 0 {
+                    return Some(Fault::Enospc);
+                }
+                let stored = len.min(*room);
+                *room -= stored;
+                (stored < len).then(|| Fault::ShortWrite(usize::try_from(stored).unwrap_or(0)))
+            }
+            Op::CreateNew | Op::CreateDir | Op::Link if *room == 0 => Some(Fault::Enospc),
+            _ => None,
+        }
+    }
+}
+
 /// A [`FileSystem`] that consults a [`FaultPlan`] before every call to `F`.
 #[derive(Debug, Clone)]
 pub struct FaultFs<F: FileSystem = OsFs> {
@@ -291,6 +343,7 @@ impl<F: FileSystem> FaultFs<F> {
             path,
             from,
             access: None,
+            len: None,
         })
     }
 
@@ -372,6 +425,7 @@ impl<F: FileSystem> FileSystem for FaultFs<F> {
             path: &path,
             from: None,
             access: Some(access),
+            len: None,
         };
         let found = match self.ask_call(&call)? {
             Go::Now | Go::Short(_) => self.inner.open_file(&dir.inner, name, access)?,
@@ -398,7 +452,14 @@ impl<F: FileSystem> FileSystem for FaultFs<F> {
     }
 
     fn append(&self, file: &Self::File, bytes: &[u8]) -> io::Result<usize> {
-        match self.ask(Op::Append, &file.path, None)? {
+        let call = Call {
+            op: Op::Append,
+            path: &file.path,
+            from: None,
+            access: None,
+            len: Some(bytes.len() as u64),
+        };
+        match self.ask_call(&call)? {
             Go::Now => self.inner.append(&file.inner, bytes),
             Go::Short(n) => {
                 let part = bytes.get(..n.min(bytes.len())).unwrap_or_default();
@@ -505,7 +566,7 @@ impl<F: FileSystem> FileSystem for FaultFs<F> {
         &self,
         file: &Self::File,
         len: u64,
-        f: &mut dyn FnMut(u64, &[u8]) -> crate::Result<()>,
+        f: &mut dyn FnMut(u64, MappedChunk<'_>) -> crate::Result<()>,
     ) -> Option<crate::Result<()>> {
         match self.ask(Op::Map, &file.path, None) {
             Ok(Go::Now | Go::Short(_)) => self.inner.map_chunks(&file.inner, len, f),

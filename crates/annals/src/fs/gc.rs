@@ -58,28 +58,43 @@ impl<F: FileSystem> FsStore<F> {
             .session(session)?
             .ok_or(Error::SessionNotFound(session))?;
         let mut out = Vec::new();
+        self.each_attachment(session, &dir, &mut |a| {
+            out.push(a);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Hands every attachment of the session's index to `f`, in order, holding none of them:
+    /// what the index holds never decides what is in memory.
+    fn each_attachment<T: serde::de::DeserializeOwned>(
+        &self,
+        session: SessionId,
+        dir: &super::tree::Dir<F>,
+        f: &mut dyn FnMut(T) -> Result<()>,
+    ) -> Result<()> {
         let name = file_name(ATTACHMENTS, FileKind::Attachments);
         let identity = Identity {
             kind: FileKind::Attachments,
             session,
             segment: ATTACHMENTS,
         };
-        with_snapshot(&self.tree, &dir, &name, |reader, len| {
+        with_snapshot(&self.tree, dir, &name, |reader, len| {
             let checker = Checker::new(ReadMode::Strict, 0, true, Some(identity));
             reader.scan(0, len, checker, &mut |delivery| {
                 if let Delivery::Entry { seq, json, .. } = delivery {
-                    out.push(
+                    f(
                         serde_json::from_str(json).map_err(|source| Error::Deserialize {
                             segment: ATTACHMENTS,
                             seq,
                             source,
                         })?,
-                    );
+                    )?;
                 }
                 Ok(ControlFlow::Continue(()))
             })
         })?;
-        Ok(out)
+        Ok(())
     }
 
     pub(crate) fn blob(&self, session: SessionId, id: &BlobId) -> Result<Vec<u8>> {
@@ -120,9 +135,13 @@ impl<F: FileSystem> FsStore<F> {
         } else {
             blobs.lock(true)?
         };
-        let referenced = self.referenced_blobs(session, &dir)?;
+        // What is there first, then which of it is referred to: the set held is bounded by the
+        // blobs that exist, not by the references the session's files claim.
+        let listed = blobs.list()?;
+        let existing: BTreeSet<BlobId> = listed.iter().map(|(id, _)| *id).collect();
+        let referenced = self.referenced_blobs(session, &dir, &existing)?;
         let mut report = GcReport::default();
-        for (id, len) in blobs.list()? {
+        for (id, len) in listed {
             if referenced.contains(&id) {
                 report.kept += 1;
                 continue;
@@ -136,11 +155,13 @@ impl<F: FileSystem> FsStore<F> {
         Ok(report)
     }
 
-    /// The blob ids every line of every log, trace and index file of the session refers to.
+    /// Which of the blobs `among` a line of a log, trace or index file of the session, or an
+    /// attachment, refers to.
     fn referenced_blobs(
         &self,
         session: SessionId,
         dir: &super::tree::Dir<F>,
+        among: &BTreeSet<BlobId>,
     ) -> Result<BTreeSet<BlobId>> {
         let mut referenced = BTreeSet::new();
         for entry in self.tree.list(dir)? {
@@ -152,15 +173,25 @@ impl<F: FileSystem> FsStore<F> {
                 let checker = Checker::new(ReadMode::Tolerant, 0, false, None);
                 reader.scan(0, len, checker, &mut |delivery| {
                     if let Delivery::Blob { reference, .. } = delivery {
-                        referenced.insert(reference.sha256);
+                        if among.contains(&reference.sha256) {
+                            referenced.insert(reference.sha256);
+                        }
                     }
                     Ok(ControlFlow::Continue(()))
                 })
             })?;
         }
-        for attachment in self.attachments(session)? {
-            referenced.insert(attachment.id);
+        /// All gc needs of an attachment.
+        #[derive(serde::Deserialize)]
+        struct Id {
+            id: BlobId,
         }
+        self.each_attachment(session, dir, &mut |Id { id }| {
+            if among.contains(&id) {
+                referenced.insert(id);
+            }
+            Ok(())
+        })?;
         Ok(referenced)
     }
 }

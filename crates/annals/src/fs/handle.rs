@@ -273,15 +273,11 @@ impl<F: FileSystem> Handle<F> {
 
     /// One `write(2)` of the whole buffer. A short or failed write is rolled back (cut to the
     /// committed length, which only removes bytes of this write since we hold the lock), so it
-    /// never becomes a committed line.
+    /// never becomes a committed line; a short one is reported by its cause (`ENOSPC`, ...),
+    /// which a second write of the rest learns (`seam::append_once`).
     fn write_all_once(&mut self, fs: &F) -> Result<()> {
-        let error = match fs.append(&self.file, &self.buf) {
-            Ok(n) if n == self.buf.len() => return Ok(()),
-            Ok(n) => io::Error::new(
-                io::ErrorKind::WriteZero,
-                format!("short write: {n} of {} bytes", self.buf.len()),
-            ),
-            Err(e) => e,
+        let Err(error) = super::seam::append_once(fs, &self.file, &self.buf) else {
+            return Ok(());
         };
         if let Err(rollback) = fs.set_len(&self.file, self.tail.committed) {
             self.poison("rollback of a failed append", &rollback);

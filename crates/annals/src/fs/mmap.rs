@@ -11,6 +11,7 @@ use std::io;
 
 use memmap2::{Advice, Mmap, MmapOptions, UncheckedAdvice};
 
+use super::seam::MappedChunk;
 use crate::Result;
 
 /// Maps the first `len` bytes of `file` read-only.
@@ -46,29 +47,53 @@ pub(crate) fn map_committed(file: &File, len: u64) -> io::Result<Option<Mmap>> {
 /// How much of a mapping is resident at a time while it is walked.
 const CHUNK: usize = 8 << 20;
 
-/// Walks `map` in chunks that end at a newline (or the end), handing each to `f` with its offset,
-/// and drops each chunk's pages from the process once `f` has returned, so that the resident
-/// memory of a scan stays about one chunk whatever the file's size.
+/// Walks `map` in chunks of whole lines, handing each to `f` with its offset, and drops each
+/// chunk's pages from the process once `f` has returned, so that the resident memory of a scan
+/// stays about one chunk whatever the file's size. A line longer than a chunk (garbage: annals
+/// writes none longer than 4 KiB) is searched for its end a chunk at a time, each chunk's
+/// pages dropped behind the search, and handed over as its length only.
 pub(crate) fn for_each_chunk(
     map: &Mmap,
-    mut f: impl FnMut(u64, &[u8]) -> Result<()>,
+    mut f: impl FnMut(u64, MappedChunk<'_>) -> Result<()>,
 ) -> Result<()> {
     let bytes: &[u8] = map;
     let mut pos = 0usize;
     while pos < bytes.len() {
         let end = pos.saturating_add(CHUNK).min(bytes.len());
         let window = bytes.get(pos..end).unwrap_or_default();
-        let cut = match memchr::memrchr(b'\n', window) {
-            Some(nl) => pos + nl + 1,
-            // One line longer than a chunk (garbage): take it whole.
-            None => memchr::memchr(b'\n', bytes.get(end..).unwrap_or_default())
-                .map_or(bytes.len(), |nl| end + nl + 1),
-        };
-        f(pos as u64, bytes.get(pos..cut).unwrap_or_default())?;
-        release(map, pos, cut);
-        pos = cut;
+        if let Some(nl) = memchr::memrchr(b'\n', window) {
+            let cut = pos + nl + 1;
+            f(
+                pos as u64,
+                MappedChunk::Lines(bytes.get(pos..cut).unwrap_or_default()),
+            )?;
+            release(map, pos, cut);
+            pos = cut;
+            continue;
+        }
+        release(map, pos, end);
+        let line_end = end_of_line(map, end);
+        f(pos as u64, MappedChunk::TooLong((line_end - pos) as u64))?;
+        pos = line_end + 1;
     }
     Ok(())
+}
+
+/// The offset of the first newline at or after `from` (the mapping's end if there is none),
+/// searched a chunk at a time, each chunk's pages dropped once searched.
+fn end_of_line(map: &Mmap, from: usize) -> usize {
+    let bytes: &[u8] = map;
+    let mut at = from;
+    while at < bytes.len() {
+        let end = at.saturating_add(CHUNK).min(bytes.len());
+        let found = memchr::memchr(b'\n', bytes.get(at..end).unwrap_or_default());
+        release(map, at, end);
+        if let Some(nl) = found {
+            return at + nl;
+        }
+        at = end;
+    }
+    bytes.len()
 }
 
 /// Drops the pages wholly inside `from..to` from this process.

@@ -68,11 +68,13 @@ use crate::{
 };
 
 #[cfg(feature = "fault-injection")]
-pub use fault::{Call, CountCalls, FailNth, Fault, FaultDir, FaultFile, FaultFs, FaultPlan, Op};
+pub use fault::{
+    Call, CountCalls, FailNth, Fault, FaultDir, FaultFile, FaultFs, FaultPlan, FullDisk, Op,
+};
 pub use options::{Durability, FsOptions};
 pub use os::{OsDir, OsFile, OsFs};
 pub use repair::Repair;
-pub use seam::{Access, DirEntry, EntryKind, FileSystem, LockKind, Lookup, Stat};
+pub use seam::{Access, DirEntry, EntryKind, FileSystem, LockKind, Lookup, MappedChunk, Stat};
 #[cfg(feature = "fault-injection")]
 pub use sim::{Crash, SimDir, SimFile, SimFs};
 

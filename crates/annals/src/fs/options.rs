@@ -13,6 +13,22 @@ pub enum Durability {
 }
 
 /// Options of [`FsStore::open_with`](super::FsStore::open_with).
+///
+/// ```
+/// use annals::{Durability, FsOptions, FsStore};
+/// # fn main() -> annals::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = FsStore::open_with(
+///     dir.path(),
+///     FsOptions {
+///         durability: Durability::Sync,   // fdatasync before every append returns
+///         max_entry_bytes: 16 << 20,      // refuse entries over 16 MiB
+///         ..FsOptions::default()
+///     },
+/// )?;
+/// assert_eq!(store.options().durability, Durability::Sync);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FsOptions {
     /// What an append promises.

@@ -11,7 +11,8 @@ use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::seam::{
-    one_component, Access, DirEntry, EntryKind, FileSystem, LockKind, Lookup, Sealed, Stat,
+    one_component, Access, DirEntry, EntryKind, FileSystem, LockKind, Lookup, MappedChunk, Sealed,
+    Stat,
 };
 
 /// The operating system's file system, through `openat`-family calls relative to directory
@@ -311,7 +312,7 @@ impl FileSystem for OsFs {
         &self,
         file: &OsFile,
         len: u64,
-        f: &mut dyn FnMut(u64, &[u8]) -> crate::Result<()>,
+        f: &mut dyn FnMut(u64, MappedChunk<'_>) -> crate::Result<()>,
     ) -> Option<crate::Result<()>> {
         match super::mmap::map_committed(&file.0, len) {
             Ok(Some(map)) => Some(super::mmap::for_each_chunk(&map, f)),

@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 
 use super::blobs::{BlobDir, BlobFault};
 use super::cache::Key;
-use super::seam::FileSystem;
+use super::seam::{FileSystem, MappedChunk};
 use super::snapshot::with_snapshot;
 use super::tree::file_name;
 use super::FsStore;
@@ -141,8 +141,13 @@ impl<F: FileSystem> FsStore<F> {
         let mut check = |d: Delivery<'_>| check_blob(&blobs, d);
 
         let mut mapped = checker;
-        let walked = fs.map_chunks(&snapshot.file, committed, &mut |base, chunk| {
-            scan::feed(chunk, base, &mut mapped, &mut check, path).map(|_| ())
+        let walked = fs.map_chunks(&snapshot.file, committed, &mut |base, chunk| match chunk {
+            MappedChunk::Lines(lines) => {
+                scan::feed(lines, base, &mut mapped, &mut check, path).map(|_| ())
+            }
+            MappedChunk::TooLong(len) => mapped
+                .oversize(base, len)
+                .map_err(|s| scan::stop_to_error(s, path)),
         });
         let mut report = match walked {
             Some(walked) => {

@@ -116,6 +116,17 @@ pub struct DirEntry {
     pub kind: EntryKind,
 }
 
+/// What [`FileSystem::map_chunks`] hands over at an offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MappedChunk<'a> {
+    /// Whole lines, the last one ending with its newline.
+    Lines(&'a [u8]),
+    /// One line longer than a chunk (far longer than any line annals writes), not handed
+    /// over: its pages were searched for its end and dropped again. Its length, without the
+    /// newline.
+    TooLong(u64),
+}
+
 mod sealed {
     pub trait Sealed {}
 }
@@ -221,18 +232,63 @@ pub trait FileSystem: Sealed + Send + Sync + fmt::Debug + 'static {
     fn stat(&self, dir: &Self::Dir, name: &str) -> io::Result<Option<Stat>>;
 
     /// The fast path of `verify`: hands the first `len` bytes of `file` (a committed length,
-    /// read under the shared lock) to `f` from a read-only mapping, in chunks that end at a
-    /// newline, with each chunk's offset. `None` if this medium does not map files or the
-    /// mapping failed: the caller then reads them instead.
+    /// read under the shared lock) to `f` from a read-only mapping, in chunks of whole lines,
+    /// with each chunk's offset; a line too long for a chunk is handed over as its length
+    /// only, so that what is resident never depends on what the file holds. `None` if this
+    /// medium does not map files or the mapping failed: the caller then reads them instead.
     fn map_chunks(
         &self,
         file: &Self::File,
         len: u64,
-        f: &mut dyn FnMut(u64, &[u8]) -> crate::Result<()>,
+        f: &mut dyn FnMut(u64, MappedChunk<'_>) -> crate::Result<()>,
     ) -> Option<crate::Result<()>> {
         let _ = (file, len, f);
         None
     }
+}
+
+/// Appends `bytes` to `file` with one `write(2)`: the append of a log's lines, which must be
+/// one write. If the write stores only part of them, a second write of the rest asks the file
+/// system why, and its error is the one returned: a full disk answers `ENOSPC`, a quota
+/// `EDQUOT`, a file-size limit `EFBIG`, so the caller reports the cause instead of "short
+/// write". Whatever the second write does, the caller rolls both back (cuts the file to its
+/// length before, under the lock it holds), so bytes of a write cut short never become a line.
+/// One call on the common path; the second only after a short write.
+pub(crate) fn append_once<F: FileSystem>(fs: &F, file: &F::File, bytes: &[u8]) -> io::Result<()> {
+    let first = fs.append(file, bytes)?;
+    let Some(rest) = bytes.get(first..).filter(|rest| !rest.is_empty()) else {
+        return Ok(());
+    };
+    let second = fs.append(file, rest)?;
+    Err(io::Error::new(
+        io::ErrorKind::WriteZero,
+        format!(
+            "short write: {first} of {} bytes, and a second write of the rest stored {second} \
+             of {} without saying why",
+            bytes.len(),
+            rest.len()
+        ),
+    ))
+}
+
+/// Appends all of `bytes` to `file`, with as many writes as it takes: for files no reader
+/// sees yet (a temporary file before it is published, a backup being made), where a line need
+/// not be one write. A short write is followed by the rest, so a full disk is reported as the
+/// `ENOSPC` the next write returns; a write that stores nothing at all is `WriteZero`.
+pub(crate) fn append_all<F: FileSystem>(fs: &F, file: &F::File, bytes: &[u8]) -> io::Result<()> {
+    let mut done = 0;
+    while let Some(rest) = bytes.get(done..).filter(|rest| !rest.is_empty()) {
+        match fs.append(file, rest)? {
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    format!("a write stored nothing, {done} of {} bytes in", bytes.len()),
+                ))
+            }
+            n => done += n,
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a name that is not one component: the seam only ever resolves single names below

@@ -205,7 +205,8 @@ fn a_failed_rollback_poisons_and_leaves_only_an_ignorable_torn_tail() {
     let fresh = FsStore::open(t.root()).unwrap();
     let report = fresh.verify(session, segment).unwrap();
     assert!(report.is_clean(), "{report:?}");
-    assert_eq!(report.torn_tail.map(|t| t.len), Some(11));
+    // The short write, and the second write that asked why (short again): 11 bytes each.
+    assert_eq!(report.torn_tail.map(|t| t.len), Some(22));
     assert_eq!(fresh.read::<Value>(session, segment).unwrap().len(), 3);
     fresh.append(session, segment, &entry(3)).unwrap();
     assert_eq!(replay_fresh(t.root(), session, segment).len(), 4);
@@ -235,6 +236,14 @@ fn a_torn_tail_that_cannot_be_cut_fails_the_append_and_writes_nothing() {
     assert!(store.verify(session, segment).unwrap().torn_tail.is_none());
 }
 
+/// A short write to a temporary file that the next write completes is no failure: nobody
+/// reads the file before it is published, so its bytes need not be one write (a log's line
+/// must be, and is rolled back instead). A full disk's short write is followed by `ENOSPC`,
+/// which `full_disk.rs` tests.
+fn absorbed(point: Op, fault: Fault) -> bool {
+    point == Op::Append && matches!(fault, Fault::ShortWrite(_))
+}
+
 #[test]
 fn a_create_that_fails_before_the_link_leaves_no_segment_and_no_temp_file() {
     for point in [Op::Append, Op::SyncData, Op::Link] {
@@ -246,6 +255,12 @@ fn a_create_that_fails_before_the_link_leaves_no_segment_and_no_temp_file() {
                 _ => on_temp(point, 0, fault),
             };
             let store = faulty(t.root(), Durability::Buffered, plan);
+            if absorbed(point, fault) {
+                store.create(session, segment, &[entry(0)]).unwrap();
+                assert_eq!(replay_fresh(t.root(), session, segment), vec![entry(0)]);
+                no_temp_files_left(t.root(), session);
+                continue;
+            }
             let err = store.create(session, segment, &[entry(0)]).unwrap_err();
             assert!(
                 matches!(err, Error::Io { .. }),
@@ -275,6 +290,12 @@ fn a_truncate_that_fails_before_the_rename_changes_nothing() {
                 _ => on_temp(point, 0, fault),
             };
             let store = faulty(t.root(), Durability::Buffered, plan);
+            if absorbed(point, fault) {
+                assert_eq!(store.truncate(session, segment, 1).unwrap().count, 1);
+                assert_eq!(replay_fresh(t.root(), session, segment), vec![entry(0)]);
+                no_temp_files_left(t.root(), session);
+                continue;
+            }
             let err = store.truncate(session, segment, 1).unwrap_err();
             assert!(
                 matches!(err, Error::Io { .. }),

@@ -18,6 +18,8 @@ use annals::{
 };
 use serde_json::{json, Value};
 
+use crate::media::Tmpfs;
+
 /// An entry too long for a line, kept as a blob.
 fn big(n: u64) -> Value {
     json!({ "i": n, "text": "x".repeat(9000) })
@@ -463,9 +465,10 @@ impl FaultPlan for ReadOnlyMount {
     }
 }
 
-#[test]
-fn every_look_and_every_dry_run_works_on_a_read_only_medium_and_creates_nothing() {
-    let t = TempStore::new();
+/// A store with something for every look to find: a segment with blobs (one an orphan), a
+/// torn tail, a trace and an attachment, and no `blobs/lock` (a dry run must not create it).
+fn store_to_look_at(root: &Path) -> (SessionId, SegmentId) {
+    let t = FsStore::open(root).unwrap();
     let (session, segment) = (SessionId::new(), SegmentId::new());
     t.create(session, segment, &[entry(0), big(1), big(2)])
         .unwrap();
@@ -476,23 +479,32 @@ fn every_look_and_every_dry_run_works_on_a_read_only_medium_and_creates_nothing(
     let mut bytes = std::fs::read(&path).unwrap();
     bytes.extend_from_slice(b"{\"crc\":\"0a"); // a torn tail for the dry run to find
     std::fs::write(&path, &bytes).unwrap();
-    std::fs::remove_file(
-        t.root()
-            .join(session.to_string())
-            .join("blobs")
-            .join("lock"),
-    )
-    .unwrap();
-    let before = tree_state(t.root());
+    std::fs::remove_file(root.join(session.to_string()).join("blobs").join("lock")).unwrap();
+    (session, segment)
+}
 
-    let store =
-        FsStore::open_with_faults(t.root(), FsOptions::default(), Arc::new(ReadOnlyMount)).unwrap();
+/// Every look and every dry run, on [`store_to_look_at`]'s store: each works.
+fn every_look_works<F: annals::FileSystem>(
+    store: &FsStore<F>,
+    session: SessionId,
+    segment: SegmentId,
+) {
     assert_eq!(store.list_sessions().unwrap(), [session]);
     assert_eq!(store.list_segments(session).unwrap().len(), 1);
+    assert_eq!(store.find_session(segment).unwrap(), Some(session));
+    assert!(store.exists(session, segment).unwrap());
     assert_eq!(
         store.read::<Value>(session, segment).unwrap(),
         [entry(0), big(1)]
     );
+    let mut traces = 0;
+    store
+        .replay_trace_raw(session, segment, &ReplayOptions::strict(), &mut |_| {
+            traces += 1;
+            Ok(std::ops::ControlFlow::Continue(()))
+        })
+        .unwrap();
+    assert_eq!(traces, 1);
     let report = store.verify(session, segment).unwrap();
     assert!(
         report.is_clean() && report.torn_tail.is_some(),
@@ -509,21 +521,94 @@ fn every_look_and_every_dry_run_works_on_a_read_only_medium_and_creates_nothing(
     assert_eq!(plan.torn_tail.map(|t| t.len), Some(10));
     let gc = store.gc_blobs(session, true).unwrap();
     assert_eq!((gc.orphans.len(), gc.kept), (1, 2), "{gc:?}");
-    assert_eq!(tree_state(t.root()), before, "a look changed the store");
+}
 
-    // Writes fail with the medium's own words.
-    let err = store.append(session, segment, &entry(9)).unwrap_err();
-    match &err {
-        Error::Io { source, .. } => assert_eq!(source.raw_os_error(), Some(30), "{err}"),
-        other => panic!("{other:?}"),
+/// Every write on that store is refused with `errno` (the medium's own words), and none of
+/// them changes anything.
+fn every_write_refused<F: annals::FileSystem>(
+    store: &FsStore<F>,
+    session: SessionId,
+    segment: SegmentId,
+    errno: i32,
+) {
+    let refusals = [
+        ("append", store.append(session, segment, &entry(9)).err()),
+        (
+            "append a blob",
+            store.append(session, segment, &big(9)).err(),
+        ),
+        (
+            "create",
+            store.create(session, SegmentId::new(), &[entry(0)]).err(),
+        ),
+        (
+            "create a session",
+            store
+                .create(SessionId::new(), SegmentId::new(), &[entry(0)])
+                .err(),
+        ),
+        ("truncate", store.truncate(session, segment, 1).err()),
+        (
+            "fork",
+            store.fork(session, segment, 1, SegmentId::new()).err(),
+        ),
+        (
+            "trace",
+            store.append_trace(session, segment, &json!({"e": 2})).err(),
+        ),
+        (
+            "attach",
+            store.put_attachment(session, b"more", &meta()).err(),
+        ),
+        ("repair", store.repair(session, segment, false).err()),
+        ("gc", store.gc_blobs(session, false).err()),
+        ("delete", store.delete_session(session).err()),
+    ];
+    for (what, refused) in refusals {
+        let e = refused.unwrap_or_else(|| panic!("{what} worked on a read-only medium"));
+        let os = match &e {
+            Error::Io { source, .. } => source.raw_os_error(),
+            other => panic!("{what}: {other:?}"),
+        };
+        assert_eq!(os, Some(errno), "{what}: {e}");
     }
-    assert!(store.repair(session, segment, false).is_err());
-    assert!(store.gc_blobs(session, false).is_err());
+}
+
+#[test]
+fn every_look_and_every_dry_run_works_on_a_read_only_medium_and_creates_nothing() {
+    let t = TempStore::new();
+    let (session, segment) = store_to_look_at(t.root());
+    let before = tree_state(t.root());
+    let store =
+        FsStore::open_with_faults(t.root(), FsOptions::default(), Arc::new(ReadOnlyMount)).unwrap();
+    every_look_works(&store, session, segment);
+    assert_eq!(tree_state(t.root()), before, "a look changed the store");
+    every_write_refused(&store, session, segment, 30);
     assert_eq!(
         tree_state(t.root()),
         before,
         "a refused write changed the store"
     );
+}
+
+#[test]
+fn on_a_real_read_only_mount_every_look_and_dry_run_works_and_every_write_says_erofs() {
+    let Some(mount) = Tmpfs::mount("16m", "hostile::on_a_real_read_only_mount") else {
+        return;
+    };
+    let root = mount.path().join("store");
+    let (session, segment) = store_to_look_at(&root);
+    let before = tree_state(&root);
+    mount.set_read_only(true);
+    let store = FsStore::open(&root).unwrap();
+    every_look_works(&store, session, segment);
+    every_write_refused(&store, session, segment, 30);
+    let e = store.append(session, segment, &entry(9)).unwrap_err();
+    assert_eq!(e.io_kind(), Some(std::io::ErrorKind::ReadOnlyFilesystem));
+    assert!(e.to_string().contains("Read-only file system"), "{e}");
+    drop(store);
+    mount.set_read_only(false);
+    assert_eq!(tree_state(&root), before, "something changed on the mount");
 }
 
 #[test]

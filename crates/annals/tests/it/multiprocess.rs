@@ -20,16 +20,16 @@ use annals::{Error, FsStore, ReplayOptions, SegmentId, SegmentWriter, SessionId,
 use serde::{Deserialize, Serialize};
 
 const ROLE: &str = "ANNALS_IT_CHILD_ROLE";
-const ROOT: &str = "ANNALS_IT_ROOT";
-const SESSION: &str = "ANNALS_IT_SESSION";
-const SEGMENT: &str = "ANNALS_IT_SEGMENT";
+pub(crate) const ROOT: &str = "ANNALS_IT_ROOT";
+pub(crate) const SESSION: &str = "ANNALS_IT_SESSION";
+pub(crate) const SEGMENT: &str = "ANNALS_IT_SEGMENT";
 const CHILD: &str = "ANNALS_IT_CHILD";
 const COUNT: &str = "ANNALS_IT_COUNT";
 const GO: &str = "ANNALS_IT_GO";
-const SEED: &str = "ANNALS_IT_SEED";
+pub(crate) const SEED: &str = "ANNALS_IT_SEED";
 
 /// A hang guard for children, not a speed expectation: far beyond any sane run.
-const HANG_LIMIT: Duration = Duration::from_secs(600);
+pub(crate) const HANG_LIMIT: Duration = Duration::from_secs(600);
 
 /// The entry each concurrent child appends: who wrote it and its own running number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,19 +39,19 @@ struct Tagged {
 }
 
 /// What a child learns from its environment.
-struct ChildEnv {
-    root: PathBuf,
-    session: SessionId,
-    segment: SegmentId,
+pub(crate) struct ChildEnv {
+    pub(crate) root: PathBuf,
+    pub(crate) session: SessionId,
+    pub(crate) segment: SegmentId,
     child: u32,
     count: u64,
     go: Option<PathBuf>,
-    seed: u64,
+    pub(crate) seed: u64,
 }
 
 impl ChildEnv {
     /// `None` unless this process was started as a child with this role.
-    fn get(role: &str) -> Option<Self> {
+    pub(crate) fn get(role: &str) -> Option<Self> {
         if std::env::var(ROLE).ok()? != role {
             return None;
         }
@@ -82,7 +82,7 @@ impl ChildEnv {
 }
 
 /// Starts this test binary running only the test `name`, with `env`.
-fn spawn_child(name: &str, env: &[(&str, String)]) -> Child {
+pub(crate) fn spawn_child(name: &str, env: &[(&str, String)]) -> Child {
     let exe = std::env::current_exe().unwrap();
     Command::new(exe)
         .args([name, "--exact", "--nocapture", "--test-threads", "1"])
@@ -130,14 +130,14 @@ const MARK: &str = "@@ ";
 
 /// Prints one protocol line to stdout and flushes it, so that the parent sees it even if we
 /// are killed right after.
-fn say(line: &str) {
+pub(crate) fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{MARK}{line}").unwrap();
     out.flush().unwrap();
 }
 
 /// The protocol message in a line of a child's output, if any.
-fn message(line: &str) -> Option<&str> {
+pub(crate) fn message(line: &str) -> Option<&str> {
     line.find(MARK).map(|at| &line[at + MARK.len()..])
 }
 
