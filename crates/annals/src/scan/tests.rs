@@ -1002,3 +1002,49 @@ fn a_partial_batch_after_a_sync_is_an_interrupted_tail() {
         );
     }
 }
+
+#[test]
+fn a_write_left_unfinished_whose_own_lines_claim_it_durable_is_damage_past_the_last_line() {
+    // A batch of three whose second line says the first was durable (u = 0): no crash of a
+    // writer leaves that, so the file ending after it is damage, named at the missing line.
+    let mut w = Writer::new(Version::V2);
+    w.entries(1).sync();
+    let batch = w.bytes.len() as u64;
+    for (seq, more) in [(1, 2), (2, 1)] {
+        let marks = Marks {
+            appended_ms: 9,
+            unsynced: 0,
+            more,
+        };
+        encode_entry(&Frame::v2(seq, marks), "1", &mut w.bytes).unwrap();
+    }
+    let s = strict(&w.bytes);
+    assert_eq!(
+        corrupt(&s),
+        (
+            5,
+            w.bytes.len() as u64,
+            CorruptReason::UnfinishedWrite { lines: 2, of: 3 }
+        )
+    );
+    assert_eq!(s.seqs, vec![0]);
+    let report = tolerant(&w.bytes).result.unwrap();
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(report.problem_count, 1);
+    assert_eq!(report.valid_up_to, batch);
+}
+
+#[test]
+fn a_file_of_nothing_but_unterminated_bytes_is_one_problem_at_line_1() {
+    let bytes = b"not an annals file";
+    let len = bytes.len() as u64;
+    assert_eq!(
+        corrupt(&strict(bytes)),
+        (1, 0, CorruptReason::BadTail { len })
+    );
+    let report = tolerant(bytes).result.unwrap();
+    assert_eq!(report.problem_count, 1, "{report:?}");
+    assert_eq!(report.valid_up_to, 0);
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(verify(bytes), report);
+}
