@@ -204,12 +204,18 @@ fn check_one(image: &[u8]) {
             "{t:?} is not the end of the image"
         );
         assert!(t.offset >= report.valid_up_to, "{t:?} before valid_up_to");
-        assert!(t.offset == 0 || image[t.offset as usize - 1] == b'\n', "{t:?} mid-line");
+        assert!(
+            t.offset == 0 || image[t.offset as usize - 1] == b'\n',
+            "{t:?} mid-line"
+        );
         if t.kind == TailKind::TornLine {
             assert!(!image[t.offset as usize..].contains(&b'\n'));
         }
         if report.is_clean() {
-            assert_eq!(t.offset, report.valid_up_to, "{t:?}: the log ends where its tail begins");
+            assert_eq!(
+                t.offset, report.valid_up_to,
+                "{t:?}: the log ends where its tail begins"
+            );
         }
     }
 

@@ -146,7 +146,10 @@ fn check_as(version: Version, line: &[u8], frame_ok: bool, header_shaped: bool) 
             if h.version().is_some() {
                 let mut out = Vec::new();
                 codec::encode_header(h, &mut out).expect("a decoded header re-encodes");
-                assert_eq!(unstable::decode_header(&out[..out.len() - 1]).as_ref(), Ok(h));
+                assert_eq!(
+                    unstable::decode_header(&out[..out.len() - 1]).as_ref(),
+                    Ok(h)
+                );
             }
         }
         Err(reason) => {
@@ -200,7 +203,10 @@ fn check_blob_round_trip(frame: Frame, reference: &annals::BlobRef, recheck: boo
             }
         }
         Err(e) => {
-            assert!(matches!(e, EncodeError::TooLong { size } if size > MAX_LINE), "{e:?}");
+            assert!(
+                matches!(e, EncodeError::TooLong { size } if size > MAX_LINE),
+                "{e:?}"
+            );
             assert_eq!(
                 out, b"kept",
                 "a refused line must leave the buffer as it was"
@@ -293,7 +299,10 @@ pub fn check_structured(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     if burst[at] == line[at] {
         burst[at] ^= 0x01;
     }
-    assert!(unstable::check_crc(&burst).is_err(), "burst at {at} unnoticed");
+    assert!(
+        unstable::check_crc(&burst).is_err(),
+        "burst at {at} unnoticed"
+    );
     assert!(
         unstable::check_entry(&burst).is_err(),
         "burst at {at} unnoticed"

@@ -80,7 +80,10 @@ fn number(s: &[u8]) -> Option<(u64, &[u8])> {
     if digits == 0 || (digits > 1 && s[0] == b'0') {
         return None;
     }
-    let n = std::str::from_utf8(&s[..digits]).ok()?.parse::<u64>().ok()?;
+    let n = std::str::from_utf8(&s[..digits])
+        .ok()?
+        .parse::<u64>()
+        .ok()?;
     Some((n, &s[digits..]))
 }
 

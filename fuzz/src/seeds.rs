@@ -107,7 +107,10 @@ pub fn line_decoder() -> Vec<Seed> {
     version_3[v + 9] = b'3';
     vec![
         ("entry", entry_line),
-        ("entry-v2", strip(entry_v2(42, 3, 1, r#"{"role":"user","text":"hi"}"#))),
+        (
+            "entry-v2",
+            strip(entry_v2(42, 3, 1, r#"{"role":"user","text":"hi"}"#)),
+        ),
         ("entry-v2-last-of-write", strip(entry_v2(42, 0, 0, "[1]"))),
         (
             "entry-v2-explicit-zero",
@@ -134,7 +137,10 @@ pub fn line_decoder() -> Vec<Seed> {
         ),
         ("header", strip(header(FileKind::Segment, 0, None))),
         ("header-forked", strip(forked_header())),
-        ("header-version-2", strip(header_of(Version::V2, FileKind::Segment, 0, None))),
+        (
+            "header-version-2",
+            strip(header_of(Version::V2, FileKind::Segment, 0, None)),
+        ),
         ("header-version-3", oracle::fix_crcs(&version_3)),
         ("torn-prefix", b"{\"crc\":\"0011".to_vec()),
         ("blob-line", strip(blob(7, &big_entry()))),

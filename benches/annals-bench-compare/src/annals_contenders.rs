@@ -45,7 +45,7 @@ fn open_annals_lease(dir: &Path, mode: Mode) -> Option<Box<dyn Contender>> {
     }))
 }
 
-/// See [`open_annals_lease`].
+/// Appends through a writer lease per log (opened by `open_annals_lease`).
 pub struct AnnalsLease {
     inner: AnnalsStore,
     leases: RwLock<Vec<Box<dyn Lease>>>,
@@ -249,10 +249,7 @@ impl Contender for AnnalsStore {
     }
 
     fn guarantee(&self) -> Guarantee {
-        match self.mode {
-            Mode::Buffered => Guarantee::ProcessCrash,
-            Mode::Durable => Guarantee::PowerCut,
-        }
+        self.mode.guarantee()
     }
 
     fn config(&self) -> String {

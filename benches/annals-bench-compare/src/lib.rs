@@ -76,6 +76,17 @@ pub enum Mode {
     Durable,
 }
 
+impl Mode {
+    /// What a contender run in this mode promises to keep.
+    #[must_use]
+    pub fn guarantee(self) -> Guarantee {
+        match self {
+            Mode::Buffered => Guarantee::ProcessCrash,
+            Mode::Durable => Guarantee::PowerCut,
+        }
+    }
+}
+
 /// A log's handle inside one contender (an index into the contender's own table).
 pub type LogId = usize;
 

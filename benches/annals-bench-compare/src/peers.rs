@@ -117,10 +117,7 @@ impl Contender for Sqlite {
     }
 
     fn guarantee(&self) -> Guarantee {
-        match self.mode {
-            Mode::Buffered => Guarantee::ProcessCrash,
-            Mode::Durable => Guarantee::PowerCut,
-        }
+        self.mode.guarantee()
     }
 
     fn config(&self) -> String {
@@ -239,10 +236,7 @@ impl Contender for Fjall {
     }
 
     fn guarantee(&self) -> Guarantee {
-        match self.mode {
-            Mode::Buffered => Guarantee::ProcessCrash,
-            Mode::Durable => Guarantee::PowerCut,
-        }
+        self.mode.guarantee()
     }
 
     fn config(&self) -> String {

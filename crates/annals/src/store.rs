@@ -502,7 +502,7 @@ pub trait Store: Send + Sync {
     /// [`Error::SegmentNotFound`], [`Error::Poisoned`], I/O errors.
     fn sync(&self, session: SessionId, segment: SegmentId) -> Result<()>;
 
-    /// Takes the segment for this writer alone until the returned [`Lease`] is released or
+    /// Takes the segment for this writer alone until the returned [`crate::Lease`] is released or
     /// dropped: appends through it need no per-append lock or check, and every other writer,
     /// in any process, waits at most its wait time and then gets [`Error::Locked`] naming this
     /// one. Readers are not held up. Taking it is where a writer takes over the segment: the

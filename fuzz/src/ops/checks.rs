@@ -52,10 +52,59 @@ impl Harness {
         self.check_listings();
     }
 
+    /// Follows what a writer's recovery cut (format 2: an end no line vouches for, moved to a
+    /// `.recovered-` file and the file rewritten; its own tests are tests/it/recovery.rs and the
+    /// power-cut suite, which know what was acknowledged and durable; this model does not know
+    /// what a Buffered file's lines vouch for). The model is re-based on the file (the entries
+    /// the operation appended after the cut included) and the file's generation learned.
+    pub(super) fn follow_recoveries(&mut self) {
+        let mut events = std::mem::take(&mut *self.recovered.borrow_mut());
+        events.extend(self.fs.take_recovered());
+        events.extend(self.other.take_recovered());
+        for event in events {
+            let Some(i) = (0..self.segs.len()).find(|&i| {
+                let s = self.segs[i];
+                self.fs.segment_path(s.session, s.id) == event.path
+            }) else {
+                continue;
+            };
+            let s = self.segs[i];
+            let (Ok(file), Ok(_)) = (
+                self.fs.read_raw(s.session, s.id),
+                self.model.read_raw(s.session, s.id),
+            ) else {
+                continue;
+            };
+            self.model
+                .truncate(s.session, s.id, 0)
+                .expect("model truncate");
+            self.model
+                .append_batch_raw(s.session, s.id, &file)
+                .expect("model re-based");
+            if let (Ok(f), Ok(m)) = (
+                self.fs.tip(s.session, s.id),
+                self.model.tip(s.session, s.id),
+            ) {
+                self.segs[i].skew = f.generation as i64 - m.generation as i64;
+            }
+        }
+    }
+
     pub(super) fn check(&mut self, i: usize) {
+        self.follow_recoveries();
         if self.segs[i].damaged {
             let s = self.segs[i];
-            if self.fs.verify(s.session, s.id).is_ok_and(|r| r.is_clean()) {
+            // Clean again only when nothing is missing: in format 2, damage at an end that no
+            // line vouches for reads as an interrupted tail, so verify is clean while the
+            // entries there are gone.
+            let whole = |r: &annals::ScanReport| {
+                r.is_clean()
+                    && self
+                        .model
+                        .tip(s.session, s.id)
+                        .is_ok_and(|t| t.count == r.entries as u64)
+            };
+            if self.fs.verify(s.session, s.id).is_ok_and(|r| whole(&r)) {
                 self.segs[i].damaged = false;
             }
         }
@@ -98,6 +147,9 @@ impl Harness {
         match (collect(self.fs.store()), collect(&self.model)) {
             // A trace entry kept as a blob may have lost it.
             (Err(g), Ok(_)) if blob_damage && g.is_corruption() => {}
+            // Or, at an end no line vouches for (format 2), read as an interrupted tail: the
+            // events before it.
+            (Ok(g), Ok(w)) if blob_damage && w.starts_with(&g[..]) => {}
             (Ok(g), Ok(w)) => assert_eq!(g, w, "trace"),
             (Err(g), Err(w)) => assert!(same_error(&g, &w, 0), "trace: {g} / {w}"),
             (g, w) => panic!("trace: file store {g:?}, model {w:?}"),
@@ -195,7 +247,12 @@ impl Harness {
             );
         };
         match self.fs.read_raw(s.session, s.id) {
-            Ok(got) => assert_eq!(got, want),
+            // Format 2 reads damage at an end that no line vouches for as an interrupted tail:
+            // a strict read then delivers the entries before it, never others.
+            Ok(got) => assert!(
+                want.starts_with(&got),
+                "strict read of damaged {s:?}: {got:?}, the model has {want:?}"
+            ),
             Err(e) => assert!(e.is_corruption(), "strict read of damaged {s:?}: {e}"),
         }
         let verified = self.fs.verify(s.session, s.id);
@@ -211,8 +268,13 @@ impl Harness {
         for store in [self.fs.store(), &self.other] {
             match store.tip(s.session, s.id) {
                 Ok(tip) => {
-                    let model = self.model.tip(s.session, s.id).expect("model tip");
-                    assert_eq!(tip, adjust(model, s.skew), "tip of damaged {s:?}");
+                    // Format 2 counts what replay delivers: damage at an end no line vouches
+                    // for is an interrupted tail, not counted.
+                    let model = adjust(self.model.tip(s.session, s.id).expect("model tip"), s.skew);
+                    assert!(
+                        tip.generation == model.generation && tip.count <= model.count,
+                        "tip of damaged {s:?}: {tip:?}, the model {model:?}"
+                    );
                 }
                 Err(e) => assert!(e.is_corruption(), "tip of damaged {s:?}: {e}"),
             }

@@ -99,6 +99,21 @@ fn cat_and_verify_stay_under_64_mib_on_hundreds_of_megabytes() {
         append_bytes(&path, &x);
     }
     append_bytes(&path, b"\n");
+    // Then a line that claims everything before it durable (`u` = 0): the long line is damage
+    // in the log, not an interrupted tail at its end.
+    for seq in 2..5 {
+        let frame = annals::codec::Frame {
+            version: annals::codec::Version::NEW_FILES,
+            seq,
+            marks: annals::codec::Marks {
+                appended_ms: 1_750_000_000_000,
+                ..annals::codec::Marks::default()
+            },
+        };
+        let mut line = Vec::new();
+        annals::codec::encode_entry(&frame, &small(seq).to_string(), &mut line).unwrap();
+        append_bytes(&path, &line);
+    }
 
     // A line whose blob's file is 300 MB (sparse): more than its reference says, and more
     // than the largest entry.
@@ -107,6 +122,19 @@ fn cat_and_verify_stay_under_64_mib_on_hundreds_of_megabytes() {
     store
         .create(blob.0, blob.1, &[small(0), value.clone()])
         .unwrap();
+    // A durable line after it, so that the blob's line is in the log that line vouches for
+    // (damage), not at an end that claims nothing (an interrupted tail).
+    let durable = annals::FsOptions {
+        durability: annals::Durability::Sync,
+        ..annals::FsOptions::default()
+    };
+    // Two: a new handle knows only what the last line claims (entries before it), so its first
+    // line vouches no further than before the blob's; the second, after the first's
+    // fdatasync, vouches for all.
+    let durable = annals::FsStore::open_with(fx.root(), durable).unwrap();
+    for i in [2, 3] {
+        durable.append(blob.0, blob.1, &small(i)).unwrap();
+    }
     let id = BlobId::of(serde_json::to_string(&value).unwrap().as_bytes());
     let hex = id.to_hex();
     let blob_file = fx

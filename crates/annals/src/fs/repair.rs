@@ -170,42 +170,59 @@ impl<F: FileSystem> FsStore<F> {
         let backup = format!("{}.jsonl.dropped-{}", identity.segment, crate::now_ms());
         let backup = keep_aside(tree, dir, &backup, reader, plan.keep_bytes, size)?;
         let mut h = h;
-        if plan.first_problem.is_none()
-            && plan
-                .torn_tail
-                .is_some_and(|t| t.kind == crate::TailKind::TornLine)
-        {
-            // Only a torn line: it lies after the last newline, so cutting in place is safe
-            // for mapped readers (see fs/mmap.rs). Any other interrupted tail holds newlines
-            // and is cut by rewrite, like damage.
-            tree.fs
-                .set_len(&file.file, plan.keep_bytes)
-                .map_err(|e| Error::io("cut torn tail of", &path, e))?;
-            if let Err(e) = tree.fs.sync_data(&file.file) {
-                if let Some(h) = h.as_deref_mut() {
-                    h.poison("fsync", &e);
+        // A repair that fails after the backup was made but before the log changed leaves the
+        // log as it was: the backup, which holds bytes the log still has, goes too. Once the log
+        // is cut, the backup stays whatever fails after.
+        let mut changed = false;
+        let cut = (|| -> Result<()> {
+            if plan.first_problem.is_none()
+                && plan
+                    .torn_tail
+                    .is_some_and(|t| t.kind == crate::TailKind::TornLine)
+            {
+                // Only a torn line: it lies after the last newline, so cutting in place is safe
+                // for mapped readers (see fs/mmap.rs). Any other interrupted tail holds newlines
+                // and is cut by rewrite, like damage.
+                tree.fs
+                    .set_len(&file.file, plan.keep_bytes)
+                    .map_err(|e| Error::io("cut torn tail of", &path, e))?;
+                changed = true;
+                if let Err(e) = tree.fs.sync_data(&file.file) {
+                    if let Some(h) = h.as_deref_mut() {
+                        h.poison("fsync", &e);
+                    }
+                    return Err(Error::io("fsync", &path, e));
                 }
-                return Err(Error::io("fsync", &path, e));
-            }
-        } else {
-            let new_header = Header {
-                generation: header.generation + 1,
-                ..header
-            };
-            let mut temp = TempFile::create(tree, dir, identity.segment)?;
-            let mut bytes = Vec::new();
-            encode_header(&new_header, &mut bytes)?;
-            temp.write(&bytes)?;
-            let old_header_end = reader.first_line_end()?;
-            temp.copy(reader, old_header_end, plan.keep_bytes)?;
-            temp.sync()?;
-            temp.replace(&file_name(identity.segment, FileKind::Segment))?;
-            if let Err(e) = tree.sync_dir(dir) {
-                if let (Some(h), Error::Io { source, .. }) = (h.as_deref_mut(), &e) {
-                    h.poison("fsync directory", source);
+            } else {
+                let new_header = Header {
+                    generation: header.generation + 1,
+                    ..header
+                };
+                let mut temp = TempFile::create(tree, dir, identity.segment)?;
+                let mut bytes = Vec::new();
+                encode_header(&new_header, &mut bytes)?;
+                temp.write(&bytes)?;
+                let old_header_end = reader.first_line_end()?;
+                temp.copy(reader, old_header_end, plan.keep_bytes)?;
+                temp.sync()?;
+                temp.replace(&file_name(identity.segment, FileKind::Segment))?;
+                changed = true;
+                if let Err(e) = tree.sync_dir(dir) {
+                    if let (Some(h), Error::Io { source, .. }) = (h.as_deref_mut(), &e) {
+                        h.poison("fsync directory", source);
+                    }
+                    return Err(e);
                 }
-                return Err(e);
             }
+            Ok(())
+        })();
+        if let Err(e) = cut {
+            if !changed {
+                if let Some(name) = backup.file_name().and_then(|n| n.to_str()) {
+                    let _ = tree.fs.remove_file(&dir.handle, name);
+                }
+            }
+            return Err(e);
         }
         // The handle re-reads the file at its next use.
         if let Some(h) = h {

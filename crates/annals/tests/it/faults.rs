@@ -974,3 +974,99 @@ fn a_crash_before_or_after_any_call_loses_no_acknowledged_entry_and_leaves_a_rea
     }
     println!("{crashes} crashes, before and after every call that changes the medium");
 }
+
+// ---- a delete whose files another remover takes first -----------------------------------------
+
+/// At the `nth` call of `op` (a removal), removes its target first, as a second deleter of
+/// the same session would, then lets the call go on to find it gone.
+#[derive(Debug)]
+struct RemovedFirst {
+    op: Op,
+    nth: u64,
+    seen: std::sync::atomic::AtomicU64,
+}
+
+impl annals::FaultPlan for RemovedFirst {
+    fn at(&self, call: &annals::Call<'_>) -> Option<Fault> {
+        if call.op == self.op && self.seen.fetch_add(1, Ordering::SeqCst) == self.nth {
+            let gone = match self.op {
+                Op::RemoveDir => std::fs::remove_dir(call.path),
+                _ => std::fs::remove_file(call.path),
+            };
+            gone.unwrap();
+        }
+        None
+    }
+}
+
+#[test]
+fn a_delete_that_finds_a_file_already_removed_finishes_and_any_other_failure_is_reported() {
+    let setup = |t: &TempStore| {
+        let (doomed, kept, segment) = (SessionId::new(), SessionId::new(), SegmentId::new());
+        for session in [doomed, kept] {
+            t.create(session, segment, &[entry(0), big(1)]).unwrap();
+            t.append_trace(session, segment, &json!({"event": 1}))
+                .unwrap();
+        }
+        (doomed, kept, segment)
+    };
+    let hidden_left = |t: &TempStore| -> Vec<String> {
+        std::fs::read_dir(t.root())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".deleted"))
+            .collect()
+    };
+    let counted = TempStore::new();
+    let (doomed, _, _) = setup(&counted);
+    let counts = Arc::new(CountCalls::default());
+    FsStore::open_on(
+        FaultFs::new(OsFs, counts.clone()),
+        counted.root(),
+        FsOptions::default(),
+    )
+    .unwrap()
+    .delete_session(doomed)
+    .unwrap();
+    let mut runs = 0;
+    for op in [Op::RemoveFile, Op::RemoveDir] {
+        assert!(counts.count(op) > 0, "a delete makes {op:?} calls");
+        for nth in 0..counts.count(op) {
+            // Taken first by another remover: not an error, and nothing is left behind.
+            let t = TempStore::new();
+            let (doomed, kept, segment) = setup(&t);
+            let plan = Arc::new(RemovedFirst {
+                op,
+                nth,
+                seen: Default::default(),
+            });
+            let store = FsStore::open_with_faults(t.root(), FsOptions::default(), plan).unwrap();
+            store
+                .delete_session(doomed)
+                .unwrap_or_else(|e| panic!("{op:?}#{nth} removed first: {e}"));
+            assert!(!t.open_another().list_sessions().unwrap().contains(&doomed));
+            assert_eq!(hidden_left(&t), Vec::<String>::new(), "{op:?}#{nth}");
+            assert_eq!(
+                t.open_another().read::<Value>(kept, segment).unwrap().len(),
+                2
+            );
+
+            // Failing with EIO: the delete says so, naming that error, not a later one.
+            let t = TempStore::new();
+            let (doomed, _, _) = setup(&t);
+            let store = faulty(
+                t.root(),
+                Durability::Buffered,
+                FailNth::new(op, nth, Fault::Eio),
+            );
+            match store.delete_session(doomed) {
+                Err(Error::Io { source, .. }) => {
+                    assert_eq!(source.raw_os_error(), Some(5), "{op:?}#{nth}: {source}");
+                }
+                other => panic!("{op:?}#{nth} failing with EIO: {other:?}"),
+            }
+            runs += 1;
+        }
+    }
+    println!("{runs} removals taken first and failed");
+}

@@ -149,18 +149,55 @@ struct HostileStore {
     big_segment: SegmentId,
 }
 
-/// Appends `count` entry lines (format 1, correct CRCs) numbered from `first`, each holding
-/// `json(seq)`, to the file at `path`: how a huge file of valid lines is made in seconds.
-fn append_lines(path: &std::path::Path, first: u64, count: u64, json: impl Fn(u64) -> String) {
+/// Appends `count` entry lines (correct CRCs) numbered from `first`, each holding `json(seq)`,
+/// framed for a file of `version` (format 2: each as one write that claims everything before
+/// it durable), to the file at `path`: how a huge file of valid lines is made in seconds.
+fn append_lines(
+    path: &std::path::Path,
+    version: annals::codec::Version,
+    first: u64,
+    count: u64,
+    json: impl Fn(u64) -> String,
+) {
     use std::io::Write;
     let file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     for seq in first..first + count {
-        let covered = format!("\"seq\":{seq},\"e\":{}}}", json(seq));
-        let crc = crc32fast::hash(covered.as_bytes());
-        writeln!(out, "{{\"crc\":\"{crc:08x}\",{covered}").unwrap();
+        let frame = annals::codec::Frame {
+            version,
+            seq,
+            marks: annals::codec::Marks {
+                appended_ms: 1_750_000_000_000,
+                ..annals::codec::Marks::default()
+            },
+        };
+        let mut line = Vec::new();
+        annals::codec::encode_entry(&frame, &json(seq), &mut line).unwrap();
+        out.write_all(&line).unwrap();
     }
     out.flush().unwrap();
+}
+
+/// Rewrites a segment the store just created with `entries` as a format-1 file: what these
+/// cases append after it is damage in format 1, wherever it lies. (In format 2 the same bytes
+/// at the end of a file that claims nothing durable after them are an interrupted tail.)
+fn as_format_1(path: &std::path::Path, session: SessionId, segment: SegmentId, entries: &[String]) {
+    let header = annals::codec::Header {
+        annals: 1,
+        kind: annals::codec::FileKind::Segment,
+        session,
+        segment,
+        generation: 0,
+        created_ms: 1_750_000_000_000,
+        fork: None,
+    };
+    let mut bytes = Vec::new();
+    annals::codec::encode_header(&header, &mut bytes).unwrap();
+    for (seq, json) in entries.iter().enumerate() {
+        annals::codec::encode_entry(&annals::codec::Frame::v1(seq as u64), json, &mut bytes)
+            .unwrap();
+    }
+    std::fs::write(path, bytes).unwrap();
 }
 
 fn write_bytes(path: &std::path::Path, bytes: &[u8]) {
@@ -183,6 +220,13 @@ impl HostileStore {
             store
                 .create(lines, segment, &[small(0), small(1), small(2)])
                 .unwrap();
+            let entries: Vec<String> = (0..3).map(|i| small(i).to_string()).collect();
+            as_format_1(
+                &store.segment_path(lines, segment),
+                lines,
+                segment,
+                &entries,
+            );
         }
         let path = store.segment_path(lines, long_line);
         let x = vec![b'x'; 1 << 20];
@@ -190,7 +234,9 @@ impl HostileStore {
             write_bytes(&path, &x);
         }
         write_bytes(&path, b"\n");
-        append_lines(&path, 3, 3, |i| small(i).to_string());
+        append_lines(&path, annals::codec::Version::V1, 3, 3, |i| {
+            small(i).to_string()
+        });
         let path = store.segment_path(lines, no_newline);
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         let len = file.metadata().unwrap().len();
@@ -214,6 +260,19 @@ impl HostileStore {
         store
             .create(blobs, blob_segment, &[small(0), value.clone()])
             .unwrap();
+        // A durable line after the blob's, so that its line is in the log that line vouches
+        // for (damage), not at an end that claims nothing (an interrupted tail).
+        let durable = annals::FsOptions {
+            durability: annals::Durability::Sync,
+            ..annals::FsOptions::default()
+        };
+        // Two: a new handle knows only what the last line claims (entries before it), so its
+        // first line vouches for entries before the blob's no further; the second, written
+        // after the first's fdatasync, vouches for all.
+        let durable = FsStore::open_with(&root, durable).unwrap();
+        for i in [2, 3] {
+            durable.append(blobs, blob_segment, &small(i)).unwrap();
+        }
         let blob = annals::BlobId::of(serde_json::to_string(&value).unwrap().as_bytes());
         let hex = blob.to_hex();
         let blob_path = root
@@ -238,9 +297,13 @@ impl HostileStore {
             .join(aux.to_string())
             .join(format!("{aux_segment}.trace.jsonl"));
         let lines_for = |bytes: u64, each: u64| bytes / each;
-        append_lines(&trace, 1, lines_for(256 << 20, 130), |i| {
-            format!(r#"{{"event":"tool","i":{i},"pad":"{}"}}"#, "t".repeat(80))
-        });
+        append_lines(
+            &trace,
+            annals::codec::Version::NEW_FILES,
+            1,
+            lines_for(256 << 20, 130),
+            |i| format!(r#"{{"event":"tool","i":{i},"pad":"{}"}}"#, "t".repeat(80)),
+        );
         let meta = annals::AttachmentMeta {
             media_type: "image/png".into(),
             label: Some("screenshot.png".into()),
@@ -249,12 +312,18 @@ impl HostileStore {
         };
         store.put_attachment(aux, b"attached", &meta).unwrap();
         let index = root.join(aux.to_string()).join("attachments.jsonl");
-        append_lines(&index, 1, lines_for(256 << 20, 180), |i| {
-            let id = annals::BlobId::of(&i.to_le_bytes());
-            format!(
-                r#"{{"id":"{id}","len":8,"type":"image/png","label":"screenshot.png","created_ms":{i}}}"#
-            )
-        });
+        append_lines(
+            &index,
+            annals::codec::Version::NEW_FILES,
+            1,
+            lines_for(256 << 20, 180),
+            |i| {
+                let id = annals::BlobId::of(&i.to_le_bytes());
+                format!(
+                    r#"{{"id":"{id}","len":8,"type":"image/png","label":"screenshot.png","created_ms":{i}}}"#
+                )
+            },
+        );
         let big = SessionId::new();
         let big_segment = SegmentId::new();
         store

@@ -215,3 +215,74 @@ fn a_sync_append_leaves_nothing_for_the_next_writer_to_check() {
     );
     assert!(store.take_recovered().is_empty());
 }
+
+/// What a store that has no handle of the file yet (a listing, another process) reads as the
+/// tip: a format-2 file's interrupted end counts as replay reads it; a format-1 file's damaged
+/// last line is damage, as it always was, not an end to read around.
+#[test]
+fn a_fresh_store_reads_the_tip_of_a_damaged_format_1_end_as_damage_and_of_format_2_as_replay_does()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let store = FsStore::open(&root).unwrap();
+    let (session, segment) = (SessionId::new(), SegmentId::new());
+    store
+        .create(session, segment, &[entry(0), entry(1), entry(2)])
+        .unwrap();
+    let path = store.segment_path(session, segment);
+    drop(store);
+
+    // Format 1: the header and three lines as a format-1 writer made them, then more bytes
+    // without a newline than any line may hold: not a torn line, damage.
+    let header = annals::codec::Header {
+        annals: 1,
+        kind: annals::codec::FileKind::Segment,
+        session,
+        segment,
+        generation: 0,
+        created_ms: 1_750_000_000_000,
+        fork: None,
+    };
+    let mut bytes = Vec::new();
+    annals::codec::encode_header(&header, &mut bytes).unwrap();
+    for seq in 0..3 {
+        annals::codec::encode_entry(
+            &annals::codec::Frame::v1(seq),
+            &entry(seq).to_string(),
+            &mut bytes,
+        )
+        .unwrap();
+    }
+    bytes.extend(std::iter::repeat_n(b'x', 5000));
+    fs::write(&path, &bytes).unwrap();
+    let fresh = FsStore::open(&root).unwrap();
+    match fresh.tip(session, segment) {
+        Err(annals::Error::Corrupt { line, .. }) => assert_eq!(line, 5),
+        other => panic!("the tip of a format-1 file whose last line is damaged: {other:?}"),
+    }
+
+    // Format 2 (what the store writes): the same damage at the end is an interrupted tail,
+    // and the tip counts what replay delivers.
+    let store = FsStore::open(&root).unwrap();
+    let (session, segment) = (SessionId::new(), SegmentId::new());
+    store.create::<Value>(session, segment, &[]).unwrap();
+    for n in 0..3 {
+        store.append(session, segment, &entry(n)).unwrap();
+    }
+    let path = store.segment_path(session, segment);
+    drop(store);
+    let mut bytes = fs::read(&path).unwrap();
+    let line_start = bytes[..bytes.len() - 1]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .unwrap()
+        + 1;
+    let digit = line_start + r#"{"crc":""#.len();
+    bytes[digit] = if bytes[digit] == b'0' { b'1' } else { b'0' };
+    fs::write(&path, &bytes).unwrap();
+    let fresh = FsStore::open(&root).unwrap();
+    let tip = fresh.tip(session, segment).unwrap();
+    let delivered: Vec<Value> = fresh.read(session, segment).unwrap();
+    assert_eq!(delivered.len(), 2);
+    assert_eq!(tip.count, 2);
+}
