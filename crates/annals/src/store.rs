@@ -89,15 +89,17 @@ impl fmt::Display for RawEntry {
 }
 
 /// What a writer knows about the end of a segment: how many entries it has, and which rewrite
-/// generation of it this is. Two tips are equal only if nothing was appended, truncated or
+/// generation of it this is. Two tips are equal only if no entry was appended, truncated or
 /// rewritten in between, which is what the concurrent-writer detector compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, serde::Deserialize)]
 pub struct Tip {
     /// Number of entries; also the sequence number the next entry gets.
     pub count: u64,
-    /// Rewrite generation: 0 at creation, incremented by every rewrite of the file: a truncate,
-    /// and a repair that cuts a damaged line (cutting only a torn tail rewrites nothing and
-    /// keeps it).
+    /// Rewrite generation: 0 at creation, incremented by every rewrite that drops entries a
+    /// reader may have had: a truncate, a repair that cuts a damaged line, a
+    /// `RecoveryMode::PointInTime` cut at damage. Cutting only what readers never deliver (a
+    /// torn line, an interrupted tail after a crash) keeps it, so a tip read before the cut
+    /// still holds after it.
     pub generation: u64,
 }
 

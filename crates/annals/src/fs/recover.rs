@@ -210,9 +210,8 @@ impl<F: FileSystem> FsStore<F> {
     }
 
     /// Moves bytes `keep..` of the handle's file to a `.recovered-` file (fsynced), then
-    /// replaces the file by a copy of everything before them (fsynced, under a new
-    /// generation; a rewrite, never an in-place cut, as the mmap reader needs), keeping the
-    /// exclusive lock throughout.
+    /// replaces the file by a copy of everything before them (fsynced; a rewrite, never an
+    /// in-place cut, as the mmap reader needs), keeping the exclusive lock throughout.
     fn cut(&self, h: &mut Handle<F>, dir: &Dir<F>, cut: Cut, why: CutReason) -> Result<Recovered> {
         let tree = &self.tree;
         let fs = &tree.fs;
@@ -220,8 +219,11 @@ impl<F: FileSystem> FsStore<F> {
         let size = cut.keep + cut.len;
         let aside = format!("{name}.recovered-{}", crate::now_ms());
         let saved = keep_aside(tree, dir, &aside, h.reader(fs), cut.keep, size)?;
+        // An interrupted tail holds nothing any reader delivered, so cutting it keeps the
+        // generation (as cutting a torn line in place does) and tips read before still hold; a
+        // `PointInTime` cut at damage drops entries readers may have had: a new generation.
         let header = Header {
-            generation: cut.header.generation + 1,
+            generation: cut.header.generation + u64::from(matches!(why, CutReason::Damage(_))),
             ..cut.header
         };
         let temp = TempFile::create(tree, dir, h.identity.segment)?;

@@ -194,8 +194,10 @@ impl<F: FileSystem> FsStore<F> {
                     return Err(Error::io("fsync", &path, e));
                 }
             } else {
+                // A new generation only when entries a reader delivered go: an interrupted
+                // tail (format 2) was never delivered, so cutting it keeps the tips readers saw.
                 let new_header = Header {
-                    generation: header.generation + 1,
+                    generation: header.generation + u64::from(plan.first_problem.is_some()),
                     ..header
                 };
                 let mut temp = TempFile::create(tree, dir, identity.segment)?;

@@ -533,14 +533,15 @@ fn a_corrupt_last_line_is_an_interrupted_write_that_only_a_cutting_mode_lets_a_w
     assert!(SegmentWriter::open(&store, f.session, f.segment).is_ok());
     assert!(store.append(f.session, f.segment, &entry(5)).is_err());
     assert_eq!(file_state(&f.path), before);
-    // The default mode moves the line aside and appends in its place.
+    // The default mode moves the line aside and appends in its place, under the same
+    // generation: no reader was ever given the line.
     let store = f.fresh();
     let tip = store.append(f.session, f.segment, &entry(5)).unwrap();
     assert_eq!(
         tip,
         Tip {
             count: 5,
-            generation: 1
+            generation: 0
         }
     );
     let events = store.take_recovered();
@@ -861,7 +862,7 @@ fn a_huge_unterminated_tail_is_an_interrupted_tail_that_the_next_writer_moves_as
         tip,
         Tip {
             count: 4,
-            generation: 1
+            generation: 0
         }
     );
     let events = store.take_recovered();

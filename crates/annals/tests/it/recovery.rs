@@ -7,8 +7,8 @@ use std::fs;
 use std::path::PathBuf;
 
 use annals::{
-    CutReason, Durability, FsOptions, FsStore, ReplayOptions, SegmentId, SessionId, Store,
-    StoreExt, TailKind, Tip,
+    CutReason, Durability, FsOptions, FsStore, RecoveryMode, ReplayOptions, SegmentId, SessionId,
+    Store, StoreExt, TailKind, Tip,
 };
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -111,18 +111,28 @@ fn a_batch_cut_between_its_lines_is_never_delivered_and_the_next_writer_moves_it
         assert!(report.is_clean(), "{report:?}");
     }
     // Readers count what they deliver, and never cut.
-    assert_eq!(reader.tip(log.session, log.segment).unwrap().count, 3);
+    let before = reader.tip(log.session, log.segment).unwrap();
+    assert_eq!(before.count, 3);
     assert_eq!(reader.entry_count(log.session, log.segment).unwrap(), 3);
     assert_eq!(log.bytes(), &whole[..kept]);
 
     // The next writer cuts the two lines into a recovered file and appends where they began.
+    // The tip a worker read before is still the tip: the cut took nothing anyone was shown, so
+    // the generation stays and the detector lets the worker carry on.
     let next = log.store();
-    let tip = next.append(log.session, log.segment, &entry(9)).unwrap();
+    let tip = next
+        .append_if(
+            log.session,
+            log.segment,
+            before,
+            &[annals::RawEntry::from_value(&entry(9)).unwrap()],
+        )
+        .unwrap();
     assert_eq!(
         tip,
         Tip {
             count: 4,
-            generation: 1
+            generation: 0
         }
     );
     let events = next.take_recovered();
@@ -140,6 +150,31 @@ fn a_batch_cut_between_its_lines_is_never_delivered_and_the_next_writer_moves_it
     assert_eq!(next.tip(log.session, log.segment).unwrap(), tip);
     assert_eq!(log.store().tip(log.session, log.segment).unwrap(), tip);
     assert!(next.verify(log.session, log.segment).unwrap().is_clean());
+}
+
+#[test]
+fn repair_moves_a_partial_batch_aside_under_the_same_generation() {
+    // As the writer's recovery: the cut lines were never delivered, so the tip readers saw
+    // before the repair is the tip after it.
+    let log = Log::new(Durability::Sync, 3);
+    let batch = [entry(3), entry(4), entry(5)];
+    log.store()
+        .append_batch(log.session, log.segment, &batch)
+        .unwrap();
+    let whole = log.bytes();
+    let starts = line_starts(&whole);
+    fs::write(&log.path, &whole[..starts[6]]).unwrap();
+    let store = log.store();
+    let before = store.tip(log.session, log.segment).unwrap();
+    let plan = store.repair(log.session, log.segment, false).unwrap();
+    assert_eq!(plan.first_problem, None);
+    assert_eq!(plan.kept_entries, 3);
+    let backup = plan.backup.expect("the cut lines are kept");
+    assert_eq!(fs::read(backup).unwrap(), &whole[starts[4]..starts[6]]);
+    assert_eq!(store.tip(log.session, log.segment).unwrap(), before);
+    assert_eq!(log.store().tip(log.session, log.segment).unwrap(), before);
+    assert_eq!(before.generation, 0);
+    assert_eq!(log.bytes(), &whole[..starts[4]]);
 }
 
 #[test]
@@ -166,12 +201,58 @@ fn a_hole_before_a_later_unsynced_write_is_cut_from_the_hole_by_the_next_writer(
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(log.ns(&reader), [0, 1, 2]);
 
+    let before = reader.tip(log.session, log.segment).unwrap();
     let next = log.store();
     let tip = next.append(log.session, log.segment, &entry(9)).unwrap();
     assert_eq!(tip.count, 4);
+    assert_eq!(
+        tip.generation, before.generation,
+        "the hole held nothing delivered"
+    );
     let event = next.take_recovered().pop().expect("a cut");
     assert_eq!(fs::read(&event.saved).unwrap(), &holed[starts[4]..]);
     assert_eq!(log.ns(&next), [0, 1, 2, 9]);
+}
+
+#[test]
+fn point_in_time_cuts_at_damage_later_lines_vouch_for_under_a_new_generation() {
+    // Entries 0..5 synced (each line vouches for those before it), 5 and 6 buffered, so the
+    // last line does not vouch for the file and the next writer checks it, from the first
+    // entry in `PointInTime`: the flipped byte in entry 2 is damage, and it cuts there.
+    let log = Log::new(Durability::Sync, 5);
+    let writer = log.store();
+    for i in 5..7 {
+        writer.append(log.session, log.segment, &entry(i)).unwrap();
+    }
+    let mut bytes = log.bytes();
+    let starts = line_starts(&bytes);
+    bytes[starts[3] + 40] ^= 0x01;
+    fs::write(&log.path, &bytes).unwrap();
+    let damaged = log.store();
+    assert!(damaged
+        .append(log.session, log.segment, &entry(9))
+        .unwrap_err()
+        .is_corruption());
+
+    let options = FsOptions {
+        recovery: RecoveryMode::PointInTime,
+        ..FsOptions::default()
+    };
+    let next = FsStore::open_with(&log.root, options).unwrap();
+    let tip = next.append(log.session, log.segment, &entry(9)).unwrap();
+    assert_eq!(
+        tip,
+        Tip {
+            count: 3,
+            generation: 1
+        },
+        "acknowledged entries went: a new generation"
+    );
+    let event = next.take_recovered().pop().expect("a cut");
+    assert!(matches!(event.why, CutReason::Damage(_)), "{:?}", event.why);
+    assert_eq!(event.kept_entries, 2);
+    assert_eq!(fs::read(&event.saved).unwrap(), &bytes[starts[3]..]);
+    assert_eq!(log.ns(&next), [0, 1, 9]);
 }
 
 #[test]
