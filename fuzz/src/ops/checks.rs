@@ -102,7 +102,7 @@ impl Harness {
                     && self
                         .model
                         .tip(s.session, s.id)
-                        .is_ok_and(|t| t.count == r.entries as u64)
+                        .is_ok_and(|t| t.count == r.entries)
             };
             if self.fs.verify(s.session, s.id).is_ok_and(|r| whole(&r)) {
                 self.segs[i].damaged = false;
@@ -305,8 +305,19 @@ impl Harness {
                     continue;
                 }
                 assert_eq!(g.damage, None, "{s:?}");
-                assert_eq!(g.tip, adjust(w.tip, s.skew), "listed tip of {s:?}");
                 assert_eq!(g.fork, w.fork, "lineage of {s:?}");
+                let model = adjust(w.tip, s.skew);
+                if s.damaged {
+                    // As `tip`: damage at an end no line vouches for (format 2) is an
+                    // interrupted tail, listed as the entries before it.
+                    assert!(
+                        g.tip.generation == model.generation && g.tip.count <= model.count,
+                        "listed tip of damaged {s:?}: {:?}, the model {model:?}",
+                        g.tip
+                    );
+                    continue;
+                }
+                assert_eq!(g.tip, model, "listed tip of {s:?}");
             }
         }
         for index in 0..2 {

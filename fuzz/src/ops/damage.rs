@@ -34,6 +34,64 @@ impl Harness {
         }
     }
 
+    /// Damage in a format-2 file that no later line vouches for reads as an interrupted tail
+    /// (FORMAT.md, Recovery, rule 3): not damage, and nothing of it delivered. When the store
+    /// reads it so, the model forgets the entries from the tail on and the segment counts as
+    /// undamaged again, with one check of our own: no intact line from the tail on may claim
+    /// the tail's first entry durable.
+    fn interrupted_not_damaged(&mut self, i: usize) {
+        let s = self.segs[i];
+        let Ok(report) = self.fs.verify(s.session, s.id) else {
+            return;
+        };
+        let (Some(tail), true) = (report.torn_tail, report.problems.is_empty()) else {
+            return;
+        };
+        // A fresh store, as the next process: a cached handle knows nothing of damage done
+        // behind its back. Its tip checks a blob's presence and length, not its hash, so for
+        // a blob damaged in place it counts what replay does not deliver: that stays damage.
+        let fresh = self.fs.open_another_with(options(256));
+        let (Ok(tip), Ok(delivered)) =
+            (fresh.tip(s.session, s.id), fresh.read_raw(s.session, s.id))
+        else {
+            return;
+        };
+        if tip.count != delivered.len() as u64 {
+            return;
+        }
+        let count = self.model_count(&s);
+        assert!(
+            tip.count <= count,
+            "{s:?}: tip {tip:?} beyond the model's {count}"
+        );
+        let bytes = fs::read(self.fs.segment_path(s.session, s.id)).expect("segment file");
+        let from = usize::try_from(tail.offset)
+            .expect("offset")
+            .min(bytes.len());
+        for &(_, line) in &oracle::split_lines(&bytes[from..]).0 {
+            if let Some((seq, Some(marks), _)) = oracle::parse_entry_as(true, line) {
+                assert!(
+                    seq - marks.u <= tip.count,
+                    "{s:?}: an interrupted tail from entry {}, but entry {seq}'s line claims \
+                     {} durable",
+                    tip.count,
+                    seq - marks.u
+                );
+            }
+        }
+        if tip.count < count {
+            self.model
+                .truncate(s.session, s.id, tip.count)
+                .expect("model truncate");
+            self.segs[i].skew -= 1;
+        }
+        self.segs[i].damaged = false;
+        // Only a power cut leaves such an end, and no process survives one: drop every cached
+        // handle, as a restart would (as `cut_last_line` does).
+        self.fs.reopen();
+        self.other = self.fs.open_another_with(options(256));
+    }
+
     pub(super) fn flip(&mut self, seg: u8, pos: u16, xor: u8) {
         let Some(i) = self.pick(seg) else { return };
         let Some((path, bytes)) = self.intact_file(i) else {
@@ -54,6 +112,7 @@ impl Harness {
         file.write_all_at(&[bytes[pos] ^ xor], pos as u64)
             .expect("flip");
         self.segs[i].damaged = true;
+        self.interrupted_not_damaged(i);
         self.check(i);
     }
 
@@ -90,11 +149,16 @@ impl Harness {
         // every cached handle, as a restart would.
         self.fs.reopen();
         self.other = self.fs.open_another_with(options(256));
-        // The last entry was never committed, as far as anyone can tell.
-        self.model
-            .truncate(s.session, s.id, count - 1)
-            .expect("model truncate");
-        self.segs[i].skew -= 1;
+        // The last entry was never committed, as far as anyone can tell, and neither was the
+        // rest of its batch: a batch is delivered whole or not at all. (The line cut may belong
+        // to a batch an earlier cut already left incomplete: then the model has lost it.)
+        let keep = committed(&bytes[..cut]);
+        if keep < count {
+            self.model
+                .truncate(s.session, s.id, keep)
+                .expect("model truncate");
+            self.segs[i].skew -= 1;
+        }
         self.check(i);
     }
 
@@ -158,6 +222,28 @@ impl Harness {
         for s in self.segs.iter_mut().filter(|s| s.session == session) {
             s.damaged |= model.tip(s.session, s.id).is_ok();
         }
+        for i in 0..self.segs.len() {
+            if self.segs[i].session == session {
+                self.interrupted_not_damaged(i);
+            }
+        }
         self.check_all();
     }
+}
+
+/// How many entries a reader can deliver from an undamaged image: up to the end of the last
+/// whole line that closes its batch (a version-2 line without `more`, or any version-1 line).
+/// Lines of a batch whose last line is missing or torn were never committed.
+fn committed(bytes: &[u8]) -> u64 {
+    let (lines, _) = oracle::split_lines(bytes);
+    let mut count = 0;
+    for &(_, line) in &lines {
+        let entry = oracle::parse_entry_as(true, line)
+            .map(|(seq, marks, _)| (seq, marks.map_or(0, |m| m.more)))
+            .or_else(|| oracle::parse_entry(line).map(|(seq, _)| (seq, 0)));
+        if let Some((seq, 0)) = entry {
+            count = seq + 1;
+        }
+    }
+    count
 }

@@ -31,10 +31,13 @@ pub use self::wire::{decode, encode, Entry, Op, MAX_BATCH, MAX_ENTRY, MAX_OPS};
 /// Runs the operations `data` decodes to; panics on any disagreement.
 pub fn run(data: &[u8]) {
     let mut h = Harness::new();
+    let trace = std::env::var_os("ANNALS_FUZZ_TRACE").is_some();
     for op in decode(data) {
-        h.apply(&op);
-        if std::env::var_os("ANNALS_FUZZ_TRACE").is_some() {
+        if trace {
             eprintln!("{op:?}");
+        }
+        h.apply(&op);
+        if trace {
             for session in h.sessions {
                 let root = h.fs.root().join(session.to_string()).join("blobs");
                 for shard in fs::read_dir(root).into_iter().flatten().flatten() {
