@@ -100,6 +100,16 @@ impl Harness {
         if bytes.len() < 2 {
             return;
         }
+        // Whole lines after the entries the model counts are an interrupted tail it already
+        // dropped (`interrupted_not_damaged`): a flip there could only make one of them whole
+        // again, which no crash does. Flips land before them.
+        let count = usize::try_from(self.model_count(&self.segs[i])).expect("count");
+        let (lines, _) = oracle::split_lines(&bytes);
+        let end = match lines.get(count + 1) {
+            Some(&(next, _)) => next,
+            None => bytes.len(),
+        };
+        let bytes = &bytes[..end];
         let mut pos = usize::from(pos) % bytes.len();
         if Some(pos) == bytes.iter().rposition(|&b| b == b'\n') {
             let Some(before) = pos.checked_sub(1) else {
