@@ -4,6 +4,7 @@
 
 use super::blobs::{BlobDir, BlobLock};
 use super::cache::{Key, Shared};
+use super::group::Commit;
 use super::handle::Appended;
 use super::lease::Writer;
 use super::seam::FileSystem;
@@ -168,8 +169,8 @@ impl<F: FileSystem> FsStore<F> {
                     self.durable(),
                 )
             })?;
-            if let Appended::Done(tip) = appended {
-                return Ok(tip);
+            if let Appended::Done(tip, commit) = appended {
+                return self.committed(handle, tip, commit);
             }
         }
         self.append_entries_to(handle, writer, session, std::slice::from_ref(entry), None)
@@ -201,7 +202,7 @@ impl<F: FileSystem> FsStore<F> {
     ) -> Result<Tip> {
         let mut version = lock(handle).version(&self.tree)?;
         for _ in 0..3 {
-            let (prepared, _blob_lock) = self.prepare(session, entries, version, false)?;
+            let (prepared, blob_lock) = self.prepare(session, entries, version, false)?;
             let appended = self.writing(handle, writer, |h| {
                 h.append(
                     &self.tree,
@@ -213,7 +214,11 @@ impl<F: FileSystem> FsStore<F> {
                 )
             })?;
             match appended {
-                Appended::Done(tip) => return Ok(tip),
+                Appended::Done(tip, commit) => {
+                    // The lines that refer to the blobs are in: gc may look again.
+                    drop(blob_lock);
+                    return self.committed(handle, tip, commit);
+                }
                 Appended::Reprepare(found) => version = found,
             }
         }
@@ -222,6 +227,23 @@ impl<F: FileSystem> FsStore<F> {
             "the file was replaced by one of another format version at every try",
         );
         Err(Error::io("append to", path, changing))
+    }
+
+    /// The end of an append: for a `Sync` one, the wait for the group commit's `fdatasync`
+    /// (`group.rs`), with neither the handle nor the file's lock held; a failure poisons the
+    /// handle for good.
+    fn committed(&self, handle: &Shared<F>, tip: Tip, commit: Option<Commit<F>>) -> Result<Tip> {
+        let Some(commit) = commit else {
+            return Ok(tip);
+        };
+        match commit.wait(&self.tree.fs) {
+            Ok(()) => Ok(tip),
+            Err(e) => {
+                // The failed group's, even if the handle has moved on to another file since.
+                lock(handle).learn_failure(&commit.file);
+                Err(e)
+            }
+        }
     }
 
     pub(crate) fn sync_segment(&self, session: SessionId, segment: SegmentId) -> Result<()> {

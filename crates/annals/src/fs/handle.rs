@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::append::{encode_write, write_time, Durable, WriteMeta};
+use super::group::{Commit, OpenFile};
 use super::read::{Reader, TailState};
 use super::seam::{Access, FileSystem, LockKind};
 use super::snapshot::{replaced_too_often, MAX_REOPENS};
@@ -38,11 +39,30 @@ pub(crate) struct Poison {
     source: Arc<io::Error>,
 }
 
+impl Poison {
+    pub(crate) fn new(op: &'static str, error: &io::Error) -> Self {
+        Self {
+            op,
+            source: Arc::new(copy_of(error)),
+        }
+    }
+
+    /// What every later use of the file gets.
+    pub(crate) fn error(&self, path: &std::path::Path) -> Error {
+        Error::Poisoned {
+            path: path.to_path_buf(),
+            op: self.op,
+            source: Arc::clone(&self.source),
+        }
+    }
+}
+
 /// What [`Handle::append`] did.
 #[derive(Debug)]
-pub(crate) enum Appended {
-    /// Written; the tip after it.
-    Done(Tip),
+pub(crate) enum Appended<F: FileSystem> {
+    /// Written; the tip after it, and for a `Sync` append the group commit to wait for once
+    /// the handle is let go.
+    Done(Tip, Option<Commit<F>>),
     /// Nothing written: the file is of this version, whose lines are shorter than those the
     /// entries were prepared for (the file at the name was made again meanwhile). Prepare them
     /// again for it.
@@ -53,7 +73,8 @@ pub(crate) enum Appended {
 pub(crate) struct Handle<F: FileSystem> {
     pub path: PathBuf,
     pub identity: Identity,
-    pub file: F::File,
+    /// The open file and its group commit (`group.rs`).
+    pub file: Arc<OpenFile<F>>,
     /// Header of the currently open file and the offset where entries start; `None` until the
     /// file has been read under the lock.
     pub header: Option<(Header, u64)>,
@@ -100,10 +121,11 @@ impl<F: FileSystem> Handle<F> {
         let Some(file) = tree.open_identity(identity, Access::Append)? else {
             return Ok(None);
         };
+        let path = tree.identity_path(identity);
         Ok(Some(Self {
-            path: tree.identity_path(identity),
+            file: OpenFile::new(file, &path),
+            path,
             identity,
-            file,
             header: None,
             tail: TailState {
                 committed: 0,
@@ -191,9 +213,10 @@ impl<F: FileSystem> Handle<F> {
                     // Replaced or deleted while we waited: follow the name, from the root (the
                     // session itself may have been deleted and made again).
                     let _ = tree.fs.unlock(&self.file);
-                    self.file = tree
+                    let file = tree
                         .open_identity(self.identity, Access::Append)?
                         .ok_or_else(|| self.not_found())?;
+                    self.replace_file(file);
                     self.header = None;
                 }
                 Err(e) => {
@@ -289,23 +312,34 @@ impl<F: FileSystem> Handle<F> {
         result
     }
 
+    /// Fails if the file's state is unknown: a call on this handle failed, or the group
+    /// commit's `fdatasync` of its file did (`group.rs`).
     pub(crate) fn check_poison(&self) -> Result<()> {
-        match &self.poisoned {
-            Some(poison) => Err(Error::Poisoned {
-                path: self.path.clone(),
-                op: poison.op,
-                source: Arc::clone(&poison.source),
-            }),
+        match self.poisoned.clone().or_else(|| self.file.failure()) {
+            Some(poison) => Err(poison.error(&self.path)),
             None => Ok(()),
         }
     }
 
+    /// Keeps the failure of a group commit's `fdatasync` of `file` as the handle's own, so
+    /// that the cache never closes the handle (`cache.rs`) and the error stays sticky.
+    pub(crate) fn learn_failure(&mut self, file: &OpenFile<F>) {
+        if self.poisoned.is_none() {
+            self.poisoned = file.failure();
+        }
+    }
+
+    /// Puts `file` in place of the open file (a rewrite's, or the file at the name), with a
+    /// group commit of its own, and hands back the old one (its waiters finish on it). Every
+    /// caller has checked the poison first, the group's failure included.
+    pub(crate) fn replace_file(&mut self, file: F::File) -> Arc<OpenFile<F>> {
+        let new = OpenFile::new(file, &self.path);
+        std::mem::replace(&mut self.file, new)
+    }
+
     /// Marks the file's state unknown from now on: `op` failed with `error`.
     pub(crate) fn poison(&mut self, op: &'static str, error: &io::Error) {
-        self.poisoned = Some(Poison {
-            op,
-            source: Arc::new(copy_of(error)),
-        });
+        self.poisoned = Some(Poison::new(op, error));
     }
 
     /// Appends `entries`, prepared for a file of `prepared_for`, as one `write(2)`, under the
@@ -320,7 +354,7 @@ impl<F: FileSystem> Handle<F> {
         prepared_for: Version,
         expected: Option<Tip>,
         sync: bool,
-    ) -> Result<Appended> {
+    ) -> Result<Appended<F>> {
         self.check_poison()?;
         let fs = &tree.fs;
         self.locked(tree, |h| {
@@ -338,7 +372,7 @@ impl<F: FileSystem> Handle<F> {
                 }
             }
             if entries.is_empty() {
-                return Ok(Appended::Done(tip));
+                return Ok(Appended::Done(tip, None));
             }
             // A file's version is fixed when it is made: a version-1 file gets version-1 lines.
             let version = h
@@ -357,6 +391,8 @@ impl<F: FileSystem> Handle<F> {
                 });
             }
             h.buf.clear();
+            // What the group commit made durable since (never above the count).
+            h.durable = h.durable.max(h.file.synced()).min(tip.count);
             let write = WriteMeta {
                 version,
                 first_seq: tip.count,
@@ -374,10 +410,14 @@ impl<F: FileSystem> Handle<F> {
             h.write_all_once(tree)?;
             h.tail.committed += h.buf.len() as u64;
             h.tail.count += entries.len() as u64;
-            if sync {
-                h.sync_data(fs)?;
-            }
-            Ok(Appended::Done(h.tip()))
+            h.file.wrote(h.tail.count);
+            // A `Sync` append waits for the group's fdatasync after letting go of the lock
+            // and the handle, so that other threads write meanwhile and share it.
+            let commit = sync.then(|| Commit {
+                file: Arc::clone(&h.file),
+                count: h.tail.count,
+            });
+            Ok(Appended::Done(h.tip(), commit))
         })
     }
 
@@ -388,19 +428,20 @@ impl<F: FileSystem> Handle<F> {
         self.sync_data(fs)
     }
 
+    /// Through the file's group (`group.rs`), so that it shares an fdatasync in flight and
+    /// never makes one after the group's failed.
     fn sync_data(&mut self, fs: &F) -> Result<()> {
-        // What is in the file now; a concurrent writer's later lines are not covered.
-        let covered = self.tail.count;
-        match fs.sync_data(&self.file) {
-            Ok(()) => {
-                self.durable = covered;
+        match self.file.sync_to(fs, self.tail.count, true) {
+            Ok(covered) => {
+                self.durable = self.durable.max(covered).min(self.tail.count);
                 Ok(())
             }
             // Never retried: after a failed fsync the kernel may have dropped the dirty
             // pages, and a second fsync could report success for lost data.
             Err(e) => {
-                self.poison("fsync", &e);
-                Err(Error::io("fsync", &self.path, e))
+                let file = Arc::clone(&self.file);
+                self.learn_failure(&file);
+                Err(e)
             }
         }
     }

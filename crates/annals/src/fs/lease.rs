@@ -284,7 +284,7 @@ impl<F: FileSystem> Handle<F> {
             ));
         }
         let new_file = temp.replace(&name).map_err(as_io)?;
-        let old = std::mem::replace(&mut self.file, new_file);
+        let old = self.replace_file(new_file);
         let _ = tree.fs.unlock(&old);
         drop(old);
         tree.sync_dir(&dir).map_err(as_io)

@@ -42,6 +42,7 @@ mod cache;
 mod fault;
 mod fstype;
 mod gc;
+mod group;
 mod handle;
 mod lease;
 mod mmap;

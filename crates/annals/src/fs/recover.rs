@@ -235,7 +235,7 @@ impl<F: FileSystem> FsStore<F> {
         temp.copy(h.reader(fs), cut.header_end, cut.keep)?;
         temp.sync()?;
         let new_file = temp.replace(&name)?;
-        let old = std::mem::replace(&mut h.file, new_file);
+        let old = h.replace_file(new_file);
         let _ = fs.unlock(&old);
         drop(old);
         // The kept bytes end a complete write: the new file's last line says the count (a

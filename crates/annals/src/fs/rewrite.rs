@@ -114,7 +114,7 @@ impl<F: FileSystem> FsStore<F> {
                 }
             }
             let new_file = temp.replace(&file_name(segment, FileKind::Segment))?;
-            let old = std::mem::replace(&mut h.file, new_file);
+            let old = h.replace_file(new_file);
             let _ = tree.fs.unlock(&old);
             drop(old);
             h.header = Some((header, new_header_end));

@@ -83,6 +83,183 @@ fn a_buffered_append_is_one_lock_one_stat_one_write_and_one_unlock() {
 }
 
 #[test]
+fn a_sync_append_is_the_buffered_calls_then_one_fdatasync_after_the_unlock() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Arc::new(Calls::default());
+    let options = FsOptions {
+        durability: crate::Durability::Sync,
+        ..FsOptions::default()
+    };
+    let store = FsStore::open_on(FaultFs::new(OsFs, calls.clone()), dir.path(), options).unwrap();
+    let (session, segment) = (SessionId::new(), SegmentId::new());
+    store
+        .create::<serde_json::Value>(session, segment, &[])
+        .unwrap();
+    store
+        .append(session, segment, &serde_json::json!(0))
+        .unwrap();
+    calls.take();
+    for n in 1..4 {
+        store
+            .append(session, segment, &serde_json::json!(n))
+            .unwrap();
+        // The fdatasync comes after the unlock: other writers may write meanwhile, and the
+        // threads of this process share it (group commit, `group.rs`).
+        assert_eq!(
+            calls.take(),
+            [
+                Op::TryLock,
+                Op::SizeAndLinks,
+                Op::Append,
+                Op::Unlock,
+                Op::SyncData
+            ],
+            "append {n}"
+        );
+    }
+    // Everything this store wrote is durable already; a sync still makes its own call (it
+    // covers whatever is in the file).
+    store.sync(session, segment).unwrap();
+    assert_eq!(calls.take(), [Op::SyncData]);
+}
+
+/// Makes every fdatasync of a segment slow (so that appends of other threads pile up behind
+/// it), counts them, and fails them once `failing` is set.
+#[derive(Debug, Default)]
+struct SlowSyncs {
+    syncs: AtomicU32,
+    failing: AtomicBool,
+}
+
+impl FaultPlan for SlowSyncs {
+    fn at(&self, call: &Call<'_>) -> Option<Fault> {
+        if call.op != Op::SyncData || call.path.extension().is_none_or(|e| e != "jsonl") {
+            return None;
+        }
+        self.syncs.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        self.failing.load(Ordering::SeqCst).then_some(Fault::Eio)
+    }
+}
+
+fn slow_syncs(failing: bool) -> (tempfile::TempDir, Arc<SlowSyncs>, FsStore<FaultFs<OsFs>>) {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Arc::new(SlowSyncs::default());
+    plan.failing.store(failing, Ordering::SeqCst);
+    let options = FsOptions {
+        durability: crate::Durability::Sync,
+        // One handle kept open: any other is closed for the next, unless it is poisoned.
+        max_open_files: 1,
+        ..FsOptions::default()
+    };
+    let store = FsStore::open_on(FaultFs::new(OsFs, plan.clone()), dir.path(), options).unwrap();
+    (dir, plan, store)
+}
+
+#[test]
+fn durable_appends_of_many_threads_to_one_segment_share_their_fdatasyncs() {
+    let (_dir, plan, store) = slow_syncs(false);
+    let (session, segment) = (SessionId::new(), SegmentId::new());
+    store
+        .create::<serde_json::Value>(session, segment, &[])
+        .unwrap();
+    let (threads, each) = (8u64, 6u64);
+    let start = std::sync::Barrier::new(8);
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let (store, start) = (&store, &start);
+            scope.spawn(move || {
+                start.wait();
+                for i in 0..each {
+                    let entry = serde_json::json!({ "thread": t, "i": i });
+                    store.append(session, segment, &entry).unwrap();
+                }
+            });
+        }
+    });
+    let appends = threads * each;
+    let syncs = u64::from(plan.syncs.load(Ordering::SeqCst));
+    // One thread at a time would make 48 slow fdatasyncs; sharing them, a handful of rounds.
+    assert!(
+        syncs * 2 <= appends,
+        "{syncs} fdatasyncs for {appends} appends"
+    );
+    let read: Vec<serde_json::Value> = store.read(session, segment).unwrap();
+    assert_eq!(read.len() as u64, appends);
+    for t in 0..threads {
+        let mine: Vec<u64> = read
+            .iter()
+            .filter(|e| e["thread"] == t)
+            .map(|e| e["i"].as_u64().unwrap())
+            .collect();
+        assert_eq!(mine, (0..each).collect::<Vec<_>>(), "thread {t}'s order");
+    }
+    // Every line claims durable what the group had synced when it was written; the last
+    // append's own sync covered everything before it.
+    assert_eq!(store.tip(session, segment).unwrap().count, appends);
+}
+
+#[test]
+fn a_failed_group_fdatasync_fails_every_waiter_and_is_never_made_again() {
+    let (_dir, plan, store) = slow_syncs(true);
+    let (session, segment) = (SessionId::new(), SegmentId::new());
+    store
+        .create::<serde_json::Value>(session, segment, &[])
+        .unwrap();
+    let threads = 4;
+    let start = std::sync::Barrier::new(threads);
+    let results: Vec<crate::Result<crate::Tip>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (store, start) = (&store, &start);
+                scope.spawn(move || {
+                    start.wait();
+                    store.append(session, segment, &serde_json::json!({ "thread": t }))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // Nobody is told a line is durable: the one sync failed, and none was made after it.
+    for r in &results {
+        let e = r
+            .as_ref()
+            .expect_err("an append acknowledged after a failed fdatasync");
+        assert!(
+            matches!(e, crate::Error::Io { .. } | crate::Error::Poisoned { .. }),
+            "{e:?}"
+        );
+    }
+    assert_eq!(plan.syncs.load(Ordering::SeqCst), 1);
+    // Sticky: sync and append fail without another fdatasync.
+    assert!(matches!(
+        store.sync(session, segment),
+        Err(crate::Error::Poisoned { .. })
+    ));
+    assert!(matches!(
+        store.append(session, segment, &serde_json::json!("later")),
+        Err(crate::Error::Poisoned { .. })
+    ));
+    assert_eq!(plan.syncs.load(Ordering::SeqCst), 1);
+    // The handle stays (the cache never closes a poisoned one), and with it the error: another
+    // segment's appends do not make the store open the failed file afresh and sync it again.
+    plan.failing.store(false, Ordering::SeqCst);
+    let other = SegmentId::new();
+    store
+        .create::<serde_json::Value>(session, other, &[])
+        .unwrap();
+    store
+        .append(session, other, &serde_json::json!("elsewhere"))
+        .unwrap();
+    let syncs = plan.syncs.load(Ordering::SeqCst);
+    assert!(matches!(
+        store.sync(session, segment),
+        Err(crate::Error::Poisoned { .. })
+    ));
+    assert_eq!(plan.syncs.load(Ordering::SeqCst), syncs);
+}
+
+#[test]
 fn verify_reads_what_it_cannot_map_and_reports_the_same() {
     #[derive(Debug)]
     struct NoMapping;
