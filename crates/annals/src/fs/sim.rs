@@ -57,6 +57,8 @@ impl Crash {
 #[derive(Debug, Clone)]
 pub struct SimFs {
     shared: Arc<Shared>,
+    /// What `unsafe_fs` answers: the medium posing as a network or FUSE file system.
+    posing_as: Option<&'static str>,
 }
 
 #[derive(Debug)]
@@ -344,7 +346,16 @@ impl SimFs {
                 state: Mutex::new(state),
                 unlocked: Condvar::new(),
             }),
+            posing_as: None,
         }
+    }
+
+    /// This medium, telling the store it is a file system of the kind `name` (`"nfs"`,
+    /// `"fuse"`...) where appends of several writers are not safe, as the root's `statfs` would.
+    #[must_use]
+    pub fn posing_as(mut self, name: &'static str) -> SimFs {
+        self.posing_as = Some(name);
+        self
     }
 
     /// The medium as it comes back after `crash` happened now: a new `SimFs` (this one goes on
@@ -433,7 +444,7 @@ impl FileSystem for SimFs {
     }
 
     fn unsafe_fs(&self, _root: &SimDir) -> Option<&'static str> {
-        None
+        self.posing_as
     }
 
     fn open_dir(&self, dir: &SimDir, name: &str) -> io::Result<Lookup<SimDir>> {

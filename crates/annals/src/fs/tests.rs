@@ -50,6 +50,25 @@ impl FaultPlan for Calls {
 }
 
 #[test]
+fn a_root_on_a_network_file_system_is_refused_unless_allowed() {
+    let nfs = SimFs::new().posing_as("nfs");
+    match FsStore::open_on(nfs.clone(), NOWHERE, FsOptions::default()) {
+        Err(crate::Error::UnsafeFileSystem { path, fs }) => {
+            assert_eq!((path.as_path(), fs), (std::path::Path::new(NOWHERE), "nfs"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let allowed = FsOptions {
+        allow_unsafe_fs: true,
+        ..FsOptions::default()
+    };
+    let store = FsStore::open_on(nfs, NOWHERE, allowed).unwrap();
+    assert!(store.list_sessions().unwrap().is_empty());
+    // A local one needs no permission.
+    FsStore::open_on(SimFs::new(), NOWHERE, FsOptions::default()).unwrap();
+}
+
+#[test]
 fn a_buffered_append_is_one_lock_one_stat_one_write_and_one_unlock() {
     let dir = tempfile::tempdir().unwrap();
     let calls = Arc::new(Calls::default());
