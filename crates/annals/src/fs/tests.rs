@@ -68,45 +68,13 @@ fn a_root_on_a_network_file_system_is_refused_unless_allowed() {
     FsStore::open_on(SimFs::new(), NOWHERE, FsOptions::default()).unwrap();
 }
 
-#[test]
-fn a_buffered_append_is_one_lock_one_stat_one_write_and_one_unlock() {
-    let dir = tempfile::tempdir().unwrap();
-    let calls = Arc::new(Calls::default());
-    let store = FsStore::open_on(
-        FaultFs::new(OsFs, calls.clone()),
-        dir.path(),
-        FsOptions::default(),
-    )
-    .unwrap();
-    let (session, segment) = (SessionId::new(), SegmentId::new());
-    store
-        .create::<serde_json::Value>(session, segment, &[])
-        .unwrap();
-    store
-        .append(session, segment, &serde_json::json!(0))
-        .unwrap();
-    calls.take();
-    for n in 1..4 {
-        store
-            .append(session, segment, &serde_json::json!(n))
-            .unwrap();
-        assert_eq!(
-            calls.take(),
-            // The lock is tried, not waited for (a lease may hold the file: `lease.rs`).
-            [Op::TryLock, Op::SizeAndLinks, Op::Append, Op::Unlock],
-            "append {n}"
-        );
-    }
-    store.sync(session, segment).unwrap();
-    assert_eq!(calls.take(), [Op::SyncData]);
-}
-
-#[test]
-fn a_sync_append_is_the_buffered_calls_then_one_fdatasync_after_the_unlock() {
+/// The calls of three appends (after a first, which opens the file) and of a `sync` that
+/// follows them, on a store of `durability`.
+fn calls_of_appends_and_sync(durability: crate::Durability) -> (Vec<Vec<Op>>, Vec<Op>) {
     let dir = tempfile::tempdir().unwrap();
     let calls = Arc::new(Calls::default());
     let options = FsOptions {
-        durability: crate::Durability::Sync,
+        durability,
         ..FsOptions::default()
     };
     let store = FsStore::open_on(FaultFs::new(OsFs, calls.clone()), dir.path(), options).unwrap();
@@ -118,28 +86,51 @@ fn a_sync_append_is_the_buffered_calls_then_one_fdatasync_after_the_unlock() {
         .append(session, segment, &serde_json::json!(0))
         .unwrap();
     calls.take();
-    for n in 1..4 {
-        store
-            .append(session, segment, &serde_json::json!(n))
-            .unwrap();
+    let appends = (1..4)
+        .map(|n| {
+            store
+                .append(session, segment, &serde_json::json!(n))
+                .unwrap();
+            calls.take()
+        })
+        .collect();
+    store.sync(session, segment).unwrap();
+    (appends, calls.take())
+}
+
+#[test]
+fn a_buffered_append_is_one_lock_one_stat_one_write_and_one_unlock() {
+    let (appends, sync) = calls_of_appends_and_sync(crate::Durability::Buffered);
+    for calls in appends {
+        // The lock is tried, not waited for (a lease may hold the file: `lease.rs`).
+        assert_eq!(
+            calls,
+            [Op::TryLock, Op::SizeAndLinks, Op::Append, Op::Unlock]
+        );
+    }
+    assert_eq!(sync, [Op::SyncData]);
+}
+
+#[test]
+fn a_sync_append_is_the_buffered_calls_then_one_fdatasync_after_the_unlock() {
+    let (appends, sync) = calls_of_appends_and_sync(crate::Durability::Sync);
+    for calls in appends {
         // The fdatasync comes after the unlock: other writers may write meanwhile, and the
         // threads of this process share it (group commit, `group.rs`).
         assert_eq!(
-            calls.take(),
+            calls,
             [
                 Op::TryLock,
                 Op::SizeAndLinks,
                 Op::Append,
                 Op::Unlock,
                 Op::SyncData
-            ],
-            "append {n}"
+            ]
         );
     }
     // Everything this store wrote is durable already; a sync still makes its own call (it
     // covers whatever is in the file).
-    store.sync(session, segment).unwrap();
-    assert_eq!(calls.take(), [Op::SyncData]);
+    assert_eq!(sync, [Op::SyncData]);
 }
 
 /// Makes every fdatasync of a segment slow (so that appends of other threads pile up behind

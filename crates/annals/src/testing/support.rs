@@ -12,7 +12,8 @@
 //! - Stores: [`TempStore`], a filesystem store in a temporary directory of its own.
 //! - Reading back into a `Vec`: [`replay_values`], [`replay_texts`], [`trace_texts`], [`seqs`].
 //! - Randomness: [`Rng`], one seeded generator, and [`seed_from_env_or_clock`].
-//! - [`tip`], to write an expected tip in one expression.
+//! - [`tip`], to write an expected tip in one expression; [`format_1_image`], a file as format 1
+//!   wrote it.
 
 use std::ops::{ControlFlow, Deref, Range};
 use std::path::Path;
@@ -106,6 +107,29 @@ fn raw_json(text: &str) -> RawEntry {
 #[must_use]
 pub fn tip(count: u64, generation: u64) -> Tip {
     Tip { count, generation }
+}
+
+/// The bytes of a format-1 segment file of `segment` in `session` holding `entries` (JSON
+/// texts), as a format-1 writer made it: its header (generation 0) and one line per entry. For
+/// the cases whose format-1 rules differ from format 2's.
+#[must_use]
+pub fn format_1_image(session: SessionId, segment: SegmentId, entries: &[String]) -> Vec<u8> {
+    use crate::codec::{encode_entry, encode_header, FileKind, Frame, Header};
+    let header = Header {
+        annals: 1,
+        kind: FileKind::Segment,
+        session,
+        segment,
+        generation: 0,
+        created_ms: 1_750_000_000_000,
+        fork: None,
+    };
+    let mut bytes = Vec::new();
+    encode_header(&header, &mut bytes).expect("a format-1 header");
+    for (seq, json) in (0u64..).zip(entries) {
+        encode_entry(&Frame::v1(seq), json, &mut bytes).expect("a format-1 line");
+    }
+    bytes
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -182,21 +182,7 @@ fn append_lines(
 /// cases append after it is damage in format 1, wherever it lies. (In format 2 the same bytes
 /// at the end of a file that claims nothing durable after them are an interrupted tail.)
 fn as_format_1(path: &std::path::Path, session: SessionId, segment: SegmentId, entries: &[String]) {
-    let header = annals::codec::Header {
-        annals: 1,
-        kind: annals::codec::FileKind::Segment,
-        session,
-        segment,
-        generation: 0,
-        created_ms: 1_750_000_000_000,
-        fork: None,
-    };
-    let mut bytes = Vec::new();
-    annals::codec::encode_header(&header, &mut bytes).unwrap();
-    for (seq, json) in entries.iter().enumerate() {
-        annals::codec::encode_entry(&annals::codec::Frame::v1(seq as u64), json, &mut bytes)
-            .unwrap();
-    }
+    let bytes = annals::testing::support::format_1_image(session, segment, entries);
     std::fs::write(path, bytes).unwrap();
 }
 

@@ -315,25 +315,8 @@ fn a_fresh_store_reads_the_tip_of_a_damaged_format_1_end_as_damage_and_of_format
 
     // Format 1: the header and three lines as a format-1 writer made them, then more bytes
     // without a newline than any line may hold: not a torn line, damage.
-    let header = annals::codec::Header {
-        annals: 1,
-        kind: annals::codec::FileKind::Segment,
-        session,
-        segment,
-        generation: 0,
-        created_ms: 1_750_000_000_000,
-        fork: None,
-    };
-    let mut bytes = Vec::new();
-    annals::codec::encode_header(&header, &mut bytes).unwrap();
-    for seq in 0..3 {
-        annals::codec::encode_entry(
-            &annals::codec::Frame::v1(seq),
-            &entry(seq).to_string(),
-            &mut bytes,
-        )
-        .unwrap();
-    }
+    let entries: Vec<String> = (0..3).map(|n| entry(n).to_string()).collect();
+    let mut bytes = annals::testing::support::format_1_image(session, segment, &entries);
     bytes.extend(std::iter::repeat_n(b'x', 5000));
     fs::write(&path, &bytes).unwrap();
     let fresh = FsStore::open(&root).unwrap();
