@@ -32,7 +32,7 @@ pub const MAX_LINE: usize = 4096;
 
 /// The newest on-disk format version this build reads (it reads every [`Version`]). Which
 /// version a file has is fixed when it is created.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Largest sequence number a line may carry: `2^64 − 2`, so that the entry count after it,
 /// `seq + 1`, still fits a `u64`. The encoders refuse a larger one
@@ -80,15 +80,18 @@ pub enum Version {
     /// watermark) and `more` (lines of the same write that follow), which let recovery tell an
     /// interrupted last write from damage using only the bytes.
     V2,
+    /// Lines as in version 2; the blobs of its entries go to the session's blob pack
+    /// (`blobs/pack`, one append-only file of CRC'd records) instead of a file each.
+    V3,
 }
 
 impl Version {
     /// The newest version, [`FORMAT_VERSION`].
-    pub const NEWEST: Self = Self::V2;
+    pub const NEWEST: Self = Self::V3;
 
-    /// The version this build gives the files it creates: version 2. Tools that write files the
+    /// The version this build gives the files it creates: version 3. Tools that write files the
     /// store would write use it.
-    pub const NEW_FILES: Self = Self::V2;
+    pub const NEW_FILES: Self = Self::V3;
 
     /// The version with this number, if this build knows it.
     #[must_use]
@@ -96,6 +99,7 @@ impl Version {
         match n {
             1 => Some(Self::V1),
             2 => Some(Self::V2),
+            3 => Some(Self::V3),
             _ => None,
         }
     }
@@ -106,7 +110,30 @@ impl Version {
         match self {
             Self::V1 => 1,
             Self::V2 => 2,
+            Self::V3 => 3,
         }
+    }
+
+    /// The shape of this version's lines: version 3 writes version-2 lines.
+    #[must_use]
+    pub const fn lines(self) -> Self {
+        match self {
+            Self::V3 => Self::V2,
+            other => other,
+        }
+    }
+
+    /// Whether lines carry the write marks (`t`, `u`, `more`): versions 2 and 3.
+    #[must_use]
+    pub const fn has_marks(self) -> bool {
+        !matches!(self, Self::V1)
+    }
+
+    /// Whether the blobs of this version's files go to the session's blob pack (version 3)
+    /// rather than to a file each (`blobs/ab/abcdef…`, versions 1 and 2).
+    #[must_use]
+    pub const fn packs_blobs(self) -> bool {
+        matches!(self, Self::V3)
     }
 
     /// Longest entry JSON kept inline in a line of this version whatever its sequence number
@@ -117,7 +144,7 @@ impl Version {
         let marks = match self {
             Self::V1 => 0,
             // `more` is below MAX_WRITE_LINES = 1024: at most 4 digits.
-            Self::V2 => {
+            Self::V2 | Self::V3 => {
                 TIME_KEY.len() + U64_DIGITS + UNSYNCED_KEY.len() + U64_DIGITS + MORE_KEY.len() + 4
             }
         };
@@ -369,8 +396,7 @@ fn begin_entry_line(frame: &Frame, key: &[u8], out: &mut Vec<u8>) -> Result<usiz
         return Err(EncodeError::SeqOutOfRange { seq: frame.seq });
     }
     let marks = frame.marks;
-    if frame.version == Version::V2 && (marks.unsynced > frame.seq || marks.more >= MAX_WRITE_LINES)
-    {
+    if frame.version.has_marks() && (marks.unsynced > frame.seq || marks.more >= MAX_WRITE_LINES) {
         return Err(EncodeError::BadMarks);
     }
     let start = out.len();
@@ -379,7 +405,7 @@ fn begin_entry_line(frame: &Frame, key: &[u8], out: &mut Vec<u8>) -> Result<usiz
     out.extend_from_slice(CRC_CLOSE);
     out.extend_from_slice(SEQ_KEY);
     push_decimal(out, frame.seq);
-    if frame.version == Version::V2 {
+    if frame.version.has_marks() {
         out.extend_from_slice(TIME_KEY);
         push_decimal(out, marks.appended_ms);
         if marks.unsynced > 0 {

@@ -270,7 +270,8 @@ impl Checker {
             }
             return Ok(());
         }
-        let interruptible = self.version == Some(Version::V2) && reason.may_be_interrupted_write();
+        let interruptible =
+            self.version.is_some_and(Version::has_marks) && reason.may_be_interrupted_write();
         let open = self.write.take();
         let kind = match (&reason, open) {
             (CorruptReason::Blob { .. }, _) => TailKind::LostBlob,

@@ -136,16 +136,23 @@ fn cat_and_verify_stay_under_64_mib_on_hundreds_of_megabytes() {
         durable.append(blob.0, blob.1, &small(i)).unwrap();
     }
     let id = BlobId::of(serde_json::to_string(&value).unwrap().as_bytes());
-    let hex = id.to_hex();
-    let blob_file = fx
-        .root()
-        .join(blob.0.to_string())
-        .join("blobs")
-        .join(&hex[..2])
-        .join(&hex);
-    std::fs::OpenOptions::new()
+    // Its pack record made no record, hundreds of megabytes of zeros after it, and a blob
+    // file of its own (format 2's layout) that claims as much.
+    let blobs = fx.root().join(blob.0.to_string()).join("blobs");
+    let mut packed = std::fs::read(blobs.join("pack")).unwrap();
+    let header_end = packed.iter().position(|&b| b == b'\n').unwrap();
+    assert!(String::from_utf8_lossy(&packed[..header_end]).contains(&id.to_hex()));
+    packed[..header_end].fill(0);
+    std::fs::write(blobs.join("pack"), packed).unwrap();
+    let pack = std::fs::OpenOptions::new()
         .write(true)
-        .open(&blob_file)
+        .open(blobs.join("pack"))
+        .unwrap();
+    let len = pack.metadata().unwrap().len();
+    pack.set_len(len + HUGE).unwrap();
+    let hex = id.to_hex();
+    std::fs::create_dir_all(blobs.join(&hex[..2])).unwrap();
+    std::fs::File::create(blobs.join(&hex[..2]).join(&hex))
         .unwrap()
         .set_len(HUGE)
         .unwrap();

@@ -636,26 +636,21 @@ fn gc_reports_then_removes_blobs_a_truncate_orphaned() {
 fn verify_names_a_damaged_blob_and_exits_1() {
     let fx = Fixture::new();
     let (session, _, _) = with_blob(&fx);
-    let blobs = fx.root().join(session.to_string()).join("blobs");
-    let shard = fs::read_dir(&blobs)
-        .unwrap()
-        .flatten()
-        .find(|e| e.file_type().unwrap().is_dir())
-        .unwrap();
-    let blob = fs::read_dir(shard.path())
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
-    let mut bytes = fs::read(&blob).unwrap();
-    bytes[100] ^= 1;
-    fs::write(&blob, bytes).unwrap();
+    // The pack's one record: flip a byte of the blob's bytes (after its header line).
+    let pack = fx
+        .root()
+        .join(session.to_string())
+        .join("blobs")
+        .join("pack");
+    let mut bytes = fs::read(&pack).unwrap();
+    let header_end = bytes.iter().position(|&b| b == b'\n').unwrap();
+    bytes[header_end + 100] ^= 1;
+    fs::write(&pack, bytes).unwrap();
     fx.annals()
         .arg("verify")
         .assert()
         .code(1)
-        .stdout(contains("blob").and(contains("hashes to")));
+        .stdout(contains("blob").and(contains("checksum")));
 }
 
 #[test]

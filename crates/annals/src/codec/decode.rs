@@ -142,7 +142,7 @@ fn parse_entry(covered: &[u8], version: Version) -> Result<EntryLine, CorruptRea
     let mut rest = rest.get(n..).unwrap_or_default();
     let marks = match version {
         Version::V1 => None,
-        Version::V2 => {
+        Version::V2 | Version::V3 => {
             let (marks, after) = parse_marks(rest, seq)?;
             rest = after;
             Some(marks)
@@ -155,7 +155,7 @@ fn parse_entry(covered: &[u8], version: Version) -> Result<EntryLine, CorruptRea
     } else {
         return Err(CorruptReason::Malformed(match version {
             Version::V1 => "no \"e\" or \"blob\" after the sequence number",
-            Version::V2 => "no \"e\" or \"blob\" after the marks",
+            Version::V2 | Version::V3 => "no \"e\" or \"blob\" after the marks",
         }));
     };
     if after.len() < 2 || after.last() != Some(&b'}') {

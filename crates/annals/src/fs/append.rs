@@ -75,7 +75,7 @@ pub(crate) fn encode_write(
             more -= 1;
             let frame = match meta.version {
                 Version::V1 => Frame::v1(seq),
-                Version::V2 => Frame::v2(
+                _ => Frame::v2(
                     seq,
                     Marks {
                         appended_ms: meta.appended_ms,
@@ -251,11 +251,23 @@ impl<F: FileSystem> FsStore<F> {
         self.sync_handle(&handle)
     }
 
-    /// One `fdatasync` of the handle's file. No lock: it writes nothing, so it is anyone's to
-    /// ask for, a lease's or not.
+    /// One `fdatasync` of the handle's file, after one of the session's blob pack (the lines
+    /// it makes durable may refer to blobs a `Buffered` append packed: they must be durable
+    /// first). No lock: it writes nothing, so it is anyone's to ask for, a lease's or not.
     pub(crate) fn sync_handle(&self, handle: &Shared<F>) -> Result<()> {
+        let session = lock(handle).identity.session;
+        let dir = self.tree.session(session)?;
+        let pack = || dir.as_ref().map_or(Ok(()), |dir| self.pack_durable(dir));
         let mut h = lock(handle);
-        h.sync(&self.tree.fs)
+        h.sync(&self.tree.fs, &pack)
+    }
+
+    /// Makes the session's blob pack durable, if it has one: before anything makes lines
+    /// durable that may refer to blobs packed without an `fdatasync`.
+    pub(crate) fn pack_durable(&self, dir: &super::tree::Dir<F>) -> Result<()> {
+        BlobDir::new(&self.tree, dir, self.options.max_entry_bytes)
+            .writing(&self.pack_failures)
+            .sync_pack()
     }
 
     /// Decides how each entry goes into a line of a file of `version`, and writes the blobs of
@@ -284,11 +296,21 @@ impl<F: FileSystem> FsStore<F> {
                 .session(session)?
                 .ok_or(Error::SessionNotFound(session))?
         };
-        let blobs = BlobDir::new(&self.tree, &dir, self.options.max_entry_bytes);
+        let blobs = BlobDir::new(&self.tree, &dir, self.options.max_entry_bytes)
+            .writing(&self.pack_failures);
         let lock = blobs.lock(false)?;
-        for (p, e) in prepared.iter().zip(entries) {
-            if let Prepared::Blob(_) = p {
-                blobs.put(e.as_str().as_bytes())?;
+        let spilled = prepared
+            .iter()
+            .zip(entries)
+            .filter(|(p, _)| matches!(p, Prepared::Blob(_)))
+            .map(|(_, e)| e.as_str().as_bytes());
+        if version.packs_blobs() {
+            // One write (and in `Sync` mode one fdatasync) for all the blobs of the call.
+            let all: Vec<&[u8]> = spilled.collect();
+            blobs.pack_all(&all, self.durable())?;
+        } else {
+            for bytes in spilled {
+                blobs.put(bytes)?;
             }
         }
         Ok((prepared, lock))

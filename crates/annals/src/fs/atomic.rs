@@ -263,6 +263,7 @@ impl<F: FileSystem> FsStore<F> {
         if !after.is_empty() {
             temp.write(after)?;
         }
+        self.pack_durable(&dir)?;
         temp.sync()?;
         let name = super::tree::file_name(header.segment, header.kind);
         if !temp.publish_new(&name)? {

@@ -1,13 +1,18 @@
-//! The per-session blob directory: `{session}/blobs/ab/abcdef…` where the name is the SHA-256
-//! of the bytes, and `{session}/blobs/lock`, the lock between spilling appends and garbage
-//! collection. Blobs are written crash-atomically (temp file, fsync, rename, directory fsync)
-//! and checked against their name on every read.
+//! The per-session blob directory, `{session}/blobs/`: the blob pack `blobs/pack` (format 3,
+//! `pack.rs`), the blob files of formats 1 and 2, `blobs/ab/abcdef…` where the name is the
+//! SHA-256 of the bytes, and `blobs/lock`, the lock between spilling appends and garbage
+//! collection. A blob is found by its id wherever it is (pack first): content addressing makes
+//! the two places interchangeable for readers. Pack records are appended (fdatasynced in `Sync`
+//! mode only); blob files are written crash-atomically (temp file, fsync, rename, directory
+//! fsync). Both are checked on every read: a record against its CRC, a file against its name.
 
 use std::cell::OnceCell;
 use std::io;
 use std::path::PathBuf;
 
 use super::atomic::TempFile;
+use super::handle::Poison;
+use super::pack::{self, Index, Loc, PACK};
 use super::seam::{Access, EntryKind, FileSystem, LockKind};
 use super::tree::{Dir, Tree};
 use crate::blob::BlobId;
@@ -30,6 +35,23 @@ pub(crate) struct BlobDir<'t, F: FileSystem> {
     max_len: u64,
     /// `blobs/`, kept open once a reader found it.
     root: OnceCell<Dir<F>>,
+    /// The pack, opened and scanned to its end the first time a reader looks in it (`None` if
+    /// there is none).
+    pack: OnceCell<Option<(F::File, PathBuf, Index)>>,
+    /// The store's packs whose `fdatasync` failed: for a writer, every later use of such a
+    /// pack fails the same way (sticky, as for a segment).
+    failures: Option<&'t PackFailures>,
+}
+
+/// Packs whose `fdatasync` failed, by path, with the failure.
+pub(crate) type PackFailures = std::sync::Mutex<std::collections::HashMap<PathBuf, Poison>>;
+
+/// Where a blob was found.
+enum Found<F: FileSystem> {
+    /// A record of the pack.
+    Record(Loc),
+    /// A file of its own, with its path and size.
+    File(F::File, PathBuf, u64),
 }
 
 /// A blob file opened for reading: the file, its path and its size.
@@ -51,7 +73,163 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
             session,
             max_len: max_len as u64,
             root: OnceCell::new(),
+            pack: OnceCell::new(),
+            failures: None,
         }
+    }
+
+    /// The same, for a writer: a pack whose `fdatasync` failed stays failed.
+    pub(crate) fn writing(mut self, failures: &'t PackFailures) -> Self {
+        self.failures = Some(failures);
+        self
+    }
+
+    /// The sticky failure of the pack at `path`, if its `fdatasync` failed before.
+    fn failed(&self, path: &std::path::Path) -> Result<()> {
+        let failed = self
+            .failures
+            .and_then(|f| super::lock(f).get(path).cloned());
+        match failed {
+            Some(poison) => Err(poison.error(path)),
+            None => Ok(()),
+        }
+    }
+
+    /// Keeps the failure of the pack's `fdatasync` for good, and returns it.
+    fn fail(&self, path: &std::path::Path, e: &io::Error) -> Error {
+        let poison = Poison::new("fdatasync", e);
+        let error = poison.error(path);
+        if let Some(f) = self.failures {
+            super::lock(f).insert(path.to_path_buf(), poison);
+        }
+        error
+    }
+
+    /// The pack as a reader sees it: opened read-only and scanned to its end, once.
+    fn pack(&self) -> Result<Option<&(F::File, PathBuf, Index)>> {
+        if let Some(pack) = self.pack.get() {
+            return Ok(pack.as_ref());
+        }
+        let opened = match self.root()? {
+            None => None,
+            Some(root) => match self.tree.open_file(root, PACK, Access::Read)? {
+                None => None,
+                Some(file) => {
+                    let path = root.path_of(PACK);
+                    let mut index = Index::default();
+                    self.scan(&file, &path, &mut index)?;
+                    Some((file, path, index))
+                }
+            },
+        };
+        Ok(self.pack.get_or_init(|| opened).as_ref())
+    }
+
+    /// Reads the records of the pack `file` from where `index` stopped to its end.
+    fn scan(&self, file: &F::File, path: &std::path::Path, index: &mut Index) -> Result<()> {
+        let fs = &self.tree.fs;
+        let (size, _) = fs
+            .size_and_links(file)
+            .map_err(|e| Error::io("stat", path, e))?;
+        index
+            .scan(fs, file, size, self.max_len)
+            .map_err(|e| Error::io("read blob pack", path, e))
+    }
+
+    /// Appends the blobs `bytes` to the pack (creating it, durably, if there is none), but
+    /// those it holds intact already, under its exclusive lock: one `write(2)` for all of them,
+    /// and with `durable` one `fdatasync`. Before writing, a record a crashed writer left
+    /// unfinished at the end is cut (only a writer, which holds the lock, ever sees one that
+    /// is no write going on). Returns their ids. The caller holds the blob lock.
+    pub(crate) fn pack_all(&self, bytes: &[&[u8]], durable: bool) -> Result<Vec<BlobId>> {
+        let fs = &self.tree.fs;
+        let root = self.tree.make_dir(self.session, ROOT)?;
+        let path = root.path_of(PACK);
+        self.failed(&path)?;
+        let file = loop {
+            if let Some(file) = self.tree.open_file(&root, PACK, Access::Append)? {
+                break file;
+            }
+            match fs.create_new(&root.handle, PACK) {
+                Ok(file) => {
+                    // A new name: durable before any line can refer to what it will hold.
+                    self.tree.sync_dir(&root)?;
+                    break file;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io("create", &path, e)),
+            }
+        };
+        fs.lock(&file, LockKind::Exclusive)
+            .map_err(|e| Error::io("lock", &path, e))?;
+        let mut index = Index::default();
+        self.scan(&file, &path, &mut index)?;
+        if index.unfinished {
+            fs.set_len(&file, index.end)
+                .map_err(|e| Error::io("cut an unfinished record of", &path, e))?;
+        }
+        let start = index.end;
+        let mut ids = Vec::with_capacity(bytes.len());
+        let mut out = Vec::new();
+        for b in bytes {
+            let id = BlobId::of(b);
+            ids.push(id);
+            if let Some(loc) = index.get(&id) {
+                if loc.len == b.len() as u64
+                    && pack::read_record(fs, &file, &loc)
+                        .map_err(|e| Error::io("read blob pack", &path, e))?
+                        .is_ok()
+                {
+                    continue;
+                }
+            }
+            let record = start + out.len() as u64;
+            pack::encode(&id, b, &mut out);
+            let at = start + out.len() as u64 - 1 - b.len() as u64;
+            index.insert(
+                id,
+                Loc {
+                    record,
+                    at,
+                    len: b.len() as u64,
+                    crc: crc32fast::hash(b),
+                },
+            );
+        }
+        if out.is_empty() {
+            return Ok(ids);
+        }
+        if let Err(e) = super::seam::append_all(fs, &file, &out) {
+            // Leave no part of a record behind (we hold the lock): a full disk loses nothing.
+            let _ = fs.set_len(&file, start);
+            return Err(Error::io("append to", &path, e));
+        }
+        if durable {
+            if let Err(e) = fs.sync_data(&file) {
+                // Never found again as if it were durable: its records go, and the pack fails
+                // from now on.
+                let _ = fs.set_len(&file, start);
+                return Err(self.fail(&path, &e));
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Makes what the pack holds durable (one `fdatasync`; nothing if there is no pack): before
+    /// a durability claim covers lines whose blobs a `Buffered` append packed.
+    pub(crate) fn sync_pack(&self) -> Result<()> {
+        let Some(root) = self.root()? else {
+            return Ok(());
+        };
+        let path = root.path_of(PACK);
+        self.failed(&path)?;
+        let Some(file) = self.tree.open_file(root, PACK, Access::Read)? else {
+            return Ok(());
+        };
+        self.tree
+            .fs
+            .sync_data(&file)
+            .map_err(|e| self.fail(&path, &e))
     }
 
     pub(crate) fn path(&self, id: &BlobId) -> PathBuf {
@@ -129,28 +307,66 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
         Ok(Ok((file, path, size)))
     }
 
-    /// Reads a blob and checks it against its name (and `len`, if given). A file longer than
-    /// the reference says, or than the store's largest entry, is refused before it is read.
+    /// Where blob `id` is: its newest record in the pack, or else its own file (opened, with
+    /// its size checked as [`open`](Self::open) does). A record whose length is not `len` is
+    /// that fault unless a file of the right length is there.
+    fn find(
+        &self,
+        id: &BlobId,
+        len: Option<u64>,
+    ) -> Result<std::result::Result<Found<F>, BlobFault>> {
+        let mut fault = None;
+        if let Some((_, _, index)) = self.pack()? {
+            if let Some(loc) = index.get(id) {
+                match len {
+                    Some(expected) if loc.len != expected => {
+                        fault = Some(BlobFault::Length {
+                            expected,
+                            found: loc.len,
+                        });
+                    }
+                    _ => return Ok(Ok(Found::Record(loc))),
+                }
+            }
+        }
+        Ok(match self.open(id, len)? {
+            Ok((file, path, size)) => Ok(Found::File(file, path, size)),
+            Err(BlobFault::Missing) => Err(fault.unwrap_or(BlobFault::Missing)),
+            Err(other) => Err(other),
+        })
+    }
+
+    /// Reads a blob and checks it: a pack record against its CRC, a file against its name (and
+    /// both against `len`, if given). Nothing longer than the reference says, or than the
+    /// store's largest entry, is read.
     pub(crate) fn read(
         &self,
         id: &BlobId,
         len: Option<u64>,
     ) -> Result<std::result::Result<Vec<u8>, BlobFault>> {
-        let (file, path, size) = match self.open(id, len)? {
-            Ok(opened) => opened,
+        let (file, path, size) = match self.find(id, len)? {
             Err(fault) => return Ok(Err(fault)),
+            Ok(Found::Record(loc)) => {
+                let Some((file, path, _)) = self.pack()? else {
+                    return Ok(Err(BlobFault::Missing));
+                };
+                return Ok(
+                    match pack::read_record(&self.tree.fs, file, &loc)
+                        .map_err(|e| Error::io("read blob pack", path, e))?
+                    {
+                        Ok(bytes) => Ok(bytes),
+                        Err(computed) => Err(BlobFault::Crc {
+                            stored: loc.crc,
+                            computed,
+                        }),
+                    },
+                );
+            }
+            Ok(Found::File(file, path, size)) => (file, path, size),
         };
         let mut bytes = vec![0u8; usize::try_from(size).unwrap_or(0)];
-        let mut done = 0;
-        while done < bytes.len() {
-            let slot = bytes.get_mut(done..).unwrap_or_default();
-            match self.tree.fs.read_at(&file, slot, done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io("read blob", &path, e)),
-            }
-        }
+        let done = pack::read_full(&self.tree.fs, &file, &mut bytes, 0)
+            .map_err(|e| Error::io("read blob", &path, e))?;
         bytes.truncate(done);
         let found = BlobId::of(&bytes);
         if found != *id {
@@ -159,37 +375,64 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
         Ok(Ok(bytes))
     }
 
-    /// Checks a blob as [`read`](Self::read) does, and that it is UTF-8 text (an entry's JSON),
-    /// without holding it: it is hashed and checked while read in [`CHECK_CHUNK`] pieces, so
-    /// what verify and repair hold for a blob is one piece, whatever its size.
+    /// Checks a blob as [`read`](Self::read) does, and also a record against its name, and
+    /// that it is UTF-8 text (an entry's JSON), without holding it: it is checked while read in
+    /// [`CHECK_CHUNK`] pieces, so what verify and repair hold for a blob is one piece, whatever
+    /// its size.
     pub(crate) fn check_entry(
         &self,
         id: &BlobId,
         len: u64,
     ) -> Result<std::result::Result<(), BlobFault>> {
-        let (file, path, size) = match self.open(id, Some(len))? {
-            Ok(opened) => opened,
-            Err(fault) => return Ok(Err(fault)),
-        };
+        match self.find(id, Some(len))? {
+            Err(fault) => Ok(Err(fault)),
+            Ok(Found::Record(loc)) => {
+                let Some((file, path, _)) = self.pack()? else {
+                    return Ok(Err(BlobFault::Missing));
+                };
+                self.check_bytes(id, file, path, loc.at, loc.len, Some(loc.crc))
+            }
+            Ok(Found::File(file, path, size)) => self.check_bytes(id, &file, &path, 0, size, None),
+        }
+    }
+
+    /// Hashes (and with `crc`, checksums) `len` bytes of `file` from `from` in pieces, and
+    /// checks they are text.
+    fn check_bytes(
+        &self,
+        id: &BlobId,
+        file: &F::File,
+        path: &std::path::Path,
+        from: u64,
+        len: u64,
+        crc: Option<u32>,
+    ) -> Result<std::result::Result<(), BlobFault>> {
         let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+        let mut sum = crc32fast::Hasher::new();
         let mut text = Utf8Stream::default();
-        let mut buf = vec![0u8; CHECK_CHUNK];
+        let mut buf = vec![0u8; usize::try_from(len).unwrap_or(CHECK_CHUNK).min(CHECK_CHUNK)];
         let mut at = 0u64;
-        while at < size {
-            let want = usize::try_from(size - at)
+        while at < len {
+            let want = usize::try_from(len - at)
                 .unwrap_or(CHECK_CHUNK)
                 .min(CHECK_CHUNK);
             let slot = buf.get_mut(..want).unwrap_or_default();
-            let n = match self.tree.fs.read_at(&file, slot, at) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io("read blob", &path, e)),
-            };
+            let n = pack::read_full(&self.tree.fs, file, slot, from + at)
+                .map_err(|e| Error::io("read blob", path, e))?;
+            if n == 0 {
+                break;
+            }
             let piece = buf.get(..n).unwrap_or_default();
             sha2::Digest::update(&mut hasher, piece);
+            sum.update(piece);
             text.feed(piece);
             at += n as u64;
+        }
+        if let Some(stored) = crc {
+            let computed = sum.finalize();
+            if computed != stored || at != len {
+                return Ok(Err(BlobFault::Crc { stored, computed }));
+            }
         }
         let found = BlobId::from_digest(sha2::Digest::finalize(hasher).into());
         if found != *id {
@@ -201,13 +444,17 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
         Ok(Ok(()))
     }
 
-    /// Every blob file, with its size. Names that are not blob ids, and anything that is not a
-    /// regular file in a shard directory, are not ours and skipped.
+    /// Every blob, with its size: the pack's records and the blob files (an id may be in
+    /// both). Names that are not blob ids, and anything that is not a regular file in a shard
+    /// directory, are not ours and skipped.
     pub(crate) fn list(&self) -> Result<Vec<(BlobId, u64)>> {
         let Some(root) = self.root()? else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
+        if let Some((_, _, index)) = self.pack()? {
+            out.extend(index.records().map(|(id, loc)| (*id, loc.len)));
+        }
         for shard in self.tree.list(root)? {
             if shard.kind != EntryKind::Directory {
                 continue;
@@ -231,6 +478,50 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
         }
         out.sort_unstable();
         Ok(out)
+    }
+
+    /// Rewrites the pack with only the newest record of each blob in `keep`, copied byte for
+    /// byte (a damaged record stays as it is, never re-checksummed), crash-atomically (temp
+    /// file, fsync, rename, directory fsync); nothing if it holds nothing else. For garbage
+    /// collection, under the blob lock held exclusive: no writer is packing meanwhile.
+    pub(crate) fn compact(&self, keep: &dyn Fn(&BlobId) -> bool) -> Result<()> {
+        let Some((file, path, index)) = self.pack()? else {
+            return Ok(());
+        };
+        if index.only(keep) {
+            return Ok(());
+        }
+        let Some(root) = self.root()? else {
+            return Ok(());
+        };
+        let mut kept: Vec<Loc> = index
+            .records()
+            .filter(|(id, _)| keep(id))
+            .map(|(_, loc)| *loc)
+            .collect();
+        kept.sort_unstable_by_key(|loc| loc.record);
+        let mut temp = TempFile::create(self.tree, root, PACK)?;
+        let mut buf = vec![0u8; CHECK_CHUNK];
+        for loc in kept {
+            let mut at = loc.record;
+            while at < loc.end() {
+                let want = usize::try_from(loc.end() - at)
+                    .unwrap_or(CHECK_CHUNK)
+                    .min(CHECK_CHUNK);
+                let slot = buf.get_mut(..want).unwrap_or_default();
+                let n = pack::read_full(&self.tree.fs, file, slot, at)
+                    .map_err(|e| Error::io("read blob pack", path, e))?;
+                if n == 0 {
+                    let shrank = io::Error::new(io::ErrorKind::UnexpectedEof, "pack shrank");
+                    return Err(Error::io("read blob pack", path, shrank));
+                }
+                temp.write(slot.get(..n).unwrap_or_default())?;
+                at += n as u64;
+            }
+        }
+        temp.sync()?;
+        temp.replace(PACK)?;
+        self.tree.sync_dir(root)
     }
 
     /// Removes a blob's file (never anything but a regular file).

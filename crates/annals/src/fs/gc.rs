@@ -10,7 +10,7 @@ use super::snapshot::with_snapshot;
 use super::tree::file_name;
 use super::FsStore;
 use crate::blob::{Attachment, AttachmentMeta, BlobId, GcReport};
-use crate::codec::FileKind;
+use crate::codec::{FileKind, Version};
 use crate::error::CorruptReason;
 use crate::scan::{Checker, Delivery, Identity};
 use crate::{Error, RawEntry, ReadMode, Result, SegmentId, SessionId};
@@ -35,9 +35,22 @@ impl<F: FileSystem> FsStore<F> {
             .tree
             .session(session)?
             .ok_or(Error::SessionNotFound(session))?;
-        let blobs = BlobDir::new(&self.tree, &dir, self.options.max_entry_bytes);
+        let blobs = BlobDir::new(&self.tree, &dir, self.options.max_entry_bytes)
+            .writing(&self.pack_failures);
         let _lock = blobs.lock(false)?;
-        let id = blobs.put(bytes)?;
+        // Where the index's format keeps its blobs: an index made by an older version keeps
+        // them in files of their own, which that version reads.
+        let key = (session, ATTACHMENTS, FileKind::Attachments);
+        let version = match self.handle(key)? {
+            Some(handle) => super::lock(&handle).version(&self.tree)?,
+            None => Version::NEW_FILES,
+        };
+        let id = if version.packs_blobs() {
+            let ids = blobs.pack_all(&[bytes], self.durable())?;
+            ids.first().copied().unwrap_or_else(|| BlobId::of(bytes))
+        } else {
+            blobs.put(bytes)?
+        };
         let attachment = Attachment {
             id,
             len: bytes.len() as u64,
@@ -137,9 +150,14 @@ impl<F: FileSystem> FsStore<F> {
         };
         // What is there first, then which of it is referred to: the set held is bounded by the
         // blobs that exist, not by the references the session's files claim.
-        let listed = blobs.list()?;
+        let mut listed = blobs.list()?;
+        // An id both packed and in a file of its own counts once.
+        listed.dedup_by_key(|(id, _)| *id);
         let existing: BTreeSet<BlobId> = listed.iter().map(|(id, _)| *id).collect();
         let referenced = self.referenced_blobs(session, &dir, &existing)?;
+        if !dry_run {
+            blobs.compact(&|id| referenced.contains(id))?;
+        }
         let mut report = GcReport::default();
         for (id, len) in listed {
             if referenced.contains(&id) {

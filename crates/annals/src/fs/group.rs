@@ -99,12 +99,21 @@ impl<F: FileSystem> OpenFile<F> {
     /// Returns once an `fdatasync` that started after the file held `count` entries has
     /// returned (making one if none is in flight), with the count it covered. With `fresh`,
     /// the `fdatasync` must also have started after this call (an explicit `sync`, which covers
-    /// whatever is in the file, other processes' lines too).
+    /// whatever is in the file, other processes' lines too). A leader calls `first` between
+    /// taking the count its round covers and its `fdatasync` (the blob pack's, which must be
+    /// durable before the lines that refer to it are said to be); if it fails, so does the
+    /// round, without touching this file's state.
     ///
     /// # Errors
     /// The `fdatasync`'s error for the leader whose call failed; [`Error::Poisoned`] for every
-    /// other waiter, then and from then on.
-    pub(crate) fn sync_to(&self, fs: &F, count: u64, fresh: bool) -> Result<u64> {
+    /// other waiter, then and from then on. `first`'s error for its leader.
+    pub(crate) fn sync_to(
+        &self,
+        fs: &F,
+        count: u64,
+        fresh: bool,
+        first: &dyn Fn() -> Result<()>,
+    ) -> Result<u64> {
         let group = &self.group;
         let mut state = lock(&group.state);
         let round = if fresh { state.started + 1 } else { 0 };
@@ -128,16 +137,22 @@ impl<F: FileSystem> OpenFile<F> {
             // Every line whose write returned before this load is in the file now.
             let covers = group.written.load(Ordering::Acquire).max(count);
             drop(state);
-            let result = fs.sync_data(&self.file);
+            let before = first();
+            let result = if before.is_ok() {
+                fs.sync_data(&self.file)
+            } else {
+                Ok(())
+            };
             state = lock(&group.state);
             state.syncing = false;
-            let outcome = match result {
-                Ok(()) => {
+            let outcome = match before.and(Ok(result)) {
+                Err(e) => Err(e),
+                Ok(Ok(())) => {
                     group.synced.fetch_max(covers, Ordering::AcqRel);
                     state.finished = state.started;
                     Ok(())
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     state.failed = Some(Poison::new("fsync", &e));
                     group.failed.store(true, Ordering::Release);
                     Err(Error::io("fsync", &self.path, e))
@@ -163,7 +178,9 @@ impl<F: FileSystem> Commit<F> {
     /// # Errors
     /// As [`OpenFile::sync_to`].
     pub(crate) fn wait(&self, fs: &F) -> Result<()> {
-        self.file.sync_to(fs, self.count, false).map(|_| ())
+        self.file
+            .sync_to(fs, self.count, false, &|| Ok(()))
+            .map(|_| ())
     }
 }
 
@@ -241,7 +258,10 @@ mod tests {
     ) -> Receiver<crate::Result<u64>> {
         let (tx, rx) = std::sync::mpsc::channel();
         let (fs, file) = (fs.clone(), Arc::clone(file));
-        std::thread::spawn(move || tx.send(file.sync_to(&fs, count, fresh)).unwrap());
+        std::thread::spawn(move || {
+            tx.send(file.sync_to(&fs, count, fresh, &|| Ok(())))
+                .unwrap()
+        });
         rx
     }
 

@@ -64,8 +64,8 @@ pub(crate) enum Appended<F: FileSystem> {
     /// the handle is let go.
     Done(Tip, Option<Commit<F>>),
     /// Nothing written: the file is of this version, whose lines are shorter than those the
-    /// entries were prepared for (the file at the name was made again meanwhile). Prepare them
-    /// again for it.
+    /// entries were prepared for, or whose blobs go elsewhere (the file at the name was made
+    /// again meanwhile). Prepare them again for it.
     Reprepare(Version),
 }
 
@@ -262,7 +262,7 @@ impl<F: FileSystem> Handle<F> {
             } else {
                 (header_end, 0)
             };
-            let v2 = self.version == Some(Version::V2);
+            let v2 = self.version.is_some_and(Version::has_marks);
             match self.reader(fs).tail(size, known) {
                 Ok(tail) => {
                     self.tail = tail;
@@ -380,7 +380,11 @@ impl<F: FileSystem> Handle<F> {
                 .as_ref()
                 .and_then(|(header, _)| header.version())
                 .unwrap_or(prepared_for);
-            if version.max_inline() < prepared_for.max_inline() {
+            // Blobs prepared for another place than the file's version keeps them are
+            // prepared again too (a version-2 file's readers look for files of their own).
+            let moved = version.packs_blobs() != prepared_for.packs_blobs()
+                && entries.iter().any(|e| matches!(e, Prepared::Blob(_)));
+            if version.max_inline() < prepared_for.max_inline() || moved {
                 return Ok(Appended::Reprepare(version));
             }
             // The last entry's sequence number, count + n − 1, must not pass MAX_SEQ = 2^64 − 2.
@@ -421,17 +425,18 @@ impl<F: FileSystem> Handle<F> {
         })
     }
 
-    /// Makes everything written to the file durable: one `fdatasync`. Sticky: after a failure
-    /// the handle is poisoned and never synced again.
-    pub(crate) fn sync(&mut self, fs: &F) -> Result<()> {
+    /// Makes everything written to the file durable: one `fdatasync`, after `first` (see
+    /// [`OpenFile::sync_to`]). Sticky: after a failure the handle is poisoned and never synced
+    /// again.
+    pub(crate) fn sync(&mut self, fs: &F, first: &dyn Fn() -> Result<()>) -> Result<()> {
         self.check_poison()?;
-        self.sync_data(fs)
+        self.sync_data(fs, first)
     }
 
     /// Through the file's group (`group.rs`), so that it shares an fdatasync in flight and
     /// never makes one after the group's failed.
-    fn sync_data(&mut self, fs: &F) -> Result<()> {
-        match self.file.sync_to(fs, self.tail.count, true) {
+    fn sync_data(&mut self, fs: &F, first: &dyn Fn() -> Result<()>) -> Result<()> {
+        match self.file.sync_to(fs, self.tail.count, true, first) {
             Ok(covered) => {
                 self.durable = self.durable.max(covered).min(self.tail.count);
                 Ok(())

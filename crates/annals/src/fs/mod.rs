@@ -1,7 +1,8 @@
 //! The filesystem store: the embedded default.
 //!
 //! Layout: `{root}/{session}/{segment}.jsonl` (the log), `{segment}.trace.jsonl` (the debug
-//! trace), `attachments.jsonl` (the session's attachment index), `blobs/ab/abcdef…` (blobs),
+//! trace), `attachments.jsonl` (the session's attachment index), `blobs/pack` (the blob pack
+//! of format-3 files), `blobs/ab/abcdef…` (the blob files of formats 1 and 2),
 //! `.{segment}.{uuid}.tmp` while a file is being created or rewritten, and
 //! `{segment}.jsonl.dropped-{ms}` where a repair kept the bytes it cut, and
 //! `{segment}.jsonl.recovered-{ms}` where a writer's recovery kept an interrupted tail it cut. Directories are created
@@ -29,7 +30,8 @@
 //! | `recover.rs` | a writer's recovery of an interrupted end ([`Recovered`]); readers' tip of it |
 //! | `repair.rs` | [`Repair`]: cutting a damaged segment back, keeping the cut bytes |
 //! | `sessions.rs` | listings, existence, modification times, deleting a session |
-//! | `blobs.rs` | a session's blob directory and its lock |
+//! | `blobs.rs` | a session's blob directory and its lock: the pack and the blob files |
+//! | `pack.rs` | the blob pack's records and the index a scan of them builds |
 //! | `gc.rs` | attachments, blob reads, garbage collection |
 //! | `os.rs`, `mmap.rs`, `fstype.rs` | the real file system (the only system calls) |
 //! | `fault.rs`, `sim.rs` | the fault-injecting and the simulated file systems |
@@ -48,6 +50,7 @@ mod lease;
 mod mmap;
 mod options;
 mod os;
+mod pack;
 mod read;
 mod recover;
 mod repair;
@@ -96,6 +99,8 @@ pub struct FsStore<F: FileSystem = OsFs> {
     open: Arc<Mutex<cache::OpenFiles<F>>>,
     /// What writers' recovery cut, until [`FsStore::take_recovered`] takes it.
     recovered: Arc<Mutex<Vec<Recovered>>>,
+    /// The blob packs whose `fdatasync` failed (`blobs.rs`): sticky.
+    pack_failures: Arc<blobs::PackFailures>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -155,6 +160,7 @@ impl<F: FileSystem> FsStore<F> {
             },
             open: Arc::new(Mutex::new(cache::OpenFiles::default())),
             recovered: Arc::default(),
+            pack_failures: Arc::default(),
         })
     }
 
@@ -166,6 +172,7 @@ impl<F: FileSystem> FsStore<F> {
             options: self.options,
             open: Arc::clone(&self.open),
             recovered: Arc::clone(&self.recovered),
+            pack_failures: Arc::clone(&self.pack_failures),
         }
     }
 

@@ -233,6 +233,7 @@ impl<F: FileSystem> FsStore<F> {
         let new_header_end = encode_header(&header, &mut bytes)?;
         temp.write(&bytes)?;
         temp.copy(h.reader(fs), cut.header_end, cut.keep)?;
+        self.pack_durable(dir)?;
         temp.sync()?;
         let new_file = temp.replace(&name)?;
         let old = h.replace_file(new_file);

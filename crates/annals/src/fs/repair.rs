@@ -206,6 +206,7 @@ impl<F: FileSystem> FsStore<F> {
                 temp.write(&bytes)?;
                 let old_header_end = reader.first_line_end()?;
                 temp.copy(reader, old_header_end, plan.keep_bytes)?;
+                self.pack_durable(dir)?;
                 temp.sync()?;
                 temp.replace(&file_name(identity.segment, FileKind::Segment))?;
                 changed = true;

@@ -100,6 +100,7 @@ impl<F: FileSystem> FsStore<F> {
             temp.write(&bytes)?;
             temp.copy(h.reader(&tree.fs), header_end, kept.raw_end)?;
             temp.write(&kept.reframed)?;
+            self.pack_durable(&dir)?;
             temp.sync()?;
             if h.lease.is_some() {
                 // A lease goes on holding the segment: the new file is held before it has the

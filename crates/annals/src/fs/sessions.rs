@@ -192,11 +192,20 @@ impl<F: FileSystem> FsStore<F> {
         let name = file_name(segment, FileKind::Segment);
         let probed = with_snapshot(&self.tree, dir, &name, |reader, size| {
             let (header, header_end) = reader.header(identity)?;
+            let marks = header.version().is_some_and(Version::has_marks);
             let count = match reader.tail(size, (header_end, 0)) {
+                // A last line that does not vouch for the entries before it: they are checked
+                // (their writes and blobs), as a writer's recovery and replay check them, so
+                // that the tip is what replay delivers (a line whose blob a power cut lost is
+                // part of an interrupted tail). The handle decides the same (`handle.rs`).
+                Ok(tail) if marks && tail.count > 0 && tail.claim < tail.count - 1 => {
+                    self.unsettled_tip(reader, (&header, header_end), size, identity)?
+                        .count
+                }
                 Ok(tail) => tail.count,
                 // A format-2 file that ends inside a write, or in bytes that are no line:
                 // the entries before an interrupted tail, as replay reads them.
-                Err(Error::Corrupt { .. }) if header.version() == Some(Version::V2) => {
+                Err(Error::Corrupt { .. }) if marks => {
                     self.unsettled_tip(reader, (&header, header_end), size, identity)?
                         .count
                 }

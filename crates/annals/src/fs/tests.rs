@@ -108,7 +108,9 @@ fn a_buffered_append_is_one_lock_one_stat_one_write_and_one_unlock() {
             [Op::TryLock, Op::SizeAndLinks, Op::Append, Op::Unlock]
         );
     }
-    assert_eq!(sync, [Op::SyncData]);
+    // The session's directory and `blobs/` are looked up for a blob pack to make durable
+    // first: this session has none.
+    assert_eq!(sync, [Op::OpenDir, Op::OpenDir, Op::SyncData]);
 }
 
 #[test]
@@ -130,7 +132,96 @@ fn a_sync_append_is_the_buffered_calls_then_one_fdatasync_after_the_unlock() {
     }
     // Everything this store wrote is durable already; a sync still makes its own call (it
     // covers whatever is in the file).
-    assert_eq!(sync, [Op::SyncData]);
+    assert_eq!(sync, [Op::OpenDir, Op::OpenDir, Op::SyncData]);
+}
+
+/// The calls (with the paths they concern) of appending, one entry per call, entries too large
+/// for a line (after a first, which makes `blobs/` and the pack), then of a `sync`.
+fn calls_of_blob_appends(durability: crate::Durability) -> (Vec<Vec<(Op, PathBuf)>>, Vec<Op>) {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Arc::new(Calls::default());
+    let options = FsOptions {
+        durability,
+        ..FsOptions::default()
+    };
+    let store = FsStore::open_on(FaultFs::new(OsFs, calls.clone()), dir.path(), options).unwrap();
+    let (session, segment) = (SessionId::new(), SegmentId::new());
+    store
+        .create::<serde_json::Value>(session, segment, &[])
+        .unwrap();
+    let large = |n: usize| serde_json::json!({ "output": format!("{n}").repeat(9_000) });
+    store.append(session, segment, &large(0)).unwrap();
+    calls.take();
+    let appends = (1..4)
+        .map(|n| {
+            store.append(session, segment, &large(n)).unwrap();
+            std::mem::take(&mut *calls.0.lock().unwrap())
+        })
+        .collect();
+    store.sync(session, segment).unwrap();
+    let sync = calls.take();
+    let back: Vec<serde_json::Value> = store.read(session, segment).unwrap();
+    assert_eq!(back, (0..4).map(large).collect::<Vec<_>>());
+    (appends, sync)
+}
+
+fn count(calls: &[(Op, PathBuf)], op: Op) -> usize {
+    calls.iter().filter(|(o, _)| *o == op).count()
+}
+
+#[test]
+fn a_buffered_append_of_a_large_entry_makes_no_fsync_at_all() {
+    let (appends, sync) = calls_of_blob_appends(crate::Durability::Buffered);
+    for calls in appends {
+        assert_eq!(
+            count(&calls, Op::SyncData) + count(&calls, Op::SyncDir),
+            0,
+            "{calls:?}"
+        );
+        // The blob's one write to the pack, and the line's.
+        assert_eq!(count(&calls, Op::Append), 2, "{calls:?}");
+        assert!(calls
+            .iter()
+            .any(|(op, path)| *op == Op::Append && path.ends_with("blobs/pack")));
+        assert_eq!(
+            count(&calls, Op::Rename) + count(&calls, Op::CreateNew),
+            0,
+            "{calls:?}"
+        );
+    }
+    // The sync makes the pack durable, then the segment.
+    assert_eq!(
+        sync,
+        [
+            Op::OpenDir,
+            Op::OpenDir,
+            Op::OpenFile,
+            Op::SyncData,
+            Op::SyncData
+        ]
+    );
+}
+
+#[test]
+fn a_sync_append_of_a_large_entry_makes_one_fdatasync_of_the_pack_and_one_of_the_segment() {
+    let (appends, _) = calls_of_blob_appends(crate::Durability::Sync);
+    for calls in appends {
+        assert_eq!(count(&calls, Op::SyncDir), 0, "{calls:?}");
+        let syncs: Vec<&PathBuf> = calls
+            .iter()
+            .filter(|(op, _)| *op == Op::SyncData)
+            .map(|(_, path)| path)
+            .collect();
+        assert_eq!(syncs.len(), 2, "{calls:?}");
+        // The blob is durable before the line that refers to it is written.
+        assert!(syncs[0].ends_with("blobs/pack"), "{calls:?}");
+        let pack_sync = calls
+            .iter()
+            .position(|(op, _)| *op == Op::SyncData)
+            .unwrap();
+        let line = calls.iter().rposition(|(op, _)| *op == Op::Append).unwrap();
+        assert!(pack_sync < line, "{calls:?}");
+    }
 }
 
 /// Makes every fdatasync of a segment slow (so that appends of other threads pile up behind

@@ -14,9 +14,11 @@
 //! - Randomness: [`Rng`], one seeded generator, and [`seed_from_env_or_clock`].
 //! - [`tip`], to write an expected tip in one expression; [`format_1_image`], a file as format 1
 //!   wrote it.
+//! - [`blob_on_disk`], [`damage_blob`], [`remove_blob`]: a blob's bytes where a person would
+//!   find them (its record in the session's pack, or its own file), for damage tests.
 
 use std::ops::{ControlFlow, Deref, Range};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -26,6 +28,98 @@ use crate::{
     Body, Entry, FsOptions, FsStore, RawEntry, ReplayOptions, Result, ScanReport, SegmentId,
     SessionId, Store, StoreExt, Tip,
 };
+
+// ---------------------------------------------------------------------------------------------
+// Blobs on disk
+// ---------------------------------------------------------------------------------------------
+
+/// Where a blob's bytes are: the session's pack (with the range of its record's header line,
+/// newline included) or a file of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobOnDisk {
+    /// The pack or the blob's file.
+    pub path: PathBuf,
+    /// In the pack: the record's header line.
+    pub header: Option<Range<u64>>,
+    /// The blob's bytes in that file.
+    pub bytes: Range<u64>,
+}
+
+/// Finds blob `id` of `session` in the store at `root` as docs/FORMAT.md lays it out: the newest
+/// record in `blobs/pack` (read by a parser of its own, from the documented format), else the
+/// file `blobs/ab/abcdef…`.
+#[must_use]
+pub fn blob_on_disk(root: &Path, session: SessionId, id: &crate::BlobId) -> Option<BlobOnDisk> {
+    let blobs = root.join(session.to_string()).join("blobs");
+    let pack_path = blobs.join("pack");
+    let mut found = None;
+    if let Ok(pack) = std::fs::read(&pack_path) {
+        let mut pos = 0usize;
+        while let Some(nl) = pack
+            .get(pos..)
+            .and_then(|r| r.iter().position(|&b| b == b'\n'))
+        {
+            let Ok(header) = serde_json::from_slice::<Value>(&pack[pos..pos + nl]) else {
+                break;
+            };
+            let (Some(hex), Some(len)) = (header["blob"].as_str(), header["len"].as_u64()) else {
+                break;
+            };
+            let start = pos + nl + 1;
+            let end = start + usize::try_from(len).unwrap_or(usize::MAX);
+            if hex == id.to_hex() {
+                found = Some(BlobOnDisk {
+                    path: pack_path.clone(),
+                    header: Some(pos as u64..start as u64),
+                    bytes: start as u64..end as u64,
+                });
+            }
+            pos = end + 1;
+        }
+    }
+    if found.is_some() {
+        return found;
+    }
+    let hex = id.to_hex();
+    let path = blobs.join(&hex[..2]).join(&hex);
+    let len = std::fs::metadata(&path).ok()?.len();
+    Some(BlobOnDisk {
+        path,
+        header: None,
+        bytes: 0..len,
+    })
+}
+
+/// Flips the lowest bit of byte `at` of blob `id`'s bytes on disk.
+///
+/// # Panics
+/// If the blob is not there.
+pub fn damage_blob(root: &Path, session: SessionId, id: &crate::BlobId, at: u64) {
+    let found = blob_on_disk(root, session, id).expect("the blob is on disk");
+    let mut bytes = std::fs::read(&found.path).unwrap();
+    let i = usize::try_from(found.bytes.start + at).unwrap();
+    bytes[i] ^= 1;
+    std::fs::write(&found.path, bytes).unwrap();
+}
+
+/// Takes blob `id` away: removes its file, or zeroes its record's header line (newline kept),
+/// which leaves bytes that are no record.
+///
+/// # Panics
+/// If the blob is not there.
+pub fn remove_blob(root: &Path, session: SessionId, id: &crate::BlobId) {
+    let found = blob_on_disk(root, session, id).expect("the blob is on disk");
+    match found.header {
+        None => std::fs::remove_file(&found.path).unwrap(),
+        Some(header) => {
+            let mut bytes = std::fs::read(&found.path).unwrap();
+            let range =
+                usize::try_from(header.start).unwrap()..usize::try_from(header.end - 1).unwrap();
+            bytes[range].fill(0);
+            std::fs::write(&found.path, bytes).unwrap();
+        }
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Entries

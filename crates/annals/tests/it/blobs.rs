@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
-use annals::testing::support::TempStore;
+use annals::testing::support::{blob_on_disk, damage_blob, remove_blob, BlobOnDisk, TempStore};
 use annals::{
     BlobId, CorruptReason, Error, ReplayOptions, SegmentId, SessionId, Store, StoreExt, MAX_INLINE,
 };
@@ -37,26 +37,46 @@ fn setup() -> Setup {
     }
 }
 
-fn blob_path(s: &Setup, value: &Value) -> (BlobId, PathBuf) {
-    let text = serde_json::to_string(value).unwrap();
-    let id = BlobId::of(text.as_bytes());
-    let hex = id.to_string();
-    let path = s
-        .store
-        .root()
-        .join(s.session.to_string())
-        .join("blobs")
-        .join(&hex[..2])
-        .join(&hex);
-    (id, path)
+fn blob_id(value: &Value) -> BlobId {
+    BlobId::of(serde_json::to_string(value).unwrap().as_bytes())
+}
+
+fn on_disk(s: &Setup, id: &BlobId) -> Option<BlobOnDisk> {
+    blob_on_disk(s.store.root(), s.session, id)
 }
 
 #[test]
-fn a_large_entry_is_a_sharded_blob_that_sha256sum_checks_and_a_short_greppable_line() {
+fn a_large_entry_is_a_packed_blob_that_sha256sum_checks_and_a_short_greppable_line() {
     let s = setup();
-    let (id, path) = blob_path(&s, &s.entries[1]);
-    assert!(path.is_file(), "blob at {}", path.display());
-    if let Ok(out) = Command::new("sha256sum").arg(&path).output() {
+    let id = blob_id(&s.entries[1]);
+    let found = on_disk(&s, &id).unwrap();
+    let pack: PathBuf = s
+        .store
+        .root()
+        .join(s.session.to_string())
+        .join("blobs/pack");
+    assert_eq!(
+        found.path, pack,
+        "a new segment's blobs go to the session's pack"
+    );
+    // Its record: a header line naming it, then exactly the entry's JSON text, which
+    // `sha256sum` of those bytes names.
+    let bytes = std::fs::read(&pack).unwrap();
+    let header = &bytes[found.header.clone().unwrap().start as usize..found.bytes.start as usize];
+    let header: Value = serde_json::from_slice(header).unwrap();
+    assert_eq!(header["blob"], id.to_string());
+    let text = serde_json::to_string(&s.entries[1]).unwrap();
+    assert_eq!(
+        &bytes[found.bytes.start as usize..found.bytes.end as usize],
+        text.as_bytes()
+    );
+    assert_eq!(bytes[found.bytes.end as usize], b'\n');
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("blob"), text.as_bytes()).unwrap();
+    if let Ok(out) = Command::new("sha256sum")
+        .arg(dir.path().join("blob"))
+        .output()
+    {
         let printed = String::from_utf8_lossy(&out.stdout);
         assert!(printed.starts_with(&id.to_string()), "{printed}");
     }
@@ -80,10 +100,8 @@ fn a_large_entry_is_a_sharded_blob_that_sha256sum_checks_and_a_short_greppable_l
 #[test]
 fn a_damaged_blob_is_reported_with_segment_line_and_blob_and_never_served() {
     let s = setup();
-    let (id, path) = blob_path(&s, &s.entries[1]);
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[5000] ^= 0x01;
-    std::fs::write(&path, bytes).unwrap();
+    let id = blob_id(&s.entries[1]);
+    damage_blob(s.store.root(), s.session, &id, 5000);
 
     let err = s.store.read::<Value>(s.session, s.segment).unwrap_err();
     match &err {
@@ -96,8 +114,9 @@ fn a_damaged_blob_is_reported_with_segment_line_and_blob_and_never_served() {
             assert_eq!(p, &s.store.segment_path(s.session, s.segment));
             assert_eq!(*line, 3, "header, entry 0, then the blob line");
             assert_eq!(*bad, id);
+            // A pack record is checked against its CRC on every read.
             assert!(
-                matches!(problem, annals::BlobFault::Hash { .. }),
+                matches!(problem, annals::BlobFault::Crc { .. }),
                 "{problem}"
             );
         }
@@ -155,8 +174,8 @@ fn a_damaged_blob_is_reported_with_segment_line_and_blob_and_never_served() {
 #[test]
 fn a_missing_blob_is_a_clear_error_and_verify_finds_it() {
     let s = setup();
-    let (id, path) = blob_path(&s, &s.entries[1]);
-    std::fs::remove_file(&path).unwrap();
+    let id = blob_id(&s.entries[1]);
+    remove_blob(s.store.root(), s.session, &id);
     let err = s.store.read::<Value>(s.session, s.segment).unwrap_err();
     let text = err.to_string();
     assert!(
@@ -235,12 +254,28 @@ fn gc_running_against_concurrent_large_appends_never_removes_a_referenced_blob()
 #[test]
 fn gc_after_a_truncate_removes_the_dropped_entries_blobs_from_disk() {
     let s = setup();
-    let (_, path) = blob_path(&s, &s.entries[1]);
+    let id = blob_id(&s.entries[1]);
     s.store.truncate(s.session, s.segment, 1).unwrap();
-    assert!(path.is_file(), "a truncate alone removes no blob");
+    assert!(
+        on_disk(&s, &id).is_some(),
+        "a truncate alone removes no blob"
+    );
+    let report = s.store.gc_blobs(s.session, true).unwrap();
+    assert_eq!(report.orphans, vec![id], "a dry run names it");
+    assert!(on_disk(&s, &id).is_some(), "and changes nothing");
     let report = s.store.gc_blobs(s.session, false).unwrap();
     assert_eq!(report.orphans.len(), 1);
-    assert!(!path.exists());
+    assert_eq!(on_disk(&s, &id), None, "its record is gone from the pack");
+    let pack = s
+        .store
+        .root()
+        .join(s.session.to_string())
+        .join("blobs/pack");
+    assert_eq!(
+        std::fs::metadata(pack).unwrap().len(),
+        0,
+        "nothing else was in it"
+    );
     assert_eq!(
         s.store.read::<Value>(s.session, s.segment).unwrap(),
         vec![s.entries[0].clone()]
@@ -267,8 +302,8 @@ fn repair_cuts_at_the_first_line_whose_blob_is_missing_and_keeps_what_it_cut() {
     s.store
         .append(s.session, s.segment, &json!({"n": 3}))
         .unwrap();
-    let (id, path) = blob_path(&s, &s.entries[1]);
-    std::fs::remove_file(&path).unwrap();
+    let id = blob_id(&s.entries[1]);
+    remove_blob(s.store.root(), s.session, &id);
 
     let plan = s.store.repair(s.session, s.segment, true).unwrap();
     assert_eq!(plan.kept_entries, 1, "{plan:?}");

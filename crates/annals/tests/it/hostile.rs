@@ -225,20 +225,30 @@ fn a_session_directory_that_is_a_link_outside_is_followed_by_no_call() {
 }
 
 #[test]
-fn a_blobs_directory_shard_or_blob_that_is_a_link_is_never_followed_and_gc_removes_nothing_outside()
-{
-    for level in ["blobs", "shard", "blob"] {
+fn a_blobs_directory_pack_shard_or_blob_that_is_a_link_is_never_followed_and_gc_removes_nothing_outside(
+) {
+    for level in ["blobs", "pack", "shard", "blob"] {
         let t = TempStore::new();
         let (session, segment) = (SessionId::new(), SegmentId::new());
-        t.create(session, segment, &[entry(0), big(1)]).unwrap();
-        t.truncate(session, segment, 1).unwrap(); // the blob is an orphan now
         let blobs = t.root().join(session.to_string()).join("blobs");
+        if level == "shard" || level == "blob" {
+            // Blob files of their own: as a format-2 segment's appends make them.
+            let text = serde_json::to_string(&big(1)).unwrap();
+            let hex = BlobId::of(text.as_bytes()).to_hex();
+            std::fs::create_dir_all(blobs.join(&hex[..2])).unwrap();
+            std::fs::write(blobs.join(&hex[..2]).join(&hex), text).unwrap();
+            t.create(session, segment, &[entry(0)]).unwrap();
+        } else {
+            t.create(session, segment, &[entry(0), big(1)]).unwrap();
+            t.truncate(session, segment, 1).unwrap(); // the blob is an orphan now
+        }
         let outside = tempfile::tempdir().unwrap();
         // Move the real thing out and link to it, so that following the link finds blobs.
         let id = BlobId::of(serde_json::to_string(&big(1)).unwrap().as_bytes());
         let hex = id.to_hex();
         let (inside, moved) = match level {
             "blobs" => (blobs.clone(), outside.path().join("blobs")),
+            "pack" => (blobs.join("pack"), outside.path().join("pack")),
             "shard" => (blobs.join(&hex[..2]), outside.path().join(&hex[..2])),
             _ => (blobs.join(&hex[..2]).join(&hex), outside.path().join(&hex)),
         };

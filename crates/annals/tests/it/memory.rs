@@ -260,15 +260,19 @@ impl HostileStore {
             durable.append(blobs, blob_segment, &small(i)).unwrap();
         }
         let blob = annals::BlobId::of(serde_json::to_string(&value).unwrap().as_bytes());
+        // Its record is no record any more, and hundreds of megabytes of zeros follow it: what
+        // a reader of the pack holds must not grow with them.
+        annals::testing::support::remove_blob(&root, blobs, &blob);
+        let pack = root.join(blobs.to_string()).join("blobs").join("pack");
+        let file = std::fs::OpenOptions::new().write(true).open(&pack).unwrap();
+        let len = file.metadata().unwrap().len();
+        file.set_len(len + HUGE).unwrap();
+        // And a blob file of its own (format 2's layout) that claims as much, where the pack
+        // has none of the same id: a reader refuses it before reading it.
         let hex = blob.to_hex();
-        let blob_path = root
-            .join(blobs.to_string())
-            .join("blobs")
-            .join(&hex[..2])
-            .join(&hex);
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&blob_path)
+        let shard = root.join(blobs.to_string()).join("blobs").join(&hex[..2]);
+        std::fs::create_dir_all(&shard).unwrap();
+        std::fs::File::create(shard.join(&hex))
             .unwrap()
             .set_len(HUGE)
             .unwrap();

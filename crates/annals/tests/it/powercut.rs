@@ -529,7 +529,12 @@ impl State<'_> {
             let tip = store
                 .append(session, segment, &json!("after power returns"))
                 .unwrap();
-            assert_eq!(tip.count, before + 1, "{context}");
+            assert_eq!(
+                tip.count,
+                before + 1,
+                "{context}: {report:?} {:?}",
+                store.take_recovered()
+            );
             assert!(
                 store.verify(session, segment).unwrap().is_clean(),
                 "{context}"

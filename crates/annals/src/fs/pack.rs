@@ -1,0 +1,488 @@
+//! The session's blob pack (format 3): `{session}/blobs/pack`, one append-only file that the
+//! blobs of the session's format-3 files go to, each a record
+//!
+//! ```text
+//! {"blob":"<SHA-256, 64 hex digits>","len":<bytes>,"crc":<CRC-32 of the bytes>}\n<bytes>\n
+//! ```
+//!
+//! Records are appended under the pack's exclusive `flock`, so they never interleave; nothing
+//! is ever changed in place. The index (id → where its bytes are) is rebuilt by a scan of the
+//! record headers, one read each. A scan steps over bytes that are no record (a record torn by
+//! a crash, damage) by looking for the next `\n{"blob":"`; a record that runs past the end of
+//! the file is still being written (or was torn by a crash: a writer, which holds the lock,
+//! cuts it). What a record's header claims is never allocated for beyond the store's largest
+//! entry. Reads check the CRC; verify also checks the SHA-256 and that the bytes are text.
+
+use std::collections::HashMap;
+use std::io;
+
+use super::seam::FileSystem;
+use crate::blob::BlobId;
+
+/// The pack's name in `blobs/`.
+pub(crate) const PACK: &str = "pack";
+/// How every record starts.
+const MAGIC: &[u8] = b"{\"blob\":\"";
+/// Longest header line, newline included: `{"blob":"` 64 hex `","len":` 20 digits `,"crc":`
+/// 10 digits `}\n` is 119 bytes.
+const HEADER_MAX: usize = 128;
+/// What the search for the next record after damage reads at a time.
+const SEARCH_CHUNK: usize = 64 * 1024;
+
+/// Where a record's bytes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Loc {
+    /// Where the record starts (its header).
+    pub(crate) record: u64,
+    /// Where its bytes start.
+    pub(crate) at: u64,
+    /// How many there are.
+    pub(crate) len: u64,
+    /// Their CRC-32, as the header gives it.
+    pub(crate) crc: u32,
+}
+
+impl Loc {
+    /// Where the record ends (after its closing newline).
+    pub(crate) fn end(&self) -> u64 {
+        self.at + self.len + 1
+    }
+}
+
+/// Appends the record of blob `id` holding `bytes` to `out`.
+pub(crate) fn encode(id: &BlobId, bytes: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(id.to_hex().as_bytes());
+    out.extend_from_slice(b"\",\"len\":");
+    out.extend_from_slice(bytes.len().to_string().as_bytes());
+    out.extend_from_slice(b",\"crc\":");
+    out.extend_from_slice(crc32fast::hash(bytes).to_string().as_bytes());
+    out.extend_from_slice(b"}\n");
+    out.extend_from_slice(bytes);
+    out.push(b'\n');
+}
+
+/// Parses a header line (without its newline): exactly the shape [`encode`] writes.
+pub(crate) fn parse_header(line: &[u8]) -> Option<(BlobId, u64, u32)> {
+    let rest = line.strip_prefix(MAGIC)?;
+    let hex = std::str::from_utf8(rest.get(..64)?).ok()?;
+    let id: BlobId = hex.parse().ok()?;
+    let rest = rest.get(64..)?.strip_prefix(b"\",\"len\":")?;
+    let (len, rest) = decimal(rest)?;
+    let rest = rest.strip_prefix(b",\"crc\":")?;
+    let (crc, rest) = decimal(rest)?;
+    if rest != b"}" {
+        return None;
+    }
+    Some((id, len, u32::try_from(crc).ok()?))
+}
+
+/// A decimal number without leading zeros (but `0`), and what follows it.
+fn decimal(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let n = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    let digits = bytes.get(..n)?;
+    if n == 0 || (n > 1 && digits.first() == Some(&b'0')) {
+        return None;
+    }
+    let value = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some((value, bytes.get(n..)?))
+}
+
+/// Reads into all of `buf` from `offset`, as far as the file goes; returns how much it read.
+pub(crate) fn read_full<F: FileSystem>(
+    fs: &F,
+    file: &F::File,
+    buf: &mut [u8],
+    offset: u64,
+) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        let slot = buf.get_mut(done..).unwrap_or_default();
+        match fs.read_at(file, slot, offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// What is at a position of the pack.
+enum At {
+    /// A record, checked as far as its header and closing newline go.
+    Record(BlobId, Loc),
+    /// The start of a record that runs past the end of the file.
+    Unfinished,
+    /// Bytes that are no record.
+    Bad,
+}
+
+/// The records of a pack, by id, as far as a scan has read it.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    /// Where the scan stopped: the end of the file, or the start of an unfinished record.
+    pub(crate) end: u64,
+    /// Whether the scan stopped at an unfinished record.
+    pub(crate) unfinished: bool,
+    /// The newest record of each id (a blob written again after its record was found damaged
+    /// is found by its new record).
+    records: HashMap<BlobId, Loc>,
+    /// Bytes the scan stepped over that are no record.
+    pub(crate) skipped: u64,
+    /// Records read, older copies of a blob included.
+    pub(crate) seen: u64,
+}
+
+impl Index {
+    pub(crate) fn get(&self, id: &BlobId) -> Option<Loc> {
+        self.records.get(id).copied()
+    }
+
+    pub(crate) fn insert(&mut self, id: BlobId, loc: Loc) {
+        self.records.insert(id, loc);
+    }
+
+    /// The newest record of every blob, in no order.
+    pub(crate) fn records(&self) -> impl Iterator<Item = (&BlobId, &Loc)> {
+        self.records.iter()
+    }
+
+    /// Whether the pack holds nothing but the newest records of blobs, all of them in `keep`.
+    pub(crate) fn only(&self, keep: &dyn Fn(&BlobId) -> bool) -> bool {
+        self.skipped == 0
+            && !self.unfinished
+            && self.seen == self.records.len() as u64
+            && self.records.keys().all(keep)
+    }
+
+    /// Reads the records from [`end`](Self::end) to `size`, the file's size. Records larger than
+    /// `max_len` are bytes that are no record: nothing annals writes claims one.
+    pub(crate) fn scan<F: FileSystem>(
+        &mut self,
+        fs: &F,
+        file: &F::File,
+        size: u64,
+        max_len: u64,
+    ) -> io::Result<()> {
+        let mut pos = self.end;
+        self.unfinished = false;
+        let mut head = [0u8; HEADER_MAX];
+        while pos < size {
+            let at = record_at(fs, file, &mut head, pos, size, max_len)?;
+            match at {
+                At::Record(id, loc) => {
+                    self.records.insert(id, loc);
+                    self.seen += 1;
+                    pos = loc.end();
+                }
+                At::Unfinished | At::Bad => {
+                    // A record that runs past the end with records after it is damage (a
+                    // length that changed), not a write still going on.
+                    let next = next_record(fs, file, pos + 1, size)?;
+                    if next >= size && matches!(at, At::Unfinished) {
+                        self.unfinished = true;
+                        break;
+                    }
+                    self.skipped += next - pos;
+                    pos = next;
+                }
+            }
+        }
+        self.end = pos;
+        Ok(())
+    }
+}
+
+/// What is at `pos`: the header (read into `head`, one read) and the closing newline.
+fn record_at<F: FileSystem>(
+    fs: &F,
+    file: &F::File,
+    head: &mut [u8; HEADER_MAX],
+    pos: u64,
+    size: u64,
+    max_len: u64,
+) -> io::Result<At> {
+    let want = usize::try_from(size - pos)
+        .unwrap_or(HEADER_MAX)
+        .min(HEADER_MAX);
+    let n = read_full(fs, file, head.get_mut(..want).unwrap_or_default(), pos)?;
+    let got = head.get(..n).unwrap_or_default();
+    let Some(nl) = got.iter().position(|&b| b == b'\n') else {
+        // The file ends inside what may be a header still being written.
+        let partial =
+            n < HEADER_MAX && MAGIC.starts_with(got.get(..n.min(MAGIC.len())).unwrap_or_default());
+        return Ok(if partial { At::Unfinished } else { At::Bad });
+    };
+    let Some((id, len, crc)) = parse_header(got.get(..nl).unwrap_or_default()) else {
+        return Ok(At::Bad);
+    };
+    if len > max_len {
+        return Ok(At::Bad);
+    }
+    let loc = Loc {
+        record: pos,
+        at: pos + nl as u64 + 1,
+        len,
+        crc,
+    };
+    if loc.end() > size {
+        return Ok(At::Unfinished);
+    }
+    let mut close = [0u8; 1];
+    if read_full(fs, file, &mut close, loc.end() - 1)? != 1 || close != [b'\n'] {
+        return Ok(At::Bad);
+    }
+    Ok(At::Record(id, loc))
+}
+
+/// Where the next record at or after `from` starts (just after a newline, with [`MAGIC`]):
+/// `size` if none does.
+fn next_record<F: FileSystem>(fs: &F, file: &F::File, from: u64, size: u64) -> io::Result<u64> {
+    let mut buf = vec![0u8; SEARCH_CHUNK];
+    // Each chunk starts one byte early, for the newline before a record.
+    let mut pos = from.saturating_sub(1);
+    while pos < size {
+        let n = read_full(fs, file, &mut buf, pos)?;
+        let got = buf.get(..n).unwrap_or_default();
+        let mut search = 0;
+        while let Some(i) = got
+            .get(search..)
+            .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
+        {
+            let start = search + i + 1;
+            let rest = got.get(start..).unwrap_or_default();
+            let candidate = pos + start as u64;
+            if candidate >= from && rest.len() >= MAGIC.len() && rest.starts_with(MAGIC) {
+                return Ok(candidate);
+            }
+            if candidate >= from && rest.len() < MAGIC.len() && MAGIC.starts_with(rest) {
+                // Cut by the chunk's end (or the file's): look again from here.
+                if pos + n as u64 >= size {
+                    return Ok(candidate);
+                }
+                break;
+            }
+            search = start;
+        }
+        if n == 0 {
+            break;
+        }
+        // Step on, keeping the last MAGIC bytes (and the newline before them) in view.
+        let step = n.saturating_sub(MAGIC.len()).max(1);
+        pos += step as u64;
+    }
+    Ok(size)
+}
+
+/// What a record's bytes are, read whole: `Ok(None)` if they fail the CRC its header gives.
+pub(crate) fn read_record<F: FileSystem>(
+    fs: &F,
+    file: &F::File,
+    loc: &Loc,
+) -> io::Result<Result<Vec<u8>, u32>> {
+    let mut bytes = vec![0u8; usize::try_from(loc.len).unwrap_or(0)];
+    let n = read_full(fs, file, &mut bytes, loc.at)?;
+    bytes.truncate(n);
+    let computed = crc32fast::hash(&bytes);
+    if n as u64 != loc.len || computed != loc.crc {
+        return Ok(Err(computed));
+    }
+    Ok(Ok(bytes))
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "test offsets are small; a panic on a 32-bit target is fine in a test"
+)]
+mod tests {
+    use super::*;
+    use crate::fs::seam::{Access, Lookup};
+    use crate::fs::OsFs;
+    use std::io::Write;
+
+    fn id(bytes: &[u8]) -> BlobId {
+        BlobId::of(bytes)
+    }
+
+    fn pack(records: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for r in records {
+            encode(&id(r), r, &mut out);
+        }
+        out
+    }
+
+    /// The file `pack` in `dir`, opened through the seam.
+    fn open(dir: &std::path::Path) -> <OsFs as FileSystem>::File {
+        let root = OsFs.open_root(dir, false).unwrap();
+        match OsFs.open_file(&root, PACK, Access::Read).unwrap() {
+            Lookup::Found(file) => file,
+            other => panic!("no pack: {other:?}"),
+        }
+    }
+
+    fn index_of(bytes: &[u8], max_len: u64) -> Index {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pack");
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(bytes)
+            .unwrap();
+        let file = open(dir.path());
+        let mut index = Index::default();
+        index
+            .scan(&OsFs, &file, bytes.len() as u64, max_len)
+            .unwrap();
+        index
+    }
+
+    #[test]
+    fn a_record_is_a_header_line_then_the_bytes_then_a_newline() {
+        let mut out = Vec::new();
+        encode(&id(b"abc"), b"abc", &mut out);
+        let expected = format!(
+            "{{\"blob\":\"{}\",\"len\":3,\"crc\":{}}}\nabc\n",
+            id(b"abc").to_hex(),
+            crc32fast::hash(b"abc")
+        );
+        assert_eq!(out, expected.as_bytes());
+        let nl = out.iter().position(|&b| b == b'\n').unwrap();
+        assert_eq!(
+            parse_header(&out[..nl]),
+            Some((id(b"abc"), 3, crc32fast::hash(b"abc")))
+        );
+        assert!(nl < HEADER_MAX);
+    }
+
+    #[test]
+    fn headers_of_any_other_shape_are_refused() {
+        let hex = id(b"x").to_hex();
+        for bad in [
+            format!("{{\"blob\":\"{hex}\",\"len\":01,\"crc\":5}}"),
+            format!("{{\"blob\":\"{hex}\",\"len\":1,\"crc\":5}} "),
+            format!("{{\"blob\":\"{hex}\",\"len\":1,\"crc\":4294967296}}"),
+            format!("{{\"blob\":\"{hex}\",\"len\":,\"crc\":5}}"),
+            format!("{{\"blob\":\"{}\",\"len\":1,\"crc\":5}}", &hex[1..]),
+            format!("{{\"blob\":\"{hex}\",\"crc\":5,\"len\":1}}"),
+            format!("{{\"blob\":\"{hex}\",\"len\":1,\"crc\":5"),
+        ] {
+            assert_eq!(parse_header(bad.as_bytes()), None, "{bad}");
+        }
+        let good = format!("{{\"blob\":\"{hex}\",\"len\":0,\"crc\":4294967295}}");
+        assert_eq!(parse_header(good.as_bytes()), Some((id(b"x"), 0, u32::MAX)));
+    }
+
+    #[test]
+    fn a_scan_finds_every_record_and_steps_over_damage() {
+        let (a, b, c) = (&b"first"[..], &b"second blob"[..], &b"third"[..]);
+        let clean = pack(&[a, b, c]);
+        let index = index_of(&clean, 1 << 20);
+        assert_eq!(
+            (index.end, index.skipped, index.unfinished),
+            (clean.len() as u64, 0, false)
+        );
+        for r in [a, b, c] {
+            let loc = index.get(&id(r)).unwrap();
+            assert_eq!(&clean[loc.at as usize..][..r.len()], r);
+        }
+        // Zeros over the second record's header: it is lost, the third is still found.
+        let second = index.get(&id(b)).unwrap();
+        let mut holed = clean.clone();
+        for byte in &mut holed[second.record as usize..second.at as usize] {
+            *byte = 0;
+        }
+        let index = index_of(&holed, 1 << 20);
+        assert_eq!(index.get(&id(b)), None);
+        assert_eq!(
+            index.get(&id(c)).unwrap().at,
+            index_of(&clean, 1 << 20).get(&id(c)).unwrap().at
+        );
+        assert_eq!(index.skipped, second.end() - second.record);
+        // A length that does not end at a newline makes the record no record.
+        let mut long = clean.clone();
+        let at = second.record as usize + 9 + 64 + 8;
+        assert_eq!(long[at], b'1');
+        long[at] = b'2';
+        let index = index_of(&long, 1 << 20);
+        assert_eq!(index.get(&id(b)), None);
+        assert!(index.get(&id(c)).is_some());
+        // A record claiming more than the largest entry is no record either.
+        let index = index_of(&clean, 10);
+        assert_eq!(index.get(&id(b)), None);
+        assert!(index.get(&id(a)).is_some() && index.get(&id(c)).is_some());
+    }
+
+    #[test]
+    fn a_record_cut_short_is_unfinished_and_the_scan_stops_before_it() {
+        let full = pack(&[b"one", b"two two"]);
+        let first_end = index_of(&full, 100).get(&id(b"one")).unwrap().end();
+        for cut in first_end as usize + 1..full.len() {
+            let index = index_of(&full[..cut], 100);
+            assert!(index.unfinished, "cut at {cut}");
+            assert_eq!(index.end, first_end, "cut at {cut}");
+            assert_eq!(index.get(&id(b"two two")), None);
+        }
+        // A length past the end with a record after it is damage, not a write going on.
+        let mut grown = full.clone();
+        let second = index_of(&full, 100).get(&id(b"two two")).unwrap();
+        let digit = second.record as usize + 9 + 64 + 8;
+        assert_eq!(grown[digit], b'7');
+        grown.splice(digit..=digit, b"799".iter().copied());
+        grown.extend_from_slice(&pack(&[b"three"]));
+        let index = index_of(&grown, 100);
+        assert!(!index.unfinished);
+        assert!(index.get(&id(b"three")).is_some());
+        assert_eq!(index.get(&id(b"two two")), None);
+        // Bytes that cannot start a header are not a record being written.
+        let mut junk = full[..first_end as usize].to_vec();
+        junk.extend_from_slice(b"xyz");
+        let index = index_of(&junk, 100);
+        assert!(!index.unfinished);
+        assert_eq!((index.end, index.skipped), (junk.len() as u64, 3));
+    }
+
+    #[test]
+    fn the_search_for_the_next_record_works_across_chunk_ends() {
+        for pad in [
+            SEARCH_CHUNK - 12,
+            SEARCH_CHUNK - 5,
+            SEARCH_CHUNK - 1,
+            SEARCH_CHUNK,
+            SEARCH_CHUNK + 3,
+        ] {
+            let mut bytes = vec![b'z'; pad];
+            bytes.push(b'\n');
+            let tail = pack(&[b"after the junk"]);
+            bytes.extend_from_slice(&tail);
+            let index = index_of(&bytes, 100);
+            let loc = index.get(&id(b"after the junk")).unwrap();
+            assert_eq!(loc.record, pad as u64 + 1, "pad {pad}");
+            assert_eq!(index.skipped, pad as u64 + 1);
+        }
+    }
+
+    #[test]
+    fn a_record_read_back_is_checked_against_its_crc() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pack");
+        let mut bytes = pack(&[b"hello"]);
+        std::fs::write(&path, &bytes).unwrap();
+        let file = open(dir.path());
+        let mut index = Index::default();
+        index.scan(&OsFs, &file, bytes.len() as u64, 100).unwrap();
+        let loc = index.get(&id(b"hello")).unwrap();
+        assert_eq!(
+            read_record(&OsFs, &file, &loc).unwrap(),
+            Ok(b"hello".to_vec())
+        );
+        bytes[loc.at as usize] = b'j';
+        std::fs::write(&path, &bytes).unwrap();
+        let file = open(dir.path());
+        assert_eq!(
+            read_record(&OsFs, &file, &loc).unwrap(),
+            Err(crc32fast::hash(b"jello"))
+        );
+    }
+}
