@@ -297,78 +297,13 @@ pub fn is_trace(report: &annals::ScanReport) -> bool {
     report.path.is_some() || report.entries > 0 || report.file_len > 0
 }
 
-/// The records of a blob pack (docs/FORMAT.md) and the bytes of their blobs, read header by
-/// header (at most 128 bytes each), up to the first bytes that are no record.
-fn pack_records(path: &std::path::Path) -> (u64, u64) {
-    use std::io::{BufRead, Seek, SeekFrom};
-    let Ok(file) = fs::File::open(path) else {
-        return (0, 0);
-    };
-    let mut reader = std::io::BufReader::new(file);
-    let (mut count, mut bytes) = (0, 0);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let mut header = std::io::Read::take(&mut reader, 128);
-        if header.read_until(b'\n', &mut line).unwrap_or(0) == 0 || line.last() != Some(&b'\n') {
-            break;
-        }
-        let Ok(head) = serde_json::from_slice::<serde_json::Value>(&line) else {
-            break;
-        };
-        let Some(len) = head.get("len").and_then(serde_json::Value::as_u64) else {
-            break;
-        };
-        let Ok(skip) = i64::try_from(len + 1) else {
-            break;
-        };
-        if reader.seek(SeekFrom::Current(skip)).is_err() {
-            break;
-        }
-        count += 1;
-        bytes += len;
-    }
-    (count, bytes)
-}
-
-/// Blob files of one session, as counted on disk.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BlobUsage {
-    pub count: u64,
-    pub bytes: u64,
-}
+pub use annals::BlobUsage;
 
 impl Target {
     /// The session's blobs on disk (entries too long for a line, attachments), where the
-    /// backend keeps them as files: every record of `{session}/blobs/pack` and every other
-    /// regular file under `{session}/blobs/` but the lock.
-    /// Looks only (`lstat`), follows no link.
+    /// backend keeps them as files (`FsStore::blob_usage`: looks only, follows no link).
     pub fn blob_usage(&self, session: SessionId) -> Option<BlobUsage> {
-        let fs = self.fs()?;
-        let dir = fs.root().join(session.to_string()).join("blobs");
-        let mut usage = BlobUsage::default();
-        let mut stack = vec![(dir, 0u8)];
-        while let Some((dir, depth)) = stack.pop() {
-            let Ok(entries) = fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let Ok(meta) = fs::symlink_metadata(entry.path()) else {
-                    continue;
-                };
-                if meta.is_dir() && depth == 0 {
-                    stack.push((entry.path(), depth + 1));
-                } else if meta.is_file() && depth == 0 && entry.file_name() == "pack" {
-                    let (count, bytes) = pack_records(&entry.path());
-                    usage.count += count;
-                    usage.bytes += bytes;
-                } else if meta.is_file() && !(depth == 0 && entry.file_name() == "lock") {
-                    usage.count += 1;
-                    usage.bytes += meta.len();
-                }
-            }
-        }
-        Some(usage)
+        self.fs()?.blob_usage(session).ok()
     }
 
     /// Size of a segment's debug trace (`None` if it has none): the file's length, read with one

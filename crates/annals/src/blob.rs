@@ -163,6 +163,17 @@ pub struct GcReport {
     pub kept: u64,
 }
 
+/// The blobs a session keeps on disk (`FsStore::blob_usage`): entries too long for a line and
+/// attachments, each counted once where it is stored (a record of the pack, or a file of its
+/// own; one stored in both counts twice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlobUsage {
+    /// How many.
+    pub count: u64,
+    /// Their bytes (the blobs', without a record's header).
+    pub bytes: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,7 +46,7 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use blob::{Attachment, AttachmentMeta, BlobId, BlobRef, GcReport};
+pub use blob::{Attachment, AttachmentMeta, BlobId, BlobRef, BlobUsage, GcReport};
 pub use codec::{FileKind, Header, Lineage, Version, FORMAT_VERSION, MAX_INLINE, MAX_LINE};
 pub use error::{BackendErrorKind, BlobFault, CorruptReason, Damage, Error, HeaderProblem, Result};
 pub use fs::{

@@ -11,7 +11,7 @@ use super::seam::FileSystem;
 use super::{lock, Durability, FsStore};
 use crate::codec::{FileKind, Frame, Marks, Version, MAX_WRITE_LINES};
 use crate::store::{check_entry_size, Prepared};
-use crate::{Error, RawEntry, Result, SegmentId, SessionId, Tip};
+use crate::{BlobId, Error, RawEntry, Result, SegmentId, SessionId, Tip};
 
 /// What every line of one write records besides its entry. Version-2 lines record the append
 /// time, the writer's durable watermark and how many lines of the write follow; version-1 lines
@@ -265,9 +265,7 @@ impl<F: FileSystem> FsStore<F> {
     /// Makes the session's blob pack durable, if it has one: before anything makes lines
     /// durable that may refer to blobs packed without an `fdatasync`.
     pub(crate) fn pack_durable(&self, dir: &super::tree::Dir<F>) -> Result<()> {
-        BlobDir::new(&self.tree, dir, self.options.max_entry_bytes)
-            .writing(&self.pack_failures)
-            .sync_pack()
+        BlobDir::new(&self.tree, dir, self.options.max_entry_bytes).sync_pack(&self.packs)
     }
 
     /// Decides how each entry goes into a line of a file of `version`, and writes the blobs of
@@ -296,20 +294,19 @@ impl<F: FileSystem> FsStore<F> {
                 .session(session)?
                 .ok_or(Error::SessionNotFound(session))?
         };
-        let blobs = BlobDir::new(&self.tree, &dir, self.options.max_entry_bytes)
-            .writing(&self.pack_failures);
+        let blobs = BlobDir::new(&self.tree, &dir, self.options.max_entry_bytes);
         let lock = blobs.lock(false)?;
-        let spilled = prepared
-            .iter()
-            .zip(entries)
-            .filter(|(p, _)| matches!(p, Prepared::Blob(_)))
-            .map(|(_, e)| e.as_str().as_bytes());
+        // Each with the id its reference holds (hashed once, when it was prepared).
+        let spilled = prepared.iter().zip(entries).filter_map(|(p, e)| match p {
+            Prepared::Blob(reference) => Some((reference.sha256, e.as_str().as_bytes())),
+            Prepared::Inline(_) => None,
+        });
         if version.packs_blobs() {
             // One write (and in `Sync` mode one fdatasync) for all the blobs of the call.
-            let all: Vec<&[u8]> = spilled.collect();
-            blobs.pack_all(&all, self.durable())?;
+            let all: Vec<(BlobId, &[u8])> = spilled.collect();
+            blobs.pack_all(&self.packs, &all, self.durable())?;
         } else {
-            for bytes in spilled {
+            for (_, bytes) in spilled {
                 blobs.put(bytes)?;
             }
         }

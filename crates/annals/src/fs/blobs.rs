@@ -8,11 +8,11 @@
 
 use std::cell::OnceCell;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::atomic::TempFile;
-use super::handle::Poison;
-use super::pack::{self, Index, Loc, PACK};
+use super::pack::{self, Index, Loc, Packs, PACK};
+use super::read::Reader;
 use super::seam::{Access, EntryKind, FileSystem, LockKind};
 use super::tree::{Dir, Tree};
 use crate::blob::BlobId;
@@ -37,19 +37,30 @@ pub(crate) struct BlobDir<'t, F: FileSystem> {
     root: OnceCell<Dir<F>>,
     /// The pack, opened and scanned to its end the first time a reader looks in it (`None` if
     /// there is none).
-    pack: OnceCell<Option<(F::File, PathBuf, Index)>>,
-    /// The store's packs whose `fdatasync` failed: for a writer, every later use of such a
-    /// pack fails the same way (sticky, as for a segment).
-    failures: Option<&'t PackFailures>,
+    pack: OnceCell<Option<ReadPack<F>>>,
 }
 
-/// Packs whose `fdatasync` failed, by path, with the failure.
-pub(crate) type PackFailures = std::sync::Mutex<std::collections::HashMap<PathBuf, Poison>>;
+/// The pack as a reader holds it: open read-only, with its path and its index.
+struct ReadPack<F: FileSystem> {
+    file: F::File,
+    path: PathBuf,
+    index: Index,
+}
+
+impl<F: FileSystem> ReadPack<F> {
+    fn reader<'a>(&'a self, fs: &'a F) -> Reader<'a, F> {
+        Reader {
+            fs,
+            file: &self.file,
+            path: &self.path,
+        }
+    }
+}
 
 /// Where a blob was found.
-enum Found<F: FileSystem> {
+enum Found<'p, F: FileSystem> {
     /// A record of the pack.
-    Record(Loc),
+    Record(Reader<'p, F>, Loc),
     /// A file of its own, with its path and size.
     File(F::File, PathBuf, u64),
 }
@@ -74,39 +85,11 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
             max_len: max_len as u64,
             root: OnceCell::new(),
             pack: OnceCell::new(),
-            failures: None,
         }
-    }
-
-    /// The same, for a writer: a pack whose `fdatasync` failed stays failed.
-    pub(crate) fn writing(mut self, failures: &'t PackFailures) -> Self {
-        self.failures = Some(failures);
-        self
-    }
-
-    /// The sticky failure of the pack at `path`, if its `fdatasync` failed before.
-    fn failed(&self, path: &std::path::Path) -> Result<()> {
-        let failed = self
-            .failures
-            .and_then(|f| super::lock(f).get(path).cloned());
-        match failed {
-            Some(poison) => Err(poison.error(path)),
-            None => Ok(()),
-        }
-    }
-
-    /// Keeps the failure of the pack's `fdatasync` for good, and returns it.
-    fn fail(&self, path: &std::path::Path, e: &io::Error) -> Error {
-        let poison = Poison::new("fdatasync", e);
-        let error = poison.error(path);
-        if let Some(f) = self.failures {
-            super::lock(f).insert(path.to_path_buf(), poison);
-        }
-        error
     }
 
     /// The pack as a reader sees it: opened read-only and scanned to its end, once.
-    fn pack(&self) -> Result<Option<&(F::File, PathBuf, Index)>> {
+    fn pack(&self) -> Result<Option<&ReadPack<F>>> {
         if let Some(pack) = self.pack.get() {
             return Ok(pack.as_ref());
         }
@@ -115,121 +98,64 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
             Some(root) => match self.tree.open_file(root, PACK, Access::Read)? {
                 None => None,
                 Some(file) => {
-                    let path = root.path_of(PACK);
+                    let mut pack = ReadPack {
+                        file,
+                        path: root.path_of(PACK),
+                        index: Index::default(),
+                    };
+                    let reader = pack.reader(&self.tree.fs);
+                    let (size, _) = self
+                        .tree
+                        .fs
+                        .size_and_links(reader.file)
+                        .map_err(|e| Error::io("stat", reader.path, e))?;
                     let mut index = Index::default();
-                    self.scan(&file, &path, &mut index)?;
-                    Some((file, path, index))
+                    index.scan(reader, size, self.max_len)?;
+                    pack.index = index;
+                    Some(pack)
                 }
             },
         };
         Ok(self.pack.get_or_init(|| opened).as_ref())
     }
 
-    /// Reads the records of the pack `file` from where `index` stopped to its end.
-    fn scan(&self, file: &F::File, path: &std::path::Path, index: &mut Index) -> Result<()> {
-        let fs = &self.tree.fs;
-        let (size, _) = fs
-            .size_and_links(file)
-            .map_err(|e| Error::io("stat", path, e))?;
-        index
-            .scan(fs, file, size, self.max_len)
-            .map_err(|e| Error::io("read blob pack", path, e))
-    }
-
-    /// Appends the blobs `bytes` to the pack (creating it, durably, if there is none), but
-    /// those it holds intact already, under its exclusive lock: one `write(2)` for all of them,
-    /// and with `durable` one `fdatasync`. Before writing, a record a crashed writer left
-    /// unfinished at the end is cut (only a writer, which holds the lock, ever sees one that
-    /// is no write going on). Returns their ids. The caller holds the blob lock.
-    pub(crate) fn pack_all(&self, bytes: &[&[u8]], durable: bool) -> Result<Vec<BlobId>> {
-        let fs = &self.tree.fs;
+    /// `blobs/`, created if needed (and kept, as [`root`](Self::root) keeps it).
+    fn made_root(&self) -> Result<&Dir<F>> {
+        if let Some(root) = self.root.get() {
+            return Ok(root);
+        }
         let root = self.tree.make_dir(self.session, ROOT)?;
-        let path = root.path_of(PACK);
-        self.failed(&path)?;
-        let file = loop {
-            if let Some(file) = self.tree.open_file(&root, PACK, Access::Append)? {
-                break file;
-            }
-            match fs.create_new(&root.handle, PACK) {
-                Ok(file) => {
-                    // A new name: durable before any line can refer to what it will hold.
-                    self.tree.sync_dir(&root)?;
-                    break file;
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(Error::io("create", &path, e)),
-            }
-        };
-        fs.lock(&file, LockKind::Exclusive)
-            .map_err(|e| Error::io("lock", &path, e))?;
-        let mut index = Index::default();
-        self.scan(&file, &path, &mut index)?;
-        if index.unfinished {
-            fs.set_len(&file, index.end)
-                .map_err(|e| Error::io("cut an unfinished record of", &path, e))?;
-        }
-        let start = index.end;
-        let mut ids = Vec::with_capacity(bytes.len());
-        let mut out = Vec::new();
-        for b in bytes {
-            let id = BlobId::of(b);
-            ids.push(id);
-            if let Some(loc) = index.get(&id) {
-                if loc.len == b.len() as u64
-                    && pack::read_record(fs, &file, &loc)
-                        .map_err(|e| Error::io("read blob pack", &path, e))?
-                        .is_ok()
-                {
-                    continue;
-                }
-            }
-            let record = start + out.len() as u64;
-            pack::encode(&id, b, &mut out);
-            let at = start + out.len() as u64 - 1 - b.len() as u64;
-            index.insert(
-                id,
-                Loc {
-                    record,
-                    at,
-                    len: b.len() as u64,
-                    crc: crc32fast::hash(b),
-                },
-            );
-        }
-        if out.is_empty() {
-            return Ok(ids);
-        }
-        if let Err(e) = super::seam::append_all(fs, &file, &out) {
-            // Leave no part of a record behind (we hold the lock): a full disk loses nothing.
-            let _ = fs.set_len(&file, start);
-            return Err(Error::io("append to", &path, e));
-        }
-        if durable {
-            if let Err(e) = fs.sync_data(&file) {
-                // Never found again as if it were durable: its records go, and the pack fails
-                // from now on.
-                let _ = fs.set_len(&file, start);
-                return Err(self.fail(&path, &e));
-            }
-        }
-        Ok(ids)
+        Ok(self.root.get_or_init(|| root))
     }
 
-    /// Makes what the pack holds durable (one `fdatasync`; nothing if there is no pack): before
-    /// a durability claim covers lines whose blobs a `Buffered` append packed.
-    pub(crate) fn sync_pack(&self) -> Result<()> {
+    /// Appends the blobs `(id, bytes)` to the session's pack through the store's `packs`
+    /// ([`Packs::append`]): one `write(2)`, and with `durable` one `fdatasync`. The caller holds
+    /// the blob lock.
+    pub(crate) fn pack_all(
+        &self,
+        packs: &Packs,
+        blobs: &[(BlobId, &[u8])],
+        durable: bool,
+    ) -> Result<()> {
+        packs.append(self.tree, self.made_root()?, blobs, self.max_len, durable)
+    }
+
+    /// Makes what the session's pack holds durable (one `fdatasync`; nothing if it has none):
+    /// before a durability claim covers lines whose blobs a `Buffered` append packed. Sticky
+    /// on failure.
+    pub(crate) fn sync_pack(&self, packs: &Packs) -> Result<()> {
         let Some(root) = self.root()? else {
             return Ok(());
         };
         let path = root.path_of(PACK);
-        self.failed(&path)?;
+        packs.check(&path)?;
         let Some(file) = self.tree.open_file(root, PACK, Access::Read)? else {
             return Ok(());
         };
         self.tree
             .fs
             .sync_data(&file)
-            .map_err(|e| self.fail(&path, &e))
+            .map_err(|e| packs.fail(&path, &e))
     }
 
     pub(crate) fn path(&self, id: &BlobId) -> PathBuf {
@@ -248,16 +174,19 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
         }
     }
 
-    /// Stores `bytes` durably unless an intact copy is there already. Returns its id.
+    /// Stores `bytes` durably as a blob file (formats 1 and 2) unless an intact one is there
+    /// already (a copy in the pack does not count: those formats' readers look for the file).
+    /// Returns its id.
     pub(crate) fn put(&self, bytes: &[u8]) -> Result<BlobId> {
         let id = BlobId::of(bytes);
-        if self.read(&id, Some(bytes.len() as u64))?.is_ok() {
-            return Ok(id);
+        if let Ok((file, path, size)) = self.open(&id, Some(bytes.len() as u64))? {
+            if self.read_file(&id, &file, &path, size)?.is_ok() {
+                return Ok(id);
+            }
         }
         // A damaged or missing copy is replaced: rename over it with the right bytes.
         let hex = id.to_hex();
-        let root = self.tree.make_dir(self.session, ROOT)?;
-        let shard = self.tree.make_dir(&root, shard_of(&hex))?;
+        let shard = self.tree.make_dir(self.made_root()?, shard_of(&hex))?;
         let mut temp = TempFile::create(self.tree, &shard, id)?;
         temp.write(bytes)?;
         temp.sync()?;
@@ -314,10 +243,10 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
         &self,
         id: &BlobId,
         len: Option<u64>,
-    ) -> Result<std::result::Result<Found<F>, BlobFault>> {
+    ) -> Result<std::result::Result<Found<'_, F>, BlobFault>> {
         let mut fault = None;
-        if let Some((_, _, index)) = self.pack()? {
-            if let Some(loc) = index.get(id) {
+        if let Some(pack) = self.pack()? {
+            if let Some(loc) = pack.index.get(id) {
                 match len {
                     Some(expected) if loc.len != expected => {
                         fault = Some(BlobFault::Length {
@@ -325,7 +254,7 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
                             found: loc.len,
                         });
                     }
-                    _ => return Ok(Ok(Found::Record(loc))),
+                    _ => return Ok(Ok(Found::Record(pack.reader(&self.tree.fs), loc))),
                 }
             }
         }
@@ -344,29 +273,28 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
         id: &BlobId,
         len: Option<u64>,
     ) -> Result<std::result::Result<Vec<u8>, BlobFault>> {
-        let (file, path, size) = match self.find(id, len)? {
-            Err(fault) => return Ok(Err(fault)),
-            Ok(Found::Record(loc)) => {
-                let Some((file, path, _)) = self.pack()? else {
-                    return Ok(Err(BlobFault::Missing));
-                };
-                return Ok(
-                    match pack::read_record(&self.tree.fs, file, &loc)
-                        .map_err(|e| Error::io("read blob pack", path, e))?
-                    {
-                        Ok(bytes) => Ok(bytes),
-                        Err(computed) => Err(BlobFault::Crc {
-                            stored: loc.crc,
-                            computed,
-                        }),
-                    },
-                );
-            }
-            Ok(Found::File(file, path, size)) => (file, path, size),
-        };
+        match self.find(id, len)? {
+            Err(fault) => Ok(Err(fault)),
+            Ok(Found::Record(pack, loc)) => Ok(pack::read_record(pack, &loc)?.map_err(
+                |computed| BlobFault::Crc {
+                    stored: loc.crc,
+                    computed,
+                },
+            )),
+            Ok(Found::File(file, path, size)) => self.read_file(id, &file, &path, size),
+        }
+    }
+
+    /// Reads the blob file `file` of `size` bytes whole and checks it against its name.
+    fn read_file(
+        &self,
+        id: &BlobId,
+        file: &F::File,
+        path: &Path,
+        size: u64,
+    ) -> Result<std::result::Result<Vec<u8>, BlobFault>> {
         let mut bytes = vec![0u8; usize::try_from(size).unwrap_or(0)];
-        let done = pack::read_full(&self.tree.fs, &file, &mut bytes, 0)
-            .map_err(|e| Error::io("read blob", &path, e))?;
+        let done = self.reader(file, path).read_at_most(&mut bytes, 0)?;
         bytes.truncate(done);
         let found = BlobId::of(&bytes);
         if found != *id {
@@ -386,62 +314,19 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
     ) -> Result<std::result::Result<(), BlobFault>> {
         match self.find(id, Some(len))? {
             Err(fault) => Ok(Err(fault)),
-            Ok(Found::Record(loc)) => {
-                let Some((file, path, _)) = self.pack()? else {
-                    return Ok(Err(BlobFault::Missing));
-                };
-                self.check_bytes(id, file, path, loc.at, loc.len, Some(loc.crc))
+            Ok(Found::Record(pack, loc)) => check_bytes(id, pack, loc.at, loc.len, Some(loc.crc)),
+            Ok(Found::File(file, path, size)) => {
+                check_bytes(id, self.reader(&file, &path), 0, size, None)
             }
-            Ok(Found::File(file, path, size)) => self.check_bytes(id, &file, &path, 0, size, None),
         }
     }
 
-    /// Hashes (and with `crc`, checksums) `len` bytes of `file` from `from` in pieces, and
-    /// checks they are text.
-    fn check_bytes(
-        &self,
-        id: &BlobId,
-        file: &F::File,
-        path: &std::path::Path,
-        from: u64,
-        len: u64,
-        crc: Option<u32>,
-    ) -> Result<std::result::Result<(), BlobFault>> {
-        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-        let mut sum = crc32fast::Hasher::new();
-        let mut text = Utf8Stream::default();
-        let mut buf = vec![0u8; usize::try_from(len).unwrap_or(CHECK_CHUNK).min(CHECK_CHUNK)];
-        let mut at = 0u64;
-        while at < len {
-            let want = usize::try_from(len - at)
-                .unwrap_or(CHECK_CHUNK)
-                .min(CHECK_CHUNK);
-            let slot = buf.get_mut(..want).unwrap_or_default();
-            let n = pack::read_full(&self.tree.fs, file, slot, from + at)
-                .map_err(|e| Error::io("read blob", path, e))?;
-            if n == 0 {
-                break;
-            }
-            let piece = buf.get(..n).unwrap_or_default();
-            sha2::Digest::update(&mut hasher, piece);
-            sum.update(piece);
-            text.feed(piece);
-            at += n as u64;
+    fn reader<'a>(&'a self, file: &'a F::File, path: &'a Path) -> Reader<'a, F> {
+        Reader {
+            fs: &self.tree.fs,
+            file,
+            path,
         }
-        if let Some(stored) = crc {
-            let computed = sum.finalize();
-            if computed != stored || at != len {
-                return Ok(Err(BlobFault::Crc { stored, computed }));
-            }
-        }
-        let found = BlobId::from_digest(sha2::Digest::finalize(hasher).into());
-        if found != *id {
-            return Ok(Err(BlobFault::Hash { found }));
-        }
-        if !text.finish() {
-            return Ok(Err(BlobFault::NotText));
-        }
-        Ok(Ok(()))
     }
 
     /// Every blob, with its size: the pack's records and the blob files (an id may be in
@@ -452,8 +337,8 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        if let Some((_, _, index)) = self.pack()? {
-            out.extend(index.records().map(|(id, loc)| (*id, loc.len)));
+        if let Some(pack) = self.pack()? {
+            out.extend(pack.index.records().map(|(id, loc)| (*id, loc.len)));
         }
         for shard in self.tree.list(root)? {
             if shard.kind != EntryKind::Directory {
@@ -484,43 +369,30 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
     /// byte (a damaged record stays as it is, never re-checksummed), crash-atomically (temp
     /// file, fsync, rename, directory fsync); nothing if it holds nothing else. For garbage
     /// collection, under the blob lock held exclusive: no writer is packing meanwhile.
-    pub(crate) fn compact(&self, keep: &dyn Fn(&BlobId) -> bool) -> Result<()> {
-        let Some((file, path, index)) = self.pack()? else {
+    pub(crate) fn compact(&self, packs: &Packs, keep: &dyn Fn(&BlobId) -> bool) -> Result<()> {
+        let Some(pack) = self.pack()? else {
             return Ok(());
         };
-        if index.only(keep) {
+        if pack.index.only(keep) {
             return Ok(());
         }
         let Some(root) = self.root()? else {
             return Ok(());
         };
-        let mut kept: Vec<Loc> = index
+        let mut kept: Vec<Loc> = pack
+            .index
             .records()
             .filter(|(id, _)| keep(id))
             .map(|(_, loc)| *loc)
             .collect();
         kept.sort_unstable_by_key(|loc| loc.record);
         let mut temp = TempFile::create(self.tree, root, PACK)?;
-        let mut buf = vec![0u8; CHECK_CHUNK];
         for loc in kept {
-            let mut at = loc.record;
-            while at < loc.end() {
-                let want = usize::try_from(loc.end() - at)
-                    .unwrap_or(CHECK_CHUNK)
-                    .min(CHECK_CHUNK);
-                let slot = buf.get_mut(..want).unwrap_or_default();
-                let n = pack::read_full(&self.tree.fs, file, slot, at)
-                    .map_err(|e| Error::io("read blob pack", path, e))?;
-                if n == 0 {
-                    let shrank = io::Error::new(io::ErrorKind::UnexpectedEof, "pack shrank");
-                    return Err(Error::io("read blob pack", path, shrank));
-                }
-                temp.write(slot.get(..n).unwrap_or_default())?;
-                at += n as u64;
-            }
+            temp.copy(pack.reader(&self.tree.fs), loc.record, loc.end())?;
         }
         temp.sync()?;
         temp.replace(PACK)?;
+        packs.forget(&root.path_of(PACK));
         self.tree.sync_dir(root)
     }
 
@@ -546,10 +418,10 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
 
     /// Takes the blob lock, creating `blobs/lock` (and `blobs/`) if needed.
     pub(crate) fn lock(&self, exclusive: bool) -> Result<Option<BlobLock<F>>> {
-        let root = self.tree.make_dir(self.session, ROOT)?;
+        let root = self.made_root()?;
         let fs = &self.tree.fs;
         let file = loop {
-            if let Some(file) = self.tree.open_file(&root, LOCK, Access::Append)? {
+            if let Some(file) = self.tree.open_file(root, LOCK, Access::Append)? {
                 break file;
             }
             match fs.create_new(&root.handle, LOCK) {
@@ -559,7 +431,7 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
                 Err(e) => return Err(Error::io("create", root.path_of(LOCK), e)),
             }
         };
-        self.take(file, &root, exclusive).map(Some)
+        self.take(file, root, exclusive).map(Some)
     }
 
     /// Takes the blob lock if `blobs/lock` exists, opening it read-only and creating nothing
@@ -587,6 +459,51 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
             .map_err(|e| Error::io("lock", root.path_of(LOCK), e))?;
         Ok(BlobLock(file))
     }
+}
+
+/// Hashes (and with `crc`, checksums) the `len` bytes of `blob` from `from` in pieces, and
+/// checks them against `id` and that they are text.
+fn check_bytes<F: FileSystem>(
+    id: &BlobId,
+    blob: Reader<'_, F>,
+    from: u64,
+    len: u64,
+    crc: Option<u32>,
+) -> Result<std::result::Result<(), BlobFault>> {
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    let mut sum = crc32fast::Hasher::new();
+    let mut text = Utf8Stream::default();
+    let mut buf = vec![0u8; usize::try_from(len).unwrap_or(CHECK_CHUNK).min(CHECK_CHUNK)];
+    let mut at = 0u64;
+    while at < len {
+        let want = usize::try_from(len - at)
+            .unwrap_or(CHECK_CHUNK)
+            .min(CHECK_CHUNK);
+        let slot = buf.get_mut(..want).unwrap_or_default();
+        let n = blob.read_at_most(slot, from + at)?;
+        if n == 0 {
+            break;
+        }
+        let piece = buf.get(..n).unwrap_or_default();
+        sha2::Digest::update(&mut hasher, piece);
+        sum.update(piece);
+        text.feed(piece);
+        at += n as u64;
+    }
+    if let Some(stored) = crc {
+        let computed = sum.finalize();
+        if computed != stored || at != len {
+            return Ok(Err(BlobFault::Crc { stored, computed }));
+        }
+    }
+    let found = BlobId::from_digest(sha2::Digest::finalize(hasher).into());
+    if found != *id {
+        return Ok(Err(BlobFault::Hash { found }));
+    }
+    if !text.finish() {
+        return Ok(Err(BlobFault::NotText));
+    }
+    Ok(Ok(()))
 }
 
 /// UTF-8 validation of bytes that arrive in pieces: a character cut by a piece's end is

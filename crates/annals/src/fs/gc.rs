@@ -9,7 +9,7 @@ use super::seam::{EntryKind, FileSystem};
 use super::snapshot::with_snapshot;
 use super::tree::file_name;
 use super::FsStore;
-use crate::blob::{Attachment, AttachmentMeta, BlobId, GcReport};
+use crate::blob::{Attachment, AttachmentMeta, BlobId, BlobUsage, GcReport};
 use crate::codec::{FileKind, Version};
 use crate::error::CorruptReason;
 use crate::scan::{Checker, Delivery, Identity};
@@ -35,8 +35,7 @@ impl<F: FileSystem> FsStore<F> {
             .tree
             .session(session)?
             .ok_or(Error::SessionNotFound(session))?;
-        let blobs = BlobDir::new(&self.tree, &dir, self.options.max_entry_bytes)
-            .writing(&self.pack_failures);
+        let blobs = BlobDir::new(&self.tree, &dir, self.options.max_entry_bytes);
         let _lock = blobs.lock(false)?;
         // Where the index's format keeps its blobs: an index made by an older version keeps
         // them in files of their own, which that version reads.
@@ -46,8 +45,9 @@ impl<F: FileSystem> FsStore<F> {
             None => Version::NEW_FILES,
         };
         let id = if version.packs_blobs() {
-            let ids = blobs.pack_all(&[bytes], self.durable())?;
-            ids.first().copied().unwrap_or_else(|| BlobId::of(bytes))
+            let id = BlobId::of(bytes);
+            blobs.pack_all(&self.packs, &[(id, bytes)], self.durable())?;
+            id
         } else {
             blobs.put(bytes)?
         };
@@ -130,6 +130,25 @@ impl<F: FileSystem> FsStore<F> {
         }
     }
 
+    /// The session's blobs on disk, read from the pack's record headers and the blob files'
+    /// sizes: creates and opens nothing for writing, follows no link.
+    ///
+    /// # Errors
+    /// [`Error::SessionNotFound`]; I/O errors; [`Error::NotOurs`] for a link where `blobs/` or
+    /// the pack should be.
+    pub fn blob_usage(&self, session: SessionId) -> Result<BlobUsage> {
+        let dir = self
+            .tree
+            .session(session)?
+            .ok_or(Error::SessionNotFound(session))?;
+        let blobs = BlobDir::new(&self.tree, &dir, self.options.max_entry_bytes);
+        let listed = blobs.list()?;
+        Ok(BlobUsage {
+            count: listed.len() as u64,
+            bytes: listed.iter().map(|(_, len)| len).sum(),
+        })
+    }
+
     /// Removes the blobs nothing in the session refers to, under the blob lock held exclusive
     /// (no append is between writing a blob and appending the line that refers to it). A dry
     /// run creates and opens nothing for writing.
@@ -156,7 +175,7 @@ impl<F: FileSystem> FsStore<F> {
         let existing: BTreeSet<BlobId> = listed.iter().map(|(id, _)| *id).collect();
         let referenced = self.referenced_blobs(session, &dir, &existing)?;
         if !dry_run {
-            blobs.compact(&|id| referenced.contains(id))?;
+            blobs.compact(&self.packs, &|id| referenced.contains(id))?;
         }
         let mut report = GcReport::default();
         for (id, len) in listed {

@@ -99,8 +99,8 @@ pub struct FsStore<F: FileSystem = OsFs> {
     open: Arc<Mutex<cache::OpenFiles<F>>>,
     /// What writers' recovery cut, until [`FsStore::take_recovered`] takes it.
     recovered: Arc<Mutex<Vec<Recovered>>>,
-    /// The blob packs whose `fdatasync` failed (`blobs.rs`): sticky.
-    pack_failures: Arc<blobs::PackFailures>,
+    /// What the store's writers keep of its sessions' blob packs (`pack.rs`).
+    packs: Arc<pack::Packs>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -160,7 +160,7 @@ impl<F: FileSystem> FsStore<F> {
             },
             open: Arc::new(Mutex::new(cache::OpenFiles::default())),
             recovered: Arc::default(),
-            pack_failures: Arc::default(),
+            packs: Arc::default(),
         })
     }
 
@@ -172,7 +172,7 @@ impl<F: FileSystem> FsStore<F> {
             options: self.options,
             open: Arc::clone(&self.open),
             recovered: Arc::clone(&self.recovered),
-            pack_failures: Arc::clone(&self.pack_failures),
+            packs: Arc::clone(&self.packs),
         }
     }
 

@@ -7,17 +7,29 @@
 //!
 //! Records are appended under the pack's exclusive `flock`, so they never interleave; nothing
 //! is ever changed in place. The index (id → where its bytes are) is rebuilt by a scan of the
-//! record headers, one read each. A scan steps over bytes that are no record (a record torn by
-//! a crash, damage) by looking for the next `\n{"blob":"`; a record that runs past the end of
-//! the file is still being written (or was torn by a crash: a writer, which holds the lock,
-//! cuts it). What a record's header claims is never allocated for beyond the store's largest
-//! entry. Reads check the CRC; verify also checks the SHA-256 and that the bytes are text.
+//! record headers, two small reads each (the header, the closing newline). A scan steps over
+//! bytes that are no record (a record torn by a crash, damage) by looking for the next
+//! `\n{"blob":"`; a record that runs past the end of the file is still being written (or was
+//! torn by a crash: a writer, which holds the lock, cuts it). What a record's header claims is
+//! never allocated for beyond the store's largest entry. Reads check the CRC; verify also
+//! checks the SHA-256 and that the bytes are text.
+//!
+//! A store's writers keep the index of each pack they wrote to ([`Packs`]) and read on from
+//! where it stopped: an append with blobs reads only the records other writers added since its
+//! last one (none, for a session one worker owns).
 
 use std::collections::HashMap;
-use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use super::seam::FileSystem;
+use super::handle::Poison;
+use super::lock;
+use super::read::Reader;
+use super::seam::{Access, FileSystem, LockKind};
+use super::snapshot::{replaced_too_often, MAX_REOPENS};
+use super::tree::{Dir, Tree};
 use crate::blob::BlobId;
+use crate::{Error, Result};
 
 /// The pack's name in `blobs/`.
 pub(crate) const PACK: &str = "pack";
@@ -49,17 +61,27 @@ impl Loc {
     }
 }
 
-/// Appends the record of blob `id` holding `bytes` to `out`.
-pub(crate) fn encode(id: &BlobId, bytes: &[u8], out: &mut Vec<u8>) {
+/// Appends the record of blob `id` holding `bytes` to `out`. Returns where in `out` the
+/// record's bytes are, as a [`Loc`] relative to `out`'s start.
+pub(crate) fn encode(id: &BlobId, bytes: &[u8], out: &mut Vec<u8>) -> Loc {
+    let record = out.len() as u64;
+    let crc = crc32fast::hash(bytes);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(id.to_hex().as_bytes());
     out.extend_from_slice(b"\",\"len\":");
     out.extend_from_slice(bytes.len().to_string().as_bytes());
     out.extend_from_slice(b",\"crc\":");
-    out.extend_from_slice(crc32fast::hash(bytes).to_string().as_bytes());
+    out.extend_from_slice(crc.to_string().as_bytes());
     out.extend_from_slice(b"}\n");
+    let at = out.len() as u64;
     out.extend_from_slice(bytes);
     out.push(b'\n');
+    Loc {
+        record,
+        at,
+        len: bytes.len() as u64,
+        crc,
+    }
 }
 
 /// Parses a header line (without its newline): exactly the shape [`encode`] writes.
@@ -86,26 +108,6 @@ fn decimal(bytes: &[u8]) -> Option<(u64, &[u8])> {
     }
     let value = std::str::from_utf8(digits).ok()?.parse().ok()?;
     Some((value, bytes.get(n..)?))
-}
-
-/// Reads into all of `buf` from `offset`, as far as the file goes; returns how much it read.
-pub(crate) fn read_full<F: FileSystem>(
-    fs: &F,
-    file: &F::File,
-    buf: &mut [u8],
-    offset: u64,
-) -> io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        let slot = buf.get_mut(done..).unwrap_or_default();
-        match fs.read_at(file, slot, offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
 }
 
 /// What is at a position of the pack.
@@ -160,16 +162,15 @@ impl Index {
     /// `max_len` are bytes that are no record: nothing annals writes claims one.
     pub(crate) fn scan<F: FileSystem>(
         &mut self,
-        fs: &F,
-        file: &F::File,
+        pack: Reader<'_, F>,
         size: u64,
         max_len: u64,
-    ) -> io::Result<()> {
+    ) -> Result<()> {
         let mut pos = self.end;
         self.unfinished = false;
         let mut head = [0u8; HEADER_MAX];
         while pos < size {
-            let at = record_at(fs, file, &mut head, pos, size, max_len)?;
+            let at = record_at(pack, &mut head, pos, size, max_len)?;
             match at {
                 At::Record(id, loc) => {
                     self.records.insert(id, loc);
@@ -179,7 +180,7 @@ impl Index {
                 At::Unfinished | At::Bad => {
                     // A record that runs past the end with records after it is damage (a
                     // length that changed), not a write still going on.
-                    let next = next_record(fs, file, pos + 1, size)?;
+                    let next = next_record(pack, pos + 1, size)?;
                     if next >= size && matches!(at, At::Unfinished) {
                         self.unfinished = true;
                         break;
@@ -196,17 +197,16 @@ impl Index {
 
 /// What is at `pos`: the header (read into `head`, one read) and the closing newline.
 fn record_at<F: FileSystem>(
-    fs: &F,
-    file: &F::File,
+    pack: Reader<'_, F>,
     head: &mut [u8; HEADER_MAX],
     pos: u64,
     size: u64,
     max_len: u64,
-) -> io::Result<At> {
+) -> Result<At> {
     let want = usize::try_from(size - pos)
         .unwrap_or(HEADER_MAX)
         .min(HEADER_MAX);
-    let n = read_full(fs, file, head.get_mut(..want).unwrap_or_default(), pos)?;
+    let n = pack.read_at_most(head.get_mut(..want).unwrap_or_default(), pos)?;
     let got = head.get(..n).unwrap_or_default();
     let Some(nl) = got.iter().position(|&b| b == b'\n') else {
         // The file ends inside what may be a header still being written.
@@ -230,7 +230,7 @@ fn record_at<F: FileSystem>(
         return Ok(At::Unfinished);
     }
     let mut close = [0u8; 1];
-    if read_full(fs, file, &mut close, loc.end() - 1)? != 1 || close != [b'\n'] {
+    if pack.read_at_most(&mut close, loc.end() - 1)? != 1 || close != [b'\n'] {
         return Ok(At::Bad);
     }
     Ok(At::Record(id, loc))
@@ -238,12 +238,12 @@ fn record_at<F: FileSystem>(
 
 /// Where the next record at or after `from` starts (just after a newline, with [`MAGIC`]):
 /// `size` if none does.
-fn next_record<F: FileSystem>(fs: &F, file: &F::File, from: u64, size: u64) -> io::Result<u64> {
+fn next_record<F: FileSystem>(pack: Reader<'_, F>, from: u64, size: u64) -> Result<u64> {
     let mut buf = vec![0u8; SEARCH_CHUNK];
     // Each chunk starts one byte early, for the newline before a record.
     let mut pos = from.saturating_sub(1);
     while pos < size {
-        let n = read_full(fs, file, &mut buf, pos)?;
+        let n = pack.read_at_most(&mut buf, pos)?;
         let got = buf.get(..n).unwrap_or_default();
         let mut search = 0;
         while let Some(i) = got
@@ -275,20 +275,228 @@ fn next_record<F: FileSystem>(fs: &F, file: &F::File, from: u64, size: u64) -> i
     Ok(size)
 }
 
-/// What a record's bytes are, read whole: `Ok(None)` if they fail the CRC its header gives.
+/// A record's bytes, read whole, or (`Err`) the CRC-32 they have when it is not the one their
+/// header gives.
 pub(crate) fn read_record<F: FileSystem>(
-    fs: &F,
-    file: &F::File,
+    pack: Reader<'_, F>,
     loc: &Loc,
-) -> io::Result<Result<Vec<u8>, u32>> {
+) -> Result<std::result::Result<Vec<u8>, u32>> {
     let mut bytes = vec![0u8; usize::try_from(loc.len).unwrap_or(0)];
-    let n = read_full(fs, file, &mut bytes, loc.at)?;
+    let n = pack.read_at_most(&mut bytes, loc.at)?;
     bytes.truncate(n);
     let computed = crc32fast::hash(&bytes);
     if n as u64 != loc.len || computed != loc.crc {
         return Ok(Err(computed));
     }
     Ok(Ok(bytes))
+}
+
+/// What a store keeps of its sessions' packs from one call to the next: for its writers, the
+/// index of each pack as far as they read it, and the packs whose `fdatasync` failed (for good:
+/// every later use of such a pack fails the same way, as a segment's does). The pack itself is
+/// opened by its name on every call (never followed through a link, never kept open: a file
+/// moved away meanwhile is not written to); a kept index is only a hint, checked against the
+/// file: what it says is there is compared byte for byte before a blob is taken as stored, and
+/// an unfinished record is cut only where a scan from the start ends.
+#[derive(Debug, Default)]
+pub(crate) struct Packs {
+    indexes: Mutex<HashMap<PathBuf, Arc<Mutex<Index>>>>,
+    failed: Mutex<HashMap<PathBuf, Poison>>,
+}
+
+/// How many packs' indexes a store keeps; past that it forgets them all, and the next append
+/// to each reads its pack again.
+const KEPT: usize = 64;
+
+/// Why an append to a pack failed: its `fdatasync` (sticky), or anything else.
+enum Failure {
+    Sync(std::io::Error),
+    Other(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Self::Other(e)
+    }
+}
+
+impl Packs {
+    /// The sticky failure of the pack at `path`, if its `fdatasync` failed before.
+    pub(crate) fn check(&self, path: &Path) -> Result<()> {
+        match lock(&self.failed).get(path) {
+            Some(poison) => Err(poison.error(path)),
+            None => Ok(()),
+        }
+    }
+
+    /// Keeps the failure of the pack's `fdatasync` for good, and returns it.
+    pub(crate) fn fail(&self, path: &Path, e: &std::io::Error) -> Error {
+        let poison = Poison::new("fdatasync", e);
+        let error = poison.error(path);
+        lock(&self.failed).insert(path.to_path_buf(), poison);
+        error
+    }
+
+    /// Forgets what the store knew of the pack at `path` (gc rewrote it).
+    pub(crate) fn forget(&self, path: &Path) {
+        lock(&self.indexes).remove(path);
+    }
+
+    /// The kept index of the pack at `path` (an empty one if none is kept).
+    fn index(&self, path: &Path) -> Arc<Mutex<Index>> {
+        let mut kept = lock(&self.indexes);
+        if let Some(index) = kept.get(path) {
+            return Arc::clone(index);
+        }
+        if kept.len() >= KEPT {
+            kept.clear();
+        }
+        let index = Arc::new(Mutex::new(Index::default()));
+        kept.insert(path.to_path_buf(), Arc::clone(&index));
+        index
+    }
+
+    /// Appends `blobs` (id and bytes) to the pack in `root` (`blobs/`, the pack created durably
+    /// if missing), but those it holds already, under its exclusive `flock`: one `write(2)` for
+    /// all of them, and with `durable` one `fdatasync`. A pack replaced between its opening
+    /// and its lock (gc rewrote it) is opened again, [`MAX_REOPENS`] times at most. The caller
+    /// holds the blob lock.
+    pub(crate) fn append<F: FileSystem>(
+        &self,
+        tree: &Tree<F>,
+        root: &Dir<F>,
+        blobs: &[(BlobId, &[u8])],
+        max_len: u64,
+        durable: bool,
+    ) -> Result<()> {
+        let path = root.path_of(PACK);
+        self.check(&path)?;
+        let index = self.index(&path);
+        // Threads of this store take turns here, then processes at the flock.
+        let mut index = lock(&index);
+        for _ in 0..=MAX_REOPENS {
+            let file = open_or_create(tree, root, &path)?;
+            let fs = &tree.fs;
+            fs.lock(&file, LockKind::Exclusive)
+                .map_err(|e| Error::io("lock", &path, e))?;
+            let pack = Reader {
+                fs,
+                file: &file,
+                path: &path,
+            };
+            let appended = append_locked(pack, &mut index, blobs, max_len, durable);
+            let _ = fs.unlock(&file);
+            match appended {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(Failure::Sync(e)) => {
+                    *index = Index::default();
+                    return Err(self.fail(&path, &e));
+                }
+                Err(Failure::Other(e)) => {
+                    *index = Index::default();
+                    return Err(e);
+                }
+            }
+        }
+        Err(replaced_too_often(&path))
+    }
+}
+
+/// Opens the pack `path` in `root` for appending (no link followed), creating it if missing;
+/// a new name is made durable before anything can refer to what it will hold.
+fn open_or_create<F: FileSystem>(tree: &Tree<F>, root: &Dir<F>, path: &Path) -> Result<F::File> {
+    loop {
+        if let Some(file) = tree.open_file(root, PACK, Access::Append)? {
+            return Ok(file);
+        }
+        match tree.fs.create_new(&root.handle, PACK) {
+            Ok(file) => {
+                tree.sync_dir(root)?;
+                return Ok(file);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io("create", path, e)),
+        }
+    }
+}
+
+/// Under the pack's lock: `Ok(false)` if the file is no longer the one at its name. Reads on
+/// from where `index` stopped; a failed write or `fdatasync` is cut back (the records it wrote
+/// go), so nothing of it is ever found as if it were there.
+fn append_locked<F: FileSystem>(
+    pack: Reader<'_, F>,
+    index: &mut Index,
+    blobs: &[(BlobId, &[u8])],
+    max_len: u64,
+    durable: bool,
+) -> std::result::Result<bool, Failure> {
+    let fs = pack.fs;
+    let (size, links) = fs
+        .size_and_links(pack.file)
+        .map_err(|e| Error::io("stat", pack.path, e))?;
+    if links == 0 {
+        return Ok(false);
+    }
+    if size < index.end {
+        // Not the file the index was read from (gc rewrote it): read it again.
+        *index = Index::default();
+    }
+    index.scan(pack, size, max_len)?;
+    if index.unfinished && index.end > 0 {
+        // Only where a scan from the start ends is a record's start known for sure.
+        *index = Index::default();
+        index.scan(pack, size, max_len)?;
+    }
+    if index.unfinished {
+        fs.set_len(pack.file, index.end)
+            .map_err(|e| Error::io("cut an unfinished record of", pack.path, e))?;
+        index.unfinished = false;
+    }
+    let start = index.end;
+    let mut out = Vec::new();
+    let mut added: Vec<(BlobId, Loc)> = Vec::new();
+    for (id, bytes) in blobs {
+        if added.iter().any(|(a, _)| a == id) {
+            continue;
+        }
+        if let Some(loc) = index.get(id) {
+            // The same bytes, there: stored already (a kept index is only a hint).
+            if read_record(pack, &loc)?.is_ok_and(|there| there == *bytes) {
+                continue;
+            }
+        }
+        let loc = encode(id, bytes, &mut out);
+        added.push((
+            *id,
+            Loc {
+                record: start + loc.record,
+                at: start + loc.at,
+                ..loc
+            },
+        ));
+    }
+    if out.is_empty() {
+        return Ok(true);
+    }
+    if let Err(e) = super::seam::append_all(fs, pack.file, &out) {
+        // Leave no part of a record behind (we hold the lock): a full disk loses nothing.
+        let _ = fs.set_len(pack.file, start);
+        return Err(Error::io("append to", pack.path, e).into());
+    }
+    if durable {
+        if let Err(e) = fs.sync_data(pack.file) {
+            // Never found again as if it were durable: its records go.
+            let _ = fs.set_len(pack.file, start);
+            return Err(Failure::Sync(e));
+        }
+    }
+    index.seen += added.len() as u64;
+    for (id, loc) in added {
+        index.insert(id, loc);
+    }
+    index.end = start + out.len() as u64;
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -323,6 +531,14 @@ mod tests {
         }
     }
 
+    fn reader(file: &<OsFs as FileSystem>::File) -> Reader<'_, OsFs> {
+        Reader {
+            fs: &OsFs,
+            file,
+            path: std::path::Path::new("pack"),
+        }
+    }
+
     fn index_of(bytes: &[u8], max_len: u64) -> Index {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pack");
@@ -333,7 +549,7 @@ mod tests {
         let file = open(dir.path());
         let mut index = Index::default();
         index
-            .scan(&OsFs, &file, bytes.len() as u64, max_len)
+            .scan(reader(&file), bytes.len() as u64, max_len)
             .unwrap();
         index
     }
@@ -471,17 +687,17 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let file = open(dir.path());
         let mut index = Index::default();
-        index.scan(&OsFs, &file, bytes.len() as u64, 100).unwrap();
+        index.scan(reader(&file), bytes.len() as u64, 100).unwrap();
         let loc = index.get(&id(b"hello")).unwrap();
         assert_eq!(
-            read_record(&OsFs, &file, &loc).unwrap(),
+            read_record(reader(&file), &loc).unwrap(),
             Ok(b"hello".to_vec())
         );
         bytes[loc.at as usize] = b'j';
         std::fs::write(&path, &bytes).unwrap();
         let file = open(dir.path());
         assert_eq!(
-            read_record(&OsFs, &file, &loc).unwrap(),
+            read_record(reader(&file), &loc).unwrap(),
             Err(crc32fast::hash(b"jello"))
         );
     }

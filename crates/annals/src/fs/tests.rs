@@ -68,9 +68,14 @@ fn a_root_on_a_network_file_system_is_refused_unless_allowed() {
     FsStore::open_on(SimFs::new(), NOWHERE, FsOptions::default()).unwrap();
 }
 
-/// The calls of three appends (after a first, which opens the file) and of a `sync` that
-/// follows them, on a store of `durability`.
-fn calls_of_appends_and_sync(durability: crate::Durability) -> (Vec<Vec<Op>>, Vec<Op>) {
+/// The calls (with the paths they concern) of three appends of `entry(1..4)`, one per call,
+/// after a first (`entry(0)`, which opens the file, and for a large entry makes `blobs/` and
+/// the pack), and of a `sync` that follows them, on a store of `durability`. Checks that the
+/// entries read back.
+fn calls_of(
+    durability: crate::Durability,
+    entry: fn(usize) -> serde_json::Value,
+) -> (Vec<Vec<(Op, PathBuf)>>, Vec<Op>) {
     let dir = tempfile::tempdir().unwrap();
     let calls = Arc::new(Calls::default());
     let options = FsOptions {
@@ -82,29 +87,41 @@ fn calls_of_appends_and_sync(durability: crate::Durability) -> (Vec<Vec<Op>>, Ve
     store
         .create::<serde_json::Value>(session, segment, &[])
         .unwrap();
-    store
-        .append(session, segment, &serde_json::json!(0))
-        .unwrap();
+    store.append(session, segment, &entry(0)).unwrap();
     calls.take();
     let appends = (1..4)
         .map(|n| {
-            store
-                .append(session, segment, &serde_json::json!(n))
-                .unwrap();
-            calls.take()
+            store.append(session, segment, &entry(n)).unwrap();
+            std::mem::take(&mut *calls.0.lock().unwrap())
         })
         .collect();
     store.sync(session, segment).unwrap();
-    (appends, calls.take())
+    let sync = calls.take();
+    let back: Vec<serde_json::Value> = store.read(session, segment).unwrap();
+    assert_eq!(back, (0..4).map(entry).collect::<Vec<_>>());
+    (appends, sync)
+}
+
+fn small(n: usize) -> serde_json::Value {
+    serde_json::json!(n)
+}
+
+/// Too large for a line: kept as a blob.
+fn large(n: usize) -> serde_json::Value {
+    serde_json::json!({ "output": format!("{n}").repeat(9_000) })
+}
+
+fn ops(calls: &[(Op, PathBuf)]) -> Vec<Op> {
+    calls.iter().map(|(op, _)| *op).collect()
 }
 
 #[test]
 fn a_buffered_append_is_one_lock_one_stat_one_write_and_one_unlock() {
-    let (appends, sync) = calls_of_appends_and_sync(crate::Durability::Buffered);
+    let (appends, sync) = calls_of(crate::Durability::Buffered, small);
     for calls in appends {
         // The lock is tried, not waited for (a lease may hold the file: `lease.rs`).
         assert_eq!(
-            calls,
+            ops(&calls),
             [Op::TryLock, Op::SizeAndLinks, Op::Append, Op::Unlock]
         );
     }
@@ -115,12 +132,12 @@ fn a_buffered_append_is_one_lock_one_stat_one_write_and_one_unlock() {
 
 #[test]
 fn a_sync_append_is_the_buffered_calls_then_one_fdatasync_after_the_unlock() {
-    let (appends, sync) = calls_of_appends_and_sync(crate::Durability::Sync);
+    let (appends, sync) = calls_of(crate::Durability::Sync, small);
     for calls in appends {
         // The fdatasync comes after the unlock: other writers may write meanwhile, and the
         // threads of this process share it (group commit, `group.rs`).
         assert_eq!(
-            calls,
+            ops(&calls),
             [
                 Op::TryLock,
                 Op::SizeAndLinks,
@@ -135,61 +152,37 @@ fn a_sync_append_is_the_buffered_calls_then_one_fdatasync_after_the_unlock() {
     assert_eq!(sync, [Op::OpenDir, Op::OpenDir, Op::SyncData]);
 }
 
-/// The calls (with the paths they concern) of appending, one entry per call, entries too large
-/// for a line (after a first, which makes `blobs/` and the pack), then of a `sync`.
-fn calls_of_blob_appends(durability: crate::Durability) -> (Vec<Vec<(Op, PathBuf)>>, Vec<Op>) {
-    let dir = tempfile::tempdir().unwrap();
-    let calls = Arc::new(Calls::default());
-    let options = FsOptions {
-        durability,
-        ..FsOptions::default()
-    };
-    let store = FsStore::open_on(FaultFs::new(OsFs, calls.clone()), dir.path(), options).unwrap();
-    let (session, segment) = (SessionId::new(), SegmentId::new());
-    store
-        .create::<serde_json::Value>(session, segment, &[])
-        .unwrap();
-    let large = |n: usize| serde_json::json!({ "output": format!("{n}").repeat(9_000) });
-    store.append(session, segment, &large(0)).unwrap();
-    calls.take();
-    let appends = (1..4)
-        .map(|n| {
-            store.append(session, segment, &large(n)).unwrap();
-            std::mem::take(&mut *calls.0.lock().unwrap())
-        })
-        .collect();
-    store.sync(session, segment).unwrap();
-    let sync = calls.take();
-    let back: Vec<serde_json::Value> = store.read(session, segment).unwrap();
-    assert_eq!(back, (0..4).map(large).collect::<Vec<_>>());
-    (appends, sync)
-}
-
-fn count(calls: &[(Op, PathBuf)], op: Op) -> usize {
-    calls.iter().filter(|(o, _)| *o == op).count()
-}
-
 #[test]
 fn a_buffered_append_of_a_large_entry_makes_no_fsync_at_all() {
-    let (appends, sync) = calls_of_blob_appends(crate::Durability::Buffered);
+    let (appends, sync) = calls_of(crate::Durability::Buffered, large);
     for calls in appends {
+        // The session's blob lock (its directory, `blobs/`, the lock file), then the pack,
+        // opened by its name: its lock, its size (nothing new to read: the store kept its
+        // index), the blob's one write; then the line's append. No fsync, no directory fsync,
+        // no new file, no rename.
         assert_eq!(
-            count(&calls, Op::SyncData) + count(&calls, Op::SyncDir),
-            0,
+            ops(&calls),
+            [
+                Op::OpenDir,
+                Op::CreateDir,
+                Op::OpenDir,
+                Op::OpenFile,
+                Op::Lock,
+                Op::OpenFile,
+                Op::Lock,
+                Op::SizeAndLinks,
+                Op::Append,
+                Op::Unlock,
+                Op::TryLock,
+                Op::SizeAndLinks,
+                Op::Append,
+                Op::Unlock
+            ],
             "{calls:?}"
         );
-        // The blob's one write to the pack, and the line's.
-        assert_eq!(count(&calls, Op::Append), 2, "{calls:?}");
-        assert!(calls
-            .iter()
-            .any(|(op, path)| *op == Op::Append && path.ends_with("blobs/pack")));
-        assert_eq!(
-            count(&calls, Op::Rename) + count(&calls, Op::CreateNew),
-            0,
-            "{calls:?}"
-        );
+        assert!(calls[8].1.ends_with("blobs/pack"), "{calls:?}");
     }
-    // The sync makes the pack durable, then the segment.
+    // The sync makes the pack durable (found by its name, from the root), then the segment.
     assert_eq!(
         sync,
         [
@@ -204,23 +197,38 @@ fn a_buffered_append_of_a_large_entry_makes_no_fsync_at_all() {
 
 #[test]
 fn a_sync_append_of_a_large_entry_makes_one_fdatasync_of_the_pack_and_one_of_the_segment() {
-    let (appends, _) = calls_of_blob_appends(crate::Durability::Sync);
+    let (appends, _) = calls_of(crate::Durability::Sync, large);
     for calls in appends {
-        assert_eq!(count(&calls, Op::SyncDir), 0, "{calls:?}");
-        let syncs: Vec<&PathBuf> = calls
-            .iter()
-            .filter(|(op, _)| *op == Op::SyncData)
-            .map(|(_, path)| path)
-            .collect();
-        assert_eq!(syncs.len(), 2, "{calls:?}");
-        // The blob is durable before the line that refers to it is written.
-        assert!(syncs[0].ends_with("blobs/pack"), "{calls:?}");
-        let pack_sync = calls
-            .iter()
-            .position(|(op, _)| *op == Op::SyncData)
-            .unwrap();
-        let line = calls.iter().rposition(|(op, _)| *op == Op::Append).unwrap();
-        assert!(pack_sync < line, "{calls:?}");
+        // As in `Buffered` mode, with the pack's fdatasync before the line is written (the blob
+        // durable before anything refers to it), and the segment's after the unlock. No
+        // directory fsync.
+        assert_eq!(
+            ops(&calls),
+            [
+                Op::OpenDir,
+                Op::CreateDir,
+                Op::OpenDir,
+                Op::OpenFile,
+                Op::Lock,
+                Op::OpenFile,
+                Op::Lock,
+                Op::SizeAndLinks,
+                Op::Append,
+                Op::SyncData,
+                Op::Unlock,
+                Op::TryLock,
+                Op::SizeAndLinks,
+                Op::Append,
+                Op::Unlock,
+                Op::SyncData
+            ],
+            "{calls:?}"
+        );
+        assert!(calls[9].1.ends_with("blobs/pack"), "{calls:?}");
+        assert!(
+            calls[15].1.extension().is_some_and(|e| e == "jsonl"),
+            "{calls:?}"
+        );
     }
 }
 
@@ -522,4 +530,63 @@ fn a_file_replaced_once_while_its_lock_was_awaited_is_followed() {
     assert_eq!(plan.0.locks.load(Ordering::SeqCst), 1);
     let entries: Vec<serde_json::Value> = plain.read(session, segment).unwrap();
     assert_eq!(entries, [serde_json::json!(0), serde_json::json!(1)]);
+}
+
+/// Fails the first `fdatasync` of a blob pack with `EIO`, and lets every later one through.
+#[derive(Debug, Default)]
+struct FailsFirstPackSync(AtomicBool);
+
+impl FaultPlan for FailsFirstPackSync {
+    fn at(&self, call: &Call<'_>) -> Option<Fault> {
+        let pack = call.op == Op::SyncData && call.path.ends_with("blobs/pack");
+        (pack && !self.0.swap(true, Ordering::SeqCst)).then_some(Fault::Eio)
+    }
+}
+
+#[test]
+fn a_failed_fdatasync_of_the_pack_is_never_retried_and_leaves_no_record_behind() {
+    for durability in [crate::Durability::Sync, crate::Durability::Buffered] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = FsOptions {
+            durability,
+            ..FsOptions::default()
+        };
+        let plan = Arc::new(FailsFirstPackSync::default());
+        let store = FsStore::open_on(FaultFs::new(OsFs, plan), dir.path(), options).unwrap();
+        let (session, segment) = (SessionId::new(), SegmentId::new());
+        store
+            .create::<serde_json::Value>(session, segment, &[])
+            .unwrap();
+        let pack = dir.path().join(session.to_string()).join("blobs/pack");
+        let failed = if durability == crate::Durability::Sync {
+            // The append's own fdatasync of the pack fails: nothing is acknowledged, and the
+            // record it wrote is cut, so that no later append finds it as if it were durable.
+            let err = store.append(session, segment, &large(1)).unwrap_err();
+            assert_eq!(std::fs::metadata(&pack).unwrap().len(), 0);
+            err
+        } else {
+            // A `Buffered` append makes none; the sync that must make its blob durable fails.
+            store.append(session, segment, &large(1)).unwrap();
+            store.sync(session, segment).unwrap_err()
+        };
+        // Said as what it is: the pack's fdatasync, and its EIO.
+        assert!(
+            matches!(&failed, crate::Error::Poisoned { path, op: "fdatasync", source }
+                if *path == pack && source.raw_os_error() == Some(5)),
+            "{durability:?}: {failed:?}"
+        );
+        // From now on every use of that pack fails the same way, though the disk would let an
+        // fdatasync through: it could report success for pages the kernel dropped.
+        for _ in 0..2 {
+            for outcome in [
+                store.append(session, segment, &large(2)).map(|_| ()),
+                store.sync(session, segment),
+            ] {
+                assert!(
+                    matches!(outcome, Err(crate::Error::Poisoned { ref path, .. }) if *path == pack),
+                    "{durability:?}: {outcome:?}"
+                );
+            }
+        }
+    }
 }

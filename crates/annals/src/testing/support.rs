@@ -14,8 +14,9 @@
 //! - Randomness: [`Rng`], one seeded generator, and [`seed_from_env_or_clock`].
 //! - [`tip`], to write an expected tip in one expression; [`format_1_image`], a file as format 1
 //!   wrote it.
-//! - [`blob_on_disk`], [`damage_blob`], [`remove_blob`]: a blob's bytes where a person would
-//!   find them (its record in the session's pack, or its own file), for damage tests.
+//! - [`pack_records`], [`blob_on_disk`], [`damage_blob`], [`remove_blob`]: a blob's bytes where
+//!   a person would find them (its record in the session's pack, or its own file), for damage
+//!   tests.
 
 use std::ops::{ControlFlow, Deref, Range};
 use std::path::{Path, PathBuf};
@@ -45,43 +46,62 @@ pub struct BlobOnDisk {
     pub bytes: Range<u64>,
 }
 
+/// The records of `session`'s pack in the store at `root`, in file order, read as docs/FORMAT.md
+/// lays them out (by a parser of their own, not the store's), up to the first bytes that are
+/// no record; each as its blob's id (hex) and where it is. Empty if there is no pack.
+#[must_use]
+pub fn pack_records(root: &Path, session: SessionId) -> Vec<(String, BlobOnDisk)> {
+    let path = root.join(session.to_string()).join("blobs").join("pack");
+    let Ok(pack) = std::fs::read(&path) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while let Some(nl) = pack
+        .get(pos..)
+        .and_then(|r| r.iter().position(|&b| b == b'\n'))
+    {
+        let Ok(header) = serde_json::from_slice::<Value>(&pack[pos..pos + nl]) else {
+            break;
+        };
+        let (Some(hex), Some(len)) = (header["blob"].as_str(), header["len"].as_u64()) else {
+            break;
+        };
+        let start = pos + nl + 1;
+        let end = start + usize::try_from(len).unwrap_or(usize::MAX);
+        if pack.get(end) != Some(&b'\n') {
+            break;
+        }
+        out.push((
+            hex.to_string(),
+            BlobOnDisk {
+                path: path.clone(),
+                header: Some(pos as u64..start as u64),
+                bytes: start as u64..end as u64,
+            },
+        ));
+        pos = end + 1;
+    }
+    out
+}
+
 /// Finds blob `id` of `session` in the store at `root` as docs/FORMAT.md lays it out: the newest
-/// record in `blobs/pack` (read by a parser of its own, from the documented format), else the
-/// file `blobs/ab/abcdef…`.
+/// record in `blobs/pack` ([`pack_records`]), else the file `blobs/ab/abcdef…`.
 #[must_use]
 pub fn blob_on_disk(root: &Path, session: SessionId, id: &crate::BlobId) -> Option<BlobOnDisk> {
-    let blobs = root.join(session.to_string()).join("blobs");
-    let pack_path = blobs.join("pack");
-    let mut found = None;
-    if let Ok(pack) = std::fs::read(&pack_path) {
-        let mut pos = 0usize;
-        while let Some(nl) = pack
-            .get(pos..)
-            .and_then(|r| r.iter().position(|&b| b == b'\n'))
-        {
-            let Ok(header) = serde_json::from_slice::<Value>(&pack[pos..pos + nl]) else {
-                break;
-            };
-            let (Some(hex), Some(len)) = (header["blob"].as_str(), header["len"].as_u64()) else {
-                break;
-            };
-            let start = pos + nl + 1;
-            let end = start + usize::try_from(len).unwrap_or(usize::MAX);
-            if hex == id.to_hex() {
-                found = Some(BlobOnDisk {
-                    path: pack_path.clone(),
-                    header: Some(pos as u64..start as u64),
-                    bytes: start as u64..end as u64,
-                });
-            }
-            pos = end + 1;
-        }
-    }
-    if found.is_some() {
-        return found;
-    }
     let hex = id.to_hex();
-    let path = blobs.join(&hex[..2]).join(&hex);
+    if let Some((_, found)) = pack_records(root, session)
+        .into_iter()
+        .rev()
+        .find(|(h, _)| *h == hex)
+    {
+        return Some(found);
+    }
+    let path = root
+        .join(session.to_string())
+        .join("blobs")
+        .join(&hex[..2])
+        .join(&hex);
     let len = std::fs::metadata(&path).ok()?.len();
     Some(BlobOnDisk {
         path,

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
-use annals::testing::support::{blob_on_disk, damage_blob, remove_blob, BlobOnDisk, TempStore};
+use annals::testing::support::{
+    blob_on_disk, damage_blob, pack_records, remove_blob, BlobOnDisk, TempStore,
+};
 use annals::{
     BlobId, CorruptReason, Error, ReplayOptions, SegmentId, SessionId, Store, StoreExt, MAX_INLINE,
 };
@@ -332,4 +334,127 @@ fn repair_cuts_at_the_first_line_whose_blob_is_missing_and_keeps_what_it_cut() {
             .count,
         2
     );
+}
+
+/// The ids of the records in `session`'s pack, in file order; the pack holds nothing else.
+fn records(store: &TempStore, session: SessionId) -> Vec<String> {
+    let records = pack_records(store.root(), session);
+    let pack = store.root().join(session.to_string()).join("blobs/pack");
+    let end = records.last().map_or(0, |(_, r)| r.bytes.end + 1);
+    assert_eq!(
+        end,
+        std::fs::metadata(pack).unwrap().len(),
+        "whole records only"
+    );
+    records.into_iter().map(|(id, _)| id).collect()
+}
+
+#[test]
+fn two_stores_appending_to_one_session_store_each_blob_once() {
+    // Each store's writers keep the pack open with its index and read on from where they
+    // stopped: what the other store added is found there, not written again.
+    let a = TempStore::new();
+    let b = a.open_another();
+    let (session, segment) = (SessionId::new(), SegmentId::new());
+    let (x, y) = (big(9_000, "x"), big(9_000, "y"));
+    a.create::<Value>(session, segment, &[]).unwrap();
+    a.append(session, segment, &x).unwrap();
+    b.append(session, segment, &x).unwrap();
+    b.append(session, segment, &y).unwrap();
+    a.append(session, segment, &y).unwrap();
+    a.append(session, segment, &x).unwrap();
+    assert_eq!(
+        records(&a, session),
+        vec![blob_id(&x).to_string(), blob_id(&y).to_string()]
+    );
+    let back: Vec<Value> = b.read(session, segment).unwrap();
+    assert_eq!(back, vec![x.clone(), x.clone(), y.clone(), y, x]);
+}
+
+#[test]
+fn an_append_after_gc_rewrote_the_pack_goes_to_the_new_pack() {
+    // The writer's open pack is replaced by gc's rewrite: its next append follows the name
+    // (an append to the old, unlinked file would be lost).
+    let s = setup();
+    let other = big(9_000, "other");
+    s.store.truncate(s.session, s.segment, 1).unwrap();
+    assert_eq!(s.store.gc_blobs(s.session, false).unwrap().orphans.len(), 1);
+    s.store.append(s.session, s.segment, &other).unwrap();
+    assert_eq!(
+        records(&s.store, s.session),
+        vec![blob_id(&other).to_string()]
+    );
+    let mut fresh = s.store.open_another();
+    let back: Vec<Value> = fresh.read(s.session, s.segment).unwrap();
+    assert_eq!(back, vec![s.entries[0].clone(), other.clone()]);
+    // And a blob gc kept is still found: appended again, it is not written again.
+    fresh = s.store.open_another();
+    fresh.append(s.session, s.segment, &other).unwrap();
+    assert_eq!(
+        records(&s.store, s.session),
+        vec![blob_id(&other).to_string()]
+    );
+}
+
+#[test]
+fn a_record_a_crash_left_unfinished_is_cut_by_the_next_writer() {
+    let s = setup();
+    let pack = s
+        .store
+        .root()
+        .join(s.session.to_string())
+        .join("blobs/pack");
+    let whole = std::fs::read(&pack).unwrap();
+    // What a writer killed inside its write leaves: the start of a record.
+    let torn = format!(
+        "{{\"blob\":\"{}\",\"len\":9000,\"crc\":1}}\nabc",
+        blob_id(&json!("never")).to_hex()
+    );
+    let mut bytes = whole.clone();
+    bytes.extend_from_slice(torn.as_bytes());
+    std::fs::write(&pack, &bytes).unwrap();
+    // Readers read on as if it were a write going on; nothing refers to it.
+    assert!(s.store.verify(s.session, s.segment).unwrap().is_clean());
+    let next = big(9_000, "next");
+    let mut fresh = s.store.open_another();
+    fresh.append(s.session, s.segment, &next).unwrap();
+    assert_eq!(
+        records(&s.store, s.session),
+        vec![
+            blob_id(&s.entries[1]).to_string(),
+            blob_id(&next).to_string()
+        ]
+    );
+    fresh = s.store.open_another();
+    let back: Vec<Value> = fresh.read(s.session, s.segment).unwrap();
+    assert_eq!(back.last(), Some(&next));
+}
+
+#[test]
+fn a_file_of_an_older_format_gets_its_blobs_as_files_even_when_the_pack_has_them() {
+    // Its readers (an older build) look for blob files: a copy in the pack would be lost on
+    // them.
+    let s = setup();
+    let old = SegmentId::new();
+    let image = annals::testing::support::format_1_image(s.session, old, &[]);
+    std::fs::write(s.store.segment_path(s.session, old), image).unwrap();
+    let id = blob_id(&s.entries[1]);
+    assert!(on_disk(&s, &id).unwrap().header.is_some(), "in the pack");
+    s.store.append(s.session, old, &s.entries[1]).unwrap();
+    let hex = id.to_hex();
+    let file = s
+        .store
+        .root()
+        .join(s.session.to_string())
+        .join("blobs")
+        .join(&hex[..2])
+        .join(&hex);
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        serde_json::to_string(&s.entries[1]).unwrap().into_bytes()
+    );
+    // It reads back, and the pack was left as it was.
+    let back: Vec<Value> = s.store.read(s.session, old).unwrap();
+    assert_eq!(back, vec![s.entries[1].clone()]);
+    assert_eq!(records(&s.store, s.session), vec![id.to_string()]);
 }
