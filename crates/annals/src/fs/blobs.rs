@@ -303,20 +303,24 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
         Ok(Ok(bytes))
     }
 
-    /// Checks a blob as [`read`](Self::read) does, and also a record against its name, and
-    /// that it is UTF-8 text (an entry's JSON), without holding it: it is checked while read in
-    /// [`CHECK_CHUNK`] pieces, so what verify and repair hold for a blob is one piece, whatever
-    /// its size.
+    /// Checks a blob without holding it, in [`CHECK_CHUNK`] pieces (what verify, repair and
+    /// recovery hold for a blob is one piece, whatever its size): its length, that it is UTF-8
+    /// text (an entry's JSON), and as `check` says, what [`read`](Self::read) checks (a record's
+    /// CRC, a file's hash) or that and a record's hash too.
     pub(crate) fn check_entry(
         &self,
         id: &BlobId,
         len: u64,
+        check: Check,
     ) -> Result<std::result::Result<(), BlobFault>> {
         match self.find(id, Some(len))? {
             Err(fault) => Ok(Err(fault)),
-            Ok(Found::Record(pack, loc)) => check_bytes(id, pack, loc.at, loc.len, Some(loc.crc)),
+            Ok(Found::Record(pack, loc)) => {
+                let hash = check == Check::Fully;
+                check_bytes(id, pack, (loc.at, loc.len), Some(loc.crc), hash)
+            }
             Ok(Found::File(file, path, size)) => {
-                check_bytes(id, self.reader(&file, &path), 0, size, None)
+                check_bytes(id, self.reader(&file, &path), (0, size), None, true)
             }
         }
     }
@@ -461,14 +465,24 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
     }
 }
 
-/// Hashes (and with `crc`, checksums) the `len` bytes of `blob` from `from` in pieces, and
-/// checks them against `id` and that they are text.
+/// How much [`BlobDir::check_entry`] checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// What a replay checks: a record's CRC, a file's hash (a writer's recovery and a reader's
+    /// tip, which must agree with replay).
+    AsRead,
+    /// A record's hash as well (verify, repair).
+    Fully,
+}
+
+/// Checks the bytes `from..from + len` of `blob` in pieces: against `crc` if given, against
+/// `id` with `hash`, and that they are text.
 fn check_bytes<F: FileSystem>(
     id: &BlobId,
     blob: Reader<'_, F>,
-    from: u64,
-    len: u64,
+    (from, len): (u64, u64),
     crc: Option<u32>,
+    hash: bool,
 ) -> Result<std::result::Result<(), BlobFault>> {
     let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
     let mut sum = crc32fast::Hasher::new();
@@ -496,9 +510,11 @@ fn check_bytes<F: FileSystem>(
             return Ok(Err(BlobFault::Crc { stored, computed }));
         }
     }
-    let found = BlobId::from_digest(sha2::Digest::finalize(hasher).into());
-    if found != *id {
-        return Ok(Err(BlobFault::Hash { found }));
+    if hash {
+        let found = BlobId::from_digest(sha2::Digest::finalize(hasher).into());
+        if found != *id {
+            return Ok(Err(BlobFault::Hash { found }));
+        }
     }
     if !text.finish() {
         return Ok(Err(BlobFault::NotText));
@@ -609,9 +625,9 @@ mod tests {
         let text = "aé€😀".repeat(CHECK_CHUNK / 3);
         let id = blobs.put(text.as_bytes()).unwrap();
         let len = text.len() as u64;
-        assert_eq!(blobs.check_entry(&id, len).unwrap(), Ok(()));
+        assert_eq!(blobs.check_entry(&id, len, Check::Fully).unwrap(), Ok(()));
         assert!(matches!(
-            blobs.check_entry(&id, len - 1).unwrap(),
+            blobs.check_entry(&id, len - 1, Check::Fully).unwrap(),
             Err(BlobFault::Length { .. })
         ));
         let path = blobs.path(&id);
@@ -619,7 +635,7 @@ mod tests {
         bytes[CHECK_CHUNK + 7] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
         assert!(matches!(
-            blobs.check_entry(&id, len).unwrap(),
+            blobs.check_entry(&id, len, Check::Fully).unwrap(),
             Err(BlobFault::Hash { .. })
         ));
         // Not text, with the right hash: refused as not text.
@@ -628,17 +644,76 @@ mod tests {
         let id = blobs.put(&latin1).unwrap();
         let len = latin1.len() as u64;
         assert_eq!(
-            blobs.check_entry(&id, len).unwrap(),
+            blobs.check_entry(&id, len, Check::Fully).unwrap(),
             Err(BlobFault::NotText)
         );
         // Cut inside its last character.
         let cut = &"xé".as_bytes()[..2];
         let id = blobs.put(cut).unwrap();
-        assert_eq!(blobs.check_entry(&id, 2).unwrap(), Err(BlobFault::NotText));
         assert_eq!(
-            blobs.check_entry(&BlobId::of(b"none"), 4).unwrap(),
+            blobs.check_entry(&id, 2, Check::Fully).unwrap(),
+            Err(BlobFault::NotText)
+        );
+        assert_eq!(
+            blobs
+                .check_entry(&BlobId::of(b"none"), 4, Check::Fully)
+                .unwrap(),
             Err(BlobFault::Missing)
         );
+    }
+
+    #[test]
+    fn a_record_is_checked_against_its_crc_as_read_and_against_its_hash_fully() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = Tree::open(super::super::OsFs, dir.path(), false).unwrap();
+        let blobs = BlobDir::new(&tree, &tree.root, 4 << 20);
+        let packs = Packs::default();
+        let text = "é".repeat(CHECK_CHUNK);
+        let len = text.len() as u64;
+        let id = BlobId::of(text.as_bytes());
+        // A record whose header names another blob, with the right CRC for its bytes: only
+        // the hash can tell, and only a full check makes it.
+        let other = BlobId::of(b"another blob");
+        blobs
+            .pack_all(&packs, &[(other, text.as_bytes())], false)
+            .unwrap();
+        let fresh = BlobDir::new(&tree, &tree.root, 4 << 20);
+        assert_eq!(
+            fresh.check_entry(&other, len, Check::AsRead).unwrap(),
+            Ok(())
+        );
+        assert_eq!(
+            fresh.check_entry(&other, len, Check::Fully).unwrap(),
+            Err(BlobFault::Hash { found: id })
+        );
+        // The right record: both pass; its bytes changed: both see the CRC.
+        blobs
+            .pack_all(&packs, &[(id, text.as_bytes())], false)
+            .unwrap();
+        let fresh = BlobDir::new(&tree, &tree.root, 4 << 20);
+        for check in [Check::AsRead, Check::Fully] {
+            assert_eq!(fresh.check_entry(&id, len, check).unwrap(), Ok(()));
+            assert!(matches!(
+                fresh.check_entry(&id, len + 1, check).unwrap(),
+                Err(BlobFault::Length { .. })
+            ));
+        }
+        let pack = dir.path().join("blobs").join(PACK);
+        let mut bytes = std::fs::read(&pack).unwrap();
+        let last = bytes.len() - 2;
+        bytes[last] = b'x';
+        std::fs::write(&pack, &bytes).unwrap();
+        let fresh = BlobDir::new(&tree, &tree.root, 4 << 20);
+        for check in [Check::AsRead, Check::Fully] {
+            assert!(matches!(
+                fresh.check_entry(&id, len, check).unwrap(),
+                Err(BlobFault::Crc { .. })
+            ));
+        }
+        assert!(matches!(
+            fresh.read(&id, Some(len)).unwrap(),
+            Err(BlobFault::Crc { .. })
+        ));
     }
 
     #[test]

@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 
 use super::atomic::{encode_header, keep_aside, TempFile};
-use super::blobs::BlobDir;
+use super::blobs::{BlobDir, Check};
 use super::handle::Handle;
 use super::read::{Reader, TailState};
 use super::replay::check_blob;
@@ -202,9 +202,11 @@ impl<F: FileSystem> FsStore<F> {
         let seq = first_seq_at(reader, offset, size)?.unwrap_or(seq);
         let checker =
             Checker::new(ReadMode::Tolerant, 0, false, Some(identity)).resumed(header, seq, offset);
+        // Blobs as replay reads them: what a tip counts and a writer keeps is what replay
+        // delivers.
         let blobs = BlobDir::new(&self.tree, dir, self.options.max_entry_bytes);
         let (report, _) = reader.scan(offset, size, checker, &mut |delivery| {
-            check_blob(&blobs, delivery)
+            check_blob(&blobs, Check::AsRead, delivery)
         })?;
         Ok(report)
     }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::atomic::{encode_header, keep_aside, TempFile};
-use super::blobs::BlobDir;
+use super::blobs::{BlobDir, Check};
 use super::handle::Handle;
 use super::replay::{check_blob, skip};
 use super::seam::{Access, FileSystem};
@@ -130,7 +130,7 @@ impl<F: FileSystem> FsStore<F> {
         // A line whose blob is missing or damaged is damage at that line, as verify says:
         // repair cuts there too.
         let (report, header) = reader.scan(0, size, checker, &mut |delivery| {
-            check_blob(&blobs, delivery)
+            check_blob(&blobs, Check::Fully, delivery)
         })?;
         let mut plan = Repair {
             path: path.clone(),

@@ -4,7 +4,7 @@
 
 use std::ops::ControlFlow;
 
-use super::blobs::{BlobDir, BlobFault};
+use super::blobs::{BlobDir, BlobFault, Check};
 use super::cache::Key;
 use super::seam::{FileSystem, MappedChunk};
 use super::snapshot::with_snapshot;
@@ -138,7 +138,7 @@ impl<F: FileSystem> FsStore<F> {
         let path = &snapshot.path;
         let checker = Checker::new(ReadMode::Tolerant, 0, false, Some(identity));
         let blobs = BlobDir::new(&self.tree, &dir, self.options.max_entry_bytes);
-        let mut check = |d: Delivery<'_>| check_blob(&blobs, d);
+        let mut check = |d: Delivery<'_>| check_blob(&blobs, Check::Fully, d);
 
         let mut mapped = checker;
         let walked = fs.map_chunks(&snapshot.file, committed, &mut |base, chunk| match chunk {
@@ -191,19 +191,20 @@ fn resolve<F: FileSystem>(
     }))
 }
 
-/// For a blob line, checks its blob and tells the checker if it is missing or does not match
-/// (the checker decides whether that is damage or part of an interrupted tail): what verify and
-/// repair do with every blob line (replay reads the blob instead). The blob is checked while
-/// it is read, never held.
+/// For a blob line, checks its blob as `check` says and tells the checker if it is missing or
+/// does not match (the checker decides whether that is damage or part of an interrupted tail):
+/// what verify and repair ([`Check::Fully`]) and recovery ([`Check::AsRead`]) do with every
+/// blob line (replay reads the blob instead). The blob is checked while it is read, never held.
 pub(crate) fn check_blob<F: FileSystem>(
     blobs: &BlobDir<'_, F>,
+    check: Check,
     delivery: Delivery<'_>,
 ) -> Result<ControlFlow<()>> {
     if let Delivery::Blob {
         reference, verdict, ..
     } = delivery
     {
-        if let Err(problem) = blobs.check_entry(&reference.sha256, reference.len)? {
+        if let Err(problem) = blobs.check_entry(&reference.sha256, reference.len, check)? {
             verdict.report(CorruptReason::Blob {
                 id: reference.sha256,
                 problem,
