@@ -274,7 +274,7 @@ impl<F: FileSystem> Handle<F> {
                     // whole file: nothing before it can be an interrupted write. Otherwise the
                     // unsynced lines before it are checked once, when a writer takes the file
                     // (a power cut may have kept later pages and lost earlier ones).
-                    if fresh && v2 && tail.count > 0 && tail.claim < tail.count - 1 {
+                    if fresh && tail.unvouched(v2) {
                         self.settled = false;
                     } else if fresh || !v2 {
                         self.settled = true;

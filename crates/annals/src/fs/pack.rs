@@ -38,8 +38,10 @@ const MAGIC: &[u8] = b"{\"blob\":\"";
 /// Longest header line, newline included: `{"blob":"` 64 hex `","len":` 20 digits `,"crc":`
 /// 10 digits `}\n` is 119 bytes.
 const HEADER_MAX: usize = 128;
+/// What precedes every record but the first: the end of the one before, then [`MAGIC`].
+const NEEDLE: &[u8] = b"\n{\"blob\":\"";
 /// What the search for the next record after damage reads at a time.
-const SEARCH_CHUNK: usize = 64 * 1024;
+const SEARCH_CHUNK: usize = 65_536;
 
 /// Where a record's bytes are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +182,7 @@ impl Index {
                 At::Unfinished | At::Bad => {
                     // A record that runs past the end with records after it is damage (a
                     // length that changed), not a write still going on.
-                    let next = next_record(pack, pos + 1, size)?;
+                    let next = next_record(pack, pos, size)?;
                     if next >= size && matches!(at, At::Unfinished) {
                         self.unfinished = true;
                         break;
@@ -236,41 +238,22 @@ fn record_at<F: FileSystem>(
     Ok(At::Record(id, loc))
 }
 
-/// Where the next record at or after `from` starts (just after a newline, with [`MAGIC`]):
-/// `size` if none does.
-fn next_record<F: FileSystem>(pack: Reader<'_, F>, from: u64, size: u64) -> Result<u64> {
+/// Where the first record after `pos` starts (a newline, then [`MAGIC`]): `size` if none does.
+/// Reads the file in chunks that overlap by a needle's length less one, so that a needle cut
+/// by a chunk's end is found in the next; every record it can return is after `pos`.
+fn next_record<F: FileSystem>(pack: Reader<'_, F>, pos: u64, size: u64) -> Result<u64> {
     let mut buf = vec![0u8; SEARCH_CHUNK];
-    // Each chunk starts one byte early, for the newline before a record.
-    let mut pos = from.saturating_sub(1);
-    while pos < size {
-        let n = pack.read_at_most(&mut buf, pos)?;
+    let mut at = pos;
+    while at < size {
+        let n = pack.read_at_most(&mut buf, at)?;
         let got = buf.get(..n).unwrap_or_default();
-        let mut search = 0;
-        while let Some(i) = got
-            .get(search..)
-            .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
-        {
-            let start = search + i + 1;
-            let rest = got.get(start..).unwrap_or_default();
-            let candidate = pos + start as u64;
-            if candidate >= from && rest.len() >= MAGIC.len() && rest.starts_with(MAGIC) {
-                return Ok(candidate);
-            }
-            if candidate >= from && rest.len() < MAGIC.len() && MAGIC.starts_with(rest) {
-                // Cut by the chunk's end (or the file's): look again from here.
-                if pos + n as u64 >= size {
-                    return Ok(candidate);
-                }
-                break;
-            }
-            search = start;
+        if let Some(i) = memchr::memmem::find(got, NEEDLE) {
+            return Ok(at + i as u64 + 1);
         }
-        if n == 0 {
-            break;
+        if n < NEEDLE.len() {
+            break; // the end of the file
         }
-        // Step on, keeping the last MAGIC bytes (and the newline before them) in view.
-        let step = n.saturating_sub(MAGIC.len()).max(1);
-        pos += step as u64;
+        at += (n - (NEEDLE.len() - 1)) as u64;
     }
     Ok(size)
 }

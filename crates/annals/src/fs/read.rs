@@ -45,6 +45,16 @@ pub(crate) struct TailState {
     pub claim: u64,
 }
 
+impl TailState {
+    /// Whether the end of a file with write marks (`marks`: format 2 or 3) may hide an
+    /// interrupted write before its last line: it does unless that line claims every entry
+    /// before it durable (then nothing before it can be one). The one place that decides when
+    /// the unsynced end is checked: by a writer taking the file, by a reader's tip.
+    pub(crate) fn unvouched(&self, marks: bool) -> bool {
+        marks && self.count > 0 && self.claim < self.count - 1
+    }
+}
+
 impl<F: FileSystem> Reader<'_, F> {
     /// Scans bytes `start..len` of the file (a line boundary, or 0 for the whole file) with
     /// bounded memory, feeding the checker. Lines longer than the limit are skipped (and
@@ -385,5 +395,37 @@ impl<F: FileSystem> Reader<'_, F> {
                 offset: 0,
                 reason: CorruptReason::MissingHeader,
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TailState;
+
+    fn tail(count: u64, claim: u64) -> TailState {
+        TailState {
+            committed: 0,
+            count,
+            torn: 0,
+            claim,
+        }
+    }
+
+    #[test]
+    fn an_end_is_vouched_for_only_by_a_last_line_that_claims_every_entry_before_it() {
+        // (count, claim, unvouched with marks)
+        for (count, claim, unvouched) in [
+            (0, 0, false),
+            (1, 0, false),
+            (2, 0, true),
+            (2, 1, false),
+            (5, 3, true),
+            (5, 4, false),
+            (5, 5, false),
+        ] {
+            assert_eq!(tail(count, claim).unvouched(true), unvouched, "{count} {claim}");
+            // Format 1 has no marks: nothing is ever checked for an interrupted write.
+            assert!(!tail(count, claim).unvouched(false), "{count} {claim}");
+        }
     }
 }

@@ -198,7 +198,7 @@ impl<F: FileSystem> FsStore<F> {
                 // (their writes and blobs), as a writer's recovery and replay check them, so
                 // that the tip is what replay delivers (a line whose blob a power cut lost is
                 // part of an interrupted tail). The handle decides the same (`handle.rs`).
-                Ok(tail) if marks && tail.count > 0 && tail.claim < tail.count - 1 => {
+                Ok(tail) if tail.unvouched(marks) => {
                     self.unsettled_tip(reader, (&header, header_end), size, identity)?
                         .count
                 }
