@@ -367,9 +367,8 @@ impl Packs {
                 file: &file,
                 path: &path,
             };
-            let appended = append_locked(pack, &mut index, blobs, max_len, durable);
-            let _ = fs.unlock(&file);
-            match appended {
+            // The lock goes with the file, closed at the end of this turn.
+            match append_locked(pack, &mut index, blobs, max_len, durable) {
                 Ok(true) => return Ok(()),
                 Ok(false) => {}
                 Err(Failure::Sync(e)) => {
@@ -387,9 +386,10 @@ impl Packs {
 }
 
 /// Opens the pack `path` in `root` for appending (no link followed), creating it if missing;
-/// a new name is made durable before anything can refer to what it will hold.
+/// a new name is made durable before anything can refer to what it will hold. Another process
+/// may create it (and gc remove it) in between, [`MAX_REOPENS`] times at most.
 fn open_or_create<F: FileSystem>(tree: &Tree<F>, root: &Dir<F>, path: &Path) -> Result<F::File> {
-    loop {
+    for _ in 0..=MAX_REOPENS {
         if let Some(file) = tree.open_file(root, PACK, Access::Append)? {
             return Ok(file);
         }
@@ -402,6 +402,7 @@ fn open_or_create<F: FileSystem>(tree: &Tree<F>, root: &Dir<F>, path: &Path) -> 
             Err(e) => return Err(Error::io("create", path, e)),
         }
     }
+    Err(replaced_too_often(path))
 }
 
 /// Under the pack's lock: `Ok(false)` if the file is no longer the one at its name. Reads on

@@ -423,7 +423,11 @@ mod tests {
             (5, 4, false),
             (5, 5, false),
         ] {
-            assert_eq!(tail(count, claim).unvouched(true), unvouched, "{count} {claim}");
+            assert_eq!(
+                tail(count, claim).unvouched(true),
+                unvouched,
+                "{count} {claim}"
+            );
             // Format 1 has no marks: nothing is ever checked for an interrupted write.
             assert!(!tail(count, claim).unvouched(false), "{count} {claim}");
         }

@@ -463,7 +463,11 @@ fn a_file_of_an_older_format_gets_its_blobs_as_files_even_when_the_pack_has_them
 fn gc_rewrites_the_pack_only_when_it_holds_more_than_the_records_it_keeps() {
     use std::os::unix::fs::MetadataExt;
     let s = setup();
-    let pack = s.store.root().join(s.session.to_string()).join("blobs/pack");
+    let pack = s
+        .store
+        .root()
+        .join(s.session.to_string())
+        .join("blobs/pack");
     let inode = || std::fs::metadata(&pack).unwrap().ino();
     let clean = std::fs::read(&pack).unwrap();
     let id = blob_id(&s.entries[1]).to_string();
@@ -471,12 +475,19 @@ fn gc_rewrites_the_pack_only_when_it_holds_more_than_the_records_it_keeps() {
     let before = inode();
     let report = s.store.gc_blobs(s.session, false).unwrap();
     assert_eq!((report.kept, report.orphans.len()), (1, 0));
-    assert_eq!(inode(), before, "a pack holding only what is kept is not rewritten");
+    assert_eq!(
+        inode(),
+        before,
+        "a pack holding only what is kept is not rewritten"
+    );
     // Each of these alone is something else: an older copy of a kept record, bytes that are no
     // record between records, a record a crash left unfinished at the end.
     let garbage: [(&str, Vec<u8>); 3] = [
         ("a second copy", [clean.clone(), clean.clone()].concat()),
-        ("bytes between records", [b"\0\0\0\n".to_vec(), clean.clone()].concat()),
+        (
+            "bytes between records",
+            [b"\0\0\0\n".to_vec(), clean.clone()].concat(),
+        ),
         (
             "an unfinished record",
             [clean.clone(), b"{\"blob\":\"00".to_vec()].concat(),
@@ -487,10 +498,18 @@ fn gc_rewrites_the_pack_only_when_it_holds_more_than_the_records_it_keeps() {
         let before = inode();
         let report = s.store.gc_blobs(s.session, true).unwrap();
         assert_eq!(report.orphans.len(), 0, "{what}");
-        assert_eq!(std::fs::read(&pack).unwrap(), bytes, "{what}: a dry run changes nothing");
+        assert_eq!(
+            std::fs::read(&pack).unwrap(),
+            bytes,
+            "{what}: a dry run changes nothing"
+        );
         s.store.gc_blobs(s.session, false).unwrap();
         assert_ne!(inode(), before, "{what}: rewritten");
-        assert_eq!(std::fs::read(&pack).unwrap(), clean, "{what}: only the kept record is left");
+        assert_eq!(
+            std::fs::read(&pack).unwrap(),
+            clean,
+            "{what}: only the kept record is left"
+        );
         assert_eq!(records(&s.store, s.session), vec![id.clone()], "{what}");
         let back: Vec<Value> = s.store.open_another().read(s.session, s.segment).unwrap();
         assert_eq!(back, s.entries, "{what}");
