@@ -30,6 +30,9 @@ impl<F: FileSystem> Copy for Reader<'_, F> {}
 /// Read buffer of the streaming reader: replay memory stays at about this much per scan.
 const BUF: usize = 256 * 1024;
 
+/// How many times in a row a read a signal interrupted (`EINTR`) is tried again.
+const MAX_INTERRUPTS: u32 = 16;
+
 /// The end of a file as a writer needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TailState {
@@ -181,10 +184,12 @@ impl<F: FileSystem> Reader<'_, F> {
     /// End of the last complete line of a file of `size` bytes (0 if it has none), reading
     /// backwards in 64 KiB steps.
     pub(crate) fn committed_end(&self, size: u64) -> Result<u64> {
-        let mut buf = vec![0u8; 64 * 1024];
+        const STEP: u64 = 65_536;
+        let mut buf = vec![0u8; 65_536];
         let mut end = size;
-        while end > 0 {
-            let start = end.saturating_sub(buf.len() as u64);
+        // As many steps as the file has: the loop cannot outrun it, whatever its bounds say.
+        for _ in 0..size.div_ceil(STEP) {
+            let start = end.saturating_sub(STEP);
             let slot = buf
                 .get_mut(..usize::try_from(end - start).unwrap_or(0))
                 .unwrap_or_default();
@@ -219,18 +224,33 @@ impl<F: FileSystem> Reader<'_, F> {
         }
     }
 
+    /// Reads into `buf` from `offset` until it is full or the file ends; returns how much it
+    /// read. The one read loop of the store's readers.
     pub(crate) fn read_at_most(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
-        let mut done = 0;
-        while done < buf.len() {
-            let slot = buf.get_mut(done..).unwrap_or_default();
-            match self.fs.read_at(self.file, slot, offset + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
+        let len = buf.len();
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let n = self.read_once(rest, offset + (len - rest.len()) as u64)?;
+            if n == 0 {
+                break;
+            }
+            rest = std::mem::take(&mut rest).get_mut(n..).unwrap_or_default();
+        }
+        Ok(len - rest.len())
+    }
+
+    /// One read, tried again when a signal interrupted it, [`MAX_INTERRUPTS`] times at most
+    /// (then its error is returned like any other).
+    fn read_once(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
+        for _ in 0..MAX_INTERRUPTS {
+            match self.fs.read_at(self.file, buf, offset) {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io("read", self.path, e)),
+                other => return other.map_err(|e| Error::io("read", self.path, e)),
             }
         }
-        Ok(done)
+        self.fs
+            .read_at(self.file, buf, offset)
+            .map_err(|e| Error::io("read", self.path, e))
     }
 
     /// Finds the committed end and the entry count of a file of `size` bytes from its last
@@ -239,7 +259,9 @@ impl<F: FileSystem> Reader<'_, F> {
     /// that the window may start at.
     pub(crate) fn tail(&self, size: u64, known: (u64, u64)) -> Result<TailState> {
         let (known_end, known_count) = known;
-        let window = 2 * MAX_LINE as u64 + 1;
+        // The longest torn tail (4095 bytes), the longest line (4096) and the newline before
+        // it: exactly this many.
+        let window = 2 * MAX_LINE as u64;
         let start = if size.saturating_sub(known_end) <= window {
             known_end
         } else {
@@ -399,8 +421,195 @@ impl<F: FileSystem> Reader<'_, F> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "test offsets are small; a panic on a 32-bit target is fine in a test"
+)]
 mod tests {
-    use super::TailState;
+    use super::{Reader, TailState};
+    use crate::codec::{encode_entry, Frame, Marks};
+    use crate::fs::seam::{Access, FileSystem, Lookup};
+    use crate::fs::OsFs;
+
+    /// A file holding `bytes`, opened through the seam, and a reader of it.
+    fn with_file<T>(bytes: &[u8], f: impl FnOnce(Reader<'_, OsFs>) -> T) -> T {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), bytes).unwrap();
+        let root = OsFs.open_root(dir.path(), false).unwrap();
+        let Ok(Lookup::Found(file)) = OsFs.open_file(&root, "f", Access::Read) else {
+            panic!("no file");
+        };
+        f(Reader {
+            fs: &OsFs,
+            file: &file,
+            path: std::path::Path::new("f"),
+        })
+    }
+
+    #[test]
+    fn a_seek_lands_on_a_line_before_its_target_close_to_it() {
+        // Lines of ~100 bytes, several times the 64 KiB the search stops within.
+        let mut bytes = Vec::new();
+        let mut starts = Vec::new();
+        for seq in 0..3000u64 {
+            starts.push(bytes.len() as u64);
+            let frame = Frame::v2(seq, Marks::default());
+            encode_entry(
+                &frame,
+                &format!("{{\"n\":\"{}\"}}", "x".repeat(60)),
+                &mut bytes,
+            )
+            .unwrap();
+        }
+        let len = bytes.len() as u64;
+        with_file(&bytes, |reader| {
+            for target in (1..3000u64).step_by(7) {
+                let (at, seq) = reader.seek_seq(0, len, target).unwrap().unwrap();
+                // A line start whose entry is below the target (or the start), as documented.
+                assert!(seq < target, "target {target}: landed on {seq}");
+                assert_eq!(
+                    at,
+                    if at == 0 { 0 } else { starts[seq as usize] },
+                    "target {target}"
+                );
+                assert!(
+                    starts[target as usize] - at <= 64 * 1024 + 8200,
+                    "target {target}"
+                );
+            }
+        });
+    }
+
+    /// Fails the first `eintr` reads with `EINTR`, and every read after them with `EIO` if
+    /// `then_eio`; counts the reads.
+    #[derive(Debug, Default)]
+    struct Reads {
+        eintr: u32,
+        then_eio: bool,
+        calls: std::sync::atomic::AtomicU32,
+    }
+
+    impl crate::fs::FaultPlan for Reads {
+        fn at(&self, call: &crate::fs::Call<'_>) -> Option<crate::fs::Fault> {
+            if call.op != crate::fs::Op::ReadAt {
+                return None;
+            }
+            let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n < self.eintr {
+                Some(crate::fs::Fault::Errno(4)) // EINTR
+            } else if self.then_eio {
+                Some(crate::fs::Fault::Errno(5)) // EIO
+            } else {
+                None
+            }
+        }
+    }
+
+    /// Reads all of "hello" from offset 1 of a file through a plan; the outcome and the reads.
+    fn read_through(plan: Reads) -> (crate::Result<Vec<u8>>, u32) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"_hello").unwrap();
+        let plan = std::sync::Arc::new(plan);
+        let fs = crate::fs::FaultFs::new(OsFs, plan.clone());
+        let root = fs.open_root(dir.path(), false).unwrap();
+        let Ok(Lookup::Found(file)) = fs.open_file(&root, "f", Access::Read) else {
+            panic!("no file");
+        };
+        let reader = Reader {
+            fs: &fs,
+            file: &file,
+            path: std::path::Path::new("f"),
+        };
+        let mut buf = [0u8; 5];
+        let got = reader.read_at_most(&mut buf, 1).map(|n| buf[..n].to_vec());
+        (got, plan.calls.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    #[test]
+    fn a_read_a_signal_interrupted_is_tried_again_a_bounded_number_of_times() {
+        let (got, calls) = read_through(Reads {
+            eintr: 3,
+            ..Reads::default()
+        });
+        assert_eq!(got.unwrap(), b"hello");
+        assert_eq!(
+            calls, 4,
+            "three interrupted reads, then the one that read it all"
+        );
+        // Interrupted for ever: given up after MAX_INTERRUPTS more tries, with the EINTR.
+        let (got, calls) = read_through(Reads {
+            eintr: u32::MAX,
+            ..Reads::default()
+        });
+        let err = got.unwrap_err();
+        assert_eq!(
+            err.io_kind(),
+            Some(std::io::ErrorKind::Interrupted),
+            "{err}"
+        );
+        assert_eq!(calls, super::MAX_INTERRUPTS + 1);
+        // Any other error is never tried again.
+        let (got, calls) = read_through(Reads {
+            eintr: 0,
+            then_eio: true,
+            ..Reads::default()
+        });
+        assert!(
+            matches!(got, Err(crate::Error::Io { ref source, .. }) if source.raw_os_error() == Some(5))
+        );
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn the_tail_of_a_longest_line_after_a_longest_line_and_a_longest_torn_one_is_found() {
+        // Two lines of exactly 4096 bytes, then 4095 bytes of a third: the window the probe
+        // reads must hold the torn bytes, the last line and the newline before it.
+        let line = |seq: u64| {
+            let mut out = Vec::new();
+            let frame = Frame::v1(seq);
+            let mut text = 4096 - 31 - 1;
+            loop {
+                out.clear();
+                encode_entry(&frame, &format!("\"{}\"", "x".repeat(text - 2)), &mut out).unwrap();
+                if out.len() <= 4096 {
+                    break;
+                }
+                text -= out.len() - 4096;
+            }
+            assert_eq!(out.len(), 4096);
+            out
+        };
+        let mut bytes = [line(0), line(1)].concat();
+        bytes.extend_from_slice(&line(2)[..4095]);
+        let state = with_file(&bytes, |r| r.tail(bytes.len() as u64, (0, 0)).unwrap());
+        assert_eq!(
+            state,
+            TailState {
+                committed: 8192,
+                count: 2,
+                torn: 4095,
+                claim: 0
+            }
+        );
+    }
+
+    #[test]
+    fn the_committed_end_is_after_the_last_newline_or_zero() {
+        for (bytes, end) in [
+            (&b""[..], 0),
+            (b"no newline at all", 0),
+            (b"one\n", 4),
+            (b"one\ntorn", 4),
+        ] {
+            let found = with_file(bytes, |r| r.committed_end(bytes.len() as u64).unwrap());
+            assert_eq!(found, end, "{bytes:?}");
+        }
+        // A last newline more than one read step back.
+        let mut long = b"line\n".to_vec();
+        long.extend(std::iter::repeat_n(b'z', 200_000));
+        let found = with_file(&long, |r| r.committed_end(long.len() as u64).unwrap());
+        assert_eq!(found, 5);
+    }
 
     fn tail(count: u64, claim: u64) -> TailState {
         TailState {
