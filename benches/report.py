@@ -30,6 +30,7 @@ FUNCTION_ORDER = [
     "annals_400B_same_bytes",
     "annals_lease",
     "annals_turn_sync",
+    "annals_zstd",
     "naive",
     "naive_json_check",
     "naive_rewrite",

@@ -13,7 +13,8 @@
 //!
 //! - version 1: `{"crc":"…","seq":N,"e":ENTRY}` or `{"crc":"…","seq":N,"blob":REF}`;
 //! - version 2: `{"crc":"…","seq":N,"t":MS[,"u":U][,"more":M],"e":ENTRY}` (or `,"blob":REF}`),
-//!   `u` and `more` left out when 0;
+//!   `u` and `more` left out when 0; versions 3 and 4 write the same lines (they differ in where
+//!   blobs go);
 //! - the header (line 1 of every file): `{"crc":"…","annals":VERSION,…}`.
 //!
 //! See docs/FORMAT.md.
@@ -32,7 +33,7 @@ pub const MAX_LINE: usize = 4096;
 
 /// The newest on-disk format version this build reads (it reads every [`Version`]). Which
 /// version a file has is fixed when it is created.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Largest sequence number a line may carry: `2^64 − 2`, so that the entry count after it,
 /// `seq + 1`, still fits a `u64`. The encoders refuse a larger one
@@ -49,7 +50,7 @@ pub const MAX_SEQ: u64 = u64::MAX - 1;
 pub const MAX_WRITE_LINES: u64 = 1024;
 
 /// Longest entry JSON kept inline in a line of a file this build creates
-/// ([`Version::NEW_FILES`], version 2): 3983 bytes, the room a line leaves with a 20-digit
+/// ([`Version::NEW_FILES`], version 4, with version-2 lines): 3983 bytes, the room a line leaves with a 20-digit
 /// sequence number and the longest marks. Longer entries are kept as blobs, so the choice never
 /// depends on where in the segment an entry lands. Appends to a version-1 file keep entries of
 /// up to 4045 bytes inline; [`Version::max_inline`] gives each version's.
@@ -83,15 +84,19 @@ pub enum Version {
     /// Lines as in version 2; the blobs of its entries go to the session's blob pack
     /// (`blobs/pack`, one append-only file of CRC'd records) instead of a file each.
     V3,
+    /// As version 3; the pack records of its blobs may be compressed (zstd), as the store's
+    /// [`BlobCompression`](crate::BlobCompression) says. Older builds refuse these files rather
+    /// than miss their blobs.
+    V4,
 }
 
 impl Version {
     /// The newest version, [`FORMAT_VERSION`].
-    pub const NEWEST: Self = Self::V3;
+    pub const NEWEST: Self = Self::V4;
 
-    /// The version this build gives the files it creates: version 3. Tools that write files the
+    /// The version this build gives the files it creates: version 4. Tools that write files the
     /// store would write use it.
-    pub const NEW_FILES: Self = Self::V3;
+    pub const NEW_FILES: Self = Self::V4;
 
     /// The version with this number, if this build knows it.
     #[must_use]
@@ -100,6 +105,7 @@ impl Version {
             1 => Some(Self::V1),
             2 => Some(Self::V2),
             3 => Some(Self::V3),
+            4 => Some(Self::V4),
             _ => None,
         }
     }
@@ -111,29 +117,37 @@ impl Version {
             Self::V1 => 1,
             Self::V2 => 2,
             Self::V3 => 3,
+            Self::V4 => 4,
         }
     }
 
-    /// The shape of this version's lines: version 3 writes version-2 lines.
+    /// The shape of this version's lines: versions 3 and 4 write version-2 lines.
     #[must_use]
     pub const fn lines(self) -> Self {
         match self {
-            Self::V3 => Self::V2,
+            Self::V3 | Self::V4 => Self::V2,
             other => other,
         }
     }
 
-    /// Whether lines carry the write marks (`t`, `u`, `more`): versions 2 and 3.
+    /// Whether lines carry the write marks (`t`, `u`, `more`): versions 2 to 4.
     #[must_use]
     pub const fn has_marks(self) -> bool {
         !matches!(self, Self::V1)
     }
 
-    /// Whether the blobs of this version's files go to the session's blob pack (version 3)
-    /// rather than to a file each (`blobs/ab/abcdef…`, versions 1 and 2).
+    /// Whether the blobs of this version's files go to the session's blob pack (versions 3 and
+    /// 4) rather than to a file each (`blobs/ab/abcdef…`, versions 1 and 2).
     #[must_use]
     pub const fn packs_blobs(self) -> bool {
-        matches!(self, Self::V3)
+        matches!(self, Self::V3 | Self::V4)
+    }
+
+    /// Whether this version's blobs may be compressed pack records (version 4): a version-3
+    /// file's readers know only records of the bytes themselves.
+    #[must_use]
+    pub const fn compresses_blobs(self) -> bool {
+        matches!(self, Self::V4)
     }
 
     /// Longest entry JSON kept inline in a line of this version whatever its sequence number
@@ -144,7 +158,7 @@ impl Version {
         let marks = match self {
             Self::V1 => 0,
             // `more` is below MAX_WRITE_LINES = 1024: at most 4 digits.
-            Self::V2 | Self::V3 => {
+            Self::V2 | Self::V3 | Self::V4 => {
                 TIME_KEY.len() + U64_DIGITS + UNSYNCED_KEY.len() + U64_DIGITS + MORE_KEY.len() + 4
             }
         };

@@ -248,6 +248,12 @@ pub enum BlobFault {
         /// The store's largest entry.
         limit: u64,
     },
+    /// A compressed pack record whose checksum holds but whose bytes do not decompress to the
+    /// length its header gives (format 4): damage from before the record was checksummed.
+    Undecodable {
+        /// Length its header gives.
+        expected: u64,
+    },
 }
 
 impl fmt::Display for BlobFault {
@@ -269,6 +275,10 @@ impl fmt::Display for BlobFault {
             Self::TooLarge { found, limit } => write!(
                 f,
                 "blob has {found} bytes, more than the store's largest entry ({limit}): not read"
+            ),
+            Self::Undecodable { expected } => write!(
+                f,
+                "compressed blob does not decompress to the {expected} bytes its record gives"
             ),
         }
     }

@@ -50,8 +50,8 @@ pub use blob::{Attachment, AttachmentMeta, BlobId, BlobRef, BlobUsage, GcReport}
 pub use codec::{FileKind, Header, Lineage, Version, FORMAT_VERSION, MAX_INLINE, MAX_LINE};
 pub use error::{BackendErrorKind, BlobFault, CorruptReason, Damage, Error, HeaderProblem, Result};
 pub use fs::{
-    Access, DirEntry, Durability, EntryKind, FileSystem, FsOptions, FsStore, LockKind, Lookup,
-    MappedChunk, OsDir, OsFile, OsFs, Recovered, Repair, Stat,
+    Access, BlobCompression, DirEntry, Durability, EntryKind, FileSystem, FsOptions, FsStore,
+    LockKind, Lookup, MappedChunk, OsDir, OsFile, OsFs, Recovered, Repair, Stat,
 };
 #[cfg(feature = "fault-injection")]
 pub use fs::{

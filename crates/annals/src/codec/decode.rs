@@ -140,22 +140,22 @@ fn parse_entry(covered: &[u8], version: Version) -> Result<EntryLine, CorruptRea
         ));
     }
     let mut rest = rest.get(n..).unwrap_or_default();
-    let marks = match version {
-        Version::V1 => None,
-        Version::V2 | Version::V3 => {
-            let (marks, after) = parse_marks(rest, seq)?;
-            rest = after;
-            Some(marks)
-        }
+    let marks = if version.has_marks() {
+        let (marks, after) = parse_marks(rest, seq)?;
+        rest = after;
+        Some(marks)
+    } else {
+        None
     };
     let (after, key_len, is_blob) = if let Some(after) = rest.strip_prefix(ENTRY_KEY) {
         (after, ENTRY_KEY.len(), false)
     } else if let Some(after) = rest.strip_prefix(BLOB_KEY) {
         (after, BLOB_KEY.len(), true)
     } else {
-        return Err(CorruptReason::Malformed(match version {
-            Version::V1 => "no \"e\" or \"blob\" after the sequence number",
-            Version::V2 | Version::V3 => "no \"e\" or \"blob\" after the marks",
+        return Err(CorruptReason::Malformed(if version.has_marks() {
+            "no \"e\" or \"blob\" after the marks"
+        } else {
+            "no \"e\" or \"blob\" after the sequence number"
         }));
     };
     if after.len() < 2 || after.last() != Some(&b'}') {

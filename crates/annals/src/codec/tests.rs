@@ -232,10 +232,11 @@ fn every_flipped_crc_digit_is_caught() {
 fn the_inline_thresholds_are_the_documented_numbers() {
     // docs/FORMAT.md promises these values; they are not derived here on purpose.
     assert_eq!(MAX_INLINE, 3983);
-    assert_eq!(Version::NEW_FILES, Version::V3);
+    assert_eq!(Version::NEW_FILES, Version::V4);
     assert_eq!(Version::V1.max_inline(), 4045);
     assert_eq!(Version::V2.max_inline(), 3983);
     assert_eq!(Version::V3.max_inline(), 3983);
+    assert_eq!(Version::V4.max_inline(), 3983);
     // The largest entry kept inline fits its line with the longest sequence number and marks.
     for (version, m) in [
         (Version::V1, Marks::default()),
@@ -358,9 +359,9 @@ fn headers_of_both_versions_round_trip_and_are_distinguished_from_entries() {
 
 #[test]
 fn a_header_of_an_unknown_version_decodes_to_its_number_only() {
-    let line = framed(r#""annals":4,"layout":"new"}"#);
+    let line = framed(r#""annals":5,"layout":"new"}"#);
     let h = decode_header(&line).unwrap();
-    assert_eq!((h.annals, h.version()), (4, None));
+    assert_eq!((h.annals, h.version()), (5, None));
 }
 
 #[test]

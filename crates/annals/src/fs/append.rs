@@ -99,6 +99,12 @@ impl<F: FileSystem> FsStore<F> {
         self.options.durability == Durability::Sync
     }
 
+    /// How blobs for a file of `version` go into the pack: durably in `Sync` mode, compressed
+    /// if the store compresses and the version allows it.
+    pub(crate) fn packing(&self, version: Version) -> super::pack::Packing {
+        super::pack::Packing::new(version, self.options.blob_compression, self.durable())
+    }
+
     pub(crate) fn create_segment_file(
         &self,
         session: SessionId,
@@ -304,7 +310,7 @@ impl<F: FileSystem> FsStore<F> {
         if version.packs_blobs() {
             // One write (and in `Sync` mode one fdatasync) for all the blobs of the call.
             let all: Vec<(BlobId, &[u8])> = spilled.collect();
-            blobs.pack_all(&self.packs, &all, self.durable())?;
+            blobs.pack_all(&self.packs, &all, self.packing(version))?;
         } else {
             for (_, bytes) in spilled {
                 blobs.put(bytes)?;

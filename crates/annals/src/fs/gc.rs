@@ -46,7 +46,7 @@ impl<F: FileSystem> FsStore<F> {
         };
         let id = if version.packs_blobs() {
             let id = BlobId::of(bytes);
-            blobs.pack_all(&self.packs, &[(id, bytes)], self.durable())?;
+            blobs.pack_all(&self.packs, &[(id, bytes)], self.packing(version))?;
             id
         } else {
             blobs.put(bytes)?

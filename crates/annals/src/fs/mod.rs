@@ -16,7 +16,7 @@
 //!
 //! | room | job |
 //! |---|---|
-//! | `options.rs` | [`FsOptions`], [`Durability`] |
+//! | `options.rs` | [`FsOptions`], [`Durability`], [`BlobCompression`] |
 //! | `tree.rs` | the root handle, file names, resolving a session's directory and files |
 //! | `cache.rs` | the bounded cache of open segment handles |
 //! | `handle.rs` | one open file as a writer holds it: the lock protocol and the append |
@@ -80,7 +80,7 @@ use crate::{
 pub use fault::{
     Call, CountCalls, FailNth, Fault, FaultDir, FaultFile, FaultFs, FaultPlan, FullDisk, Op,
 };
-pub use options::{Durability, FsOptions};
+pub use options::{BlobCompression, Durability, FsOptions};
 pub use os::{OsDir, OsFile, OsFs};
 pub use recover::Recovered;
 pub use repair::Repair;

@@ -12,6 +12,38 @@ pub enum Durability {
     Sync,
 }
 
+/// Whether the blobs of a store's new files are compressed (entries longer than a line, kept
+/// in the session's blob pack; docs/FORMAT.md, format 4). Off by default: on the real-shaped
+/// benchmark it halves the bytes on disk but costs more time than it saves in `Buffered` mode
+/// (docs/BENCHMARKS.md). Readers read either kind whatever the option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BlobCompression {
+    /// Blobs are stored as they are.
+    #[default]
+    None,
+    /// Each blob is compressed with zstd at `level` (1, fastest, to 19; values outside are
+    /// taken as the nearest) and stored so when that makes it smaller, as it is otherwise.
+    /// Files created before format 4 keep getting uncompressed blobs: their readers know no
+    /// other kind.
+    Zstd {
+        /// The zstd level.
+        level: i32,
+    },
+}
+
+impl BlobCompression {
+    /// zstd's own default level, 3.
+    pub const ZSTD: Self = Self::Zstd { level: 3 };
+
+    /// The level this option compresses at, if it does, within 1..=19.
+    pub(crate) fn zstd_level(self) -> Option<i32> {
+        match self {
+            Self::None => None,
+            Self::Zstd { level } => Some(level.clamp(1, 19)),
+        }
+    }
+}
+
 /// Options of [`FsStore::open_with`](super::FsStore::open_with).
 ///
 /// ```
@@ -52,6 +84,8 @@ pub struct FsOptions {
     /// tail into a `.recovered-` file (the default), refuse, or cut at any damage
     /// (docs/DURABILITY.md, *Recovery*). Readers never cut, whatever the mode.
     pub recovery: crate::RecoveryMode,
+    /// Whether blobs of new files are compressed (default: not).
+    pub blob_compression: BlobCompression,
 }
 
 impl Default for FsOptions {
@@ -63,6 +97,7 @@ impl Default for FsOptions {
             allow_unsafe_fs: false,
             lock_wait: crate::DEFAULT_LOCK_WAIT,
             recovery: crate::RecoveryMode::TolerateInterruptedTail,
+            blob_compression: BlobCompression::None,
         }
     }
 }

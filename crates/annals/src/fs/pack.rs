@@ -1,18 +1,22 @@
-//! The session's blob pack (format 3): `{session}/blobs/pack`, one append-only file that the
-//! blobs of the session's format-3 files go to, each a record
+//! The session's blob pack (formats 3 and 4): `{session}/blobs/pack`, one append-only file
+//! that the blobs of the session's format-3 and -4 files go to, each a record
 //!
 //! ```text
 //! {"blob":"<SHA-256, 64 hex digits>","len":<bytes>,"crc":<CRC-32 of the bytes>}\n<bytes>\n
+//! {"blob":"<SHA-256>","len":<bytes>,"zstd":<stored>,"crc":<CRC-32 of the stored>}\n<stored>\n
 //! ```
 //!
+//! The second shape (format 4 only, with `FsOptions::blob_compression`) holds the blob
+//! compressed with zstd: `stored` bytes, fewer than `len`, which decompress to the blob.
 //! Records are appended under the pack's exclusive `flock`, so they never interleave; nothing
 //! is ever changed in place. The index (id → where its bytes are) is rebuilt by a scan of the
 //! record headers, two small reads each (the header, the closing newline). A scan steps over
 //! bytes that are no record (a record torn by a crash, damage) by looking for the next
 //! `\n{"blob":"`; a record that runs past the end of the file is still being written (or was
 //! torn by a crash: a writer, which holds the lock, cuts it). What a record's header claims is
-//! never allocated for beyond the store's largest entry. Reads check the CRC; verify also
-//! checks the SHA-256 and that the bytes are text.
+//! never allocated for beyond the store's largest entry. Reads check the CRC (and that a
+//! compressed record decompresses to its length); verify also checks the SHA-256 and that the
+//! bytes are text.
 //!
 //! A store's writers keep the index of each pack they wrote to ([`Packs`]) and read on from
 //! where it stopped: an append with blobs reads only the records other writers added since its
@@ -29,15 +33,19 @@ use super::seam::{Access, FileSystem, LockKind};
 use super::snapshot::{replaced_too_often, MAX_REOPENS};
 use super::tree::{Dir, Tree};
 use crate::blob::BlobId;
+use crate::error::BlobFault;
 use crate::{Error, Result};
 
 /// The pack's name in `blobs/`.
 pub(crate) const PACK: &str = "pack";
 /// How every record starts.
 const MAGIC: &[u8] = b"{\"blob\":\"";
-/// Longest header line, newline included: `{"blob":"` 64 hex `","len":` 20 digits `,"crc":`
-/// 10 digits `}\n` is 119 bytes.
-const HEADER_MAX: usize = 128;
+const LEN_KEY: &[u8] = b"\",\"len\":";
+const ZSTD_KEY: &[u8] = b",\"zstd\":";
+const CRC_KEY: &[u8] = b",\"crc\":";
+/// Longest header line, newline included: `{"blob":"` 64 hex `","len":` 20 digits `,"zstd":`
+/// 20 digits `,"crc":` 10 digits `}\n` is 147 bytes.
+const HEADER_MAX: usize = 160;
 /// What precedes every record but the first: the end of the one before, then [`MAGIC`].
 const NEEDLE: &[u8] = b"\n{\"blob\":\"";
 /// What the search for the next record after damage reads at a time.
@@ -50,55 +58,146 @@ pub(crate) struct Loc {
     pub(crate) record: u64,
     /// Where its bytes start.
     pub(crate) at: u64,
-    /// How many there are.
+    /// The blob's length.
     pub(crate) len: u64,
-    /// Their CRC-32, as the header gives it.
+    /// How many bytes the record holds: `len`, or fewer if they are compressed.
+    pub(crate) stored: u64,
+    /// Whether they are (zstd).
+    pub(crate) zstd: bool,
+    /// The CRC-32 of the bytes the record holds, as the header gives it.
     pub(crate) crc: u32,
 }
 
 impl Loc {
     /// Where the record ends (after its closing newline).
     pub(crate) fn end(&self) -> u64 {
-        self.at + self.len + 1
+        self.at + self.stored + 1
     }
 }
 
-/// Appends the record of blob `id` holding `bytes` to `out`. Returns where in `out` the
-/// record's bytes are, as a [`Loc`] relative to `out`'s start.
-pub(crate) fn encode(id: &BlobId, bytes: &[u8], out: &mut Vec<u8>) -> Loc {
+/// What a writer compresses blobs with: one zstd context for the blobs of an append call.
+pub(crate) struct Compressor(zstd::bulk::Compressor<'static>);
+
+impl Compressor {
+    /// A context for `level` (within zstd's range), or none if zstd cannot make one (then blobs
+    /// are stored as they are).
+    pub(crate) fn new(level: i32) -> Option<Self> {
+        zstd::bulk::Compressor::new(level).ok().map(Self)
+    }
+
+    /// `bytes` compressed, if that makes them shorter: zstd is given room for one byte less
+    /// than they have, and fails if it needs more.
+    fn shrink(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let mut packed = Vec::with_capacity(bytes.len().saturating_sub(1));
+        self.0.compress_to_buffer(bytes, &mut packed).ok()?;
+        Some(packed)
+    }
+}
+
+/// How an append's blobs go into the pack, as the file they are for allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Packing {
+    /// One `fdatasync` of the pack after the write (`Sync` mode).
+    pub(crate) durable: bool,
+    /// The zstd level new records are compressed at, if the store compresses and the file's
+    /// version allows it.
+    pub(crate) zstd: Option<i32>,
+    /// Whether a compressed record serves the file (format 4): a format-3 file's readers
+    /// know only records of the bytes themselves.
+    pub(crate) compressed_serves: bool,
+}
+
+impl Packing {
+    pub(crate) fn new(
+        version: crate::codec::Version,
+        compression: super::BlobCompression,
+        durable: bool,
+    ) -> Self {
+        let compressed_serves = version.compresses_blobs();
+        Self {
+            durable,
+            zstd: compression.zstd_level().filter(|_| compressed_serves),
+            compressed_serves,
+        }
+    }
+}
+
+/// Appends the record of blob `id` holding `bytes` to `out`, compressed with `compressor` if
+/// that makes it shorter. Returns where in `out` the record's bytes are, as a [`Loc`] relative
+/// to `out`'s start.
+pub(crate) fn encode(
+    id: &BlobId,
+    bytes: &[u8],
+    compressor: Option<&mut Compressor>,
+    out: &mut Vec<u8>,
+) -> Loc {
     let record = out.len() as u64;
-    let crc = crc32fast::hash(bytes);
+    let packed = compressor.and_then(|c| c.shrink(bytes));
+    let stored = packed.as_deref().unwrap_or(bytes);
+    let crc = crc32fast::hash(stored);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(id.to_hex().as_bytes());
-    out.extend_from_slice(b"\",\"len\":");
+    out.extend_from_slice(LEN_KEY);
     out.extend_from_slice(bytes.len().to_string().as_bytes());
-    out.extend_from_slice(b",\"crc\":");
+    if packed.is_some() {
+        out.extend_from_slice(ZSTD_KEY);
+        out.extend_from_slice(stored.len().to_string().as_bytes());
+    }
+    out.extend_from_slice(CRC_KEY);
     out.extend_from_slice(crc.to_string().as_bytes());
     out.extend_from_slice(b"}\n");
     let at = out.len() as u64;
-    out.extend_from_slice(bytes);
+    out.extend_from_slice(stored);
     out.push(b'\n');
     Loc {
         record,
         at,
         len: bytes.len() as u64,
+        stored: stored.len() as u64,
+        zstd: packed.is_some(),
         crc,
     }
 }
 
-/// Parses a header line (without its newline): exactly the shape [`encode`] writes.
-pub(crate) fn parse_header(line: &[u8]) -> Option<(BlobId, u64, u32)> {
+/// What a record's header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Head {
+    pub(crate) id: BlobId,
+    /// The blob's length.
+    pub(crate) len: u64,
+    /// How many bytes of it the record holds compressed, if it does: fewer than `len`.
+    pub(crate) zstd: Option<u64>,
+    pub(crate) crc: u32,
+}
+
+/// Parses a header line (without its newline): exactly the shapes [`encode`] writes.
+pub(crate) fn parse_header(line: &[u8]) -> Option<Head> {
     let rest = line.strip_prefix(MAGIC)?;
     let hex = std::str::from_utf8(rest.get(..64)?).ok()?;
     let id: BlobId = hex.parse().ok()?;
-    let rest = rest.get(64..)?.strip_prefix(b"\",\"len\":")?;
-    let (len, rest) = decimal(rest)?;
-    let rest = rest.strip_prefix(b",\"crc\":")?;
+    let rest = rest.get(64..)?.strip_prefix(LEN_KEY)?;
+    let (len, mut rest) = decimal(rest)?;
+    let mut zstd = None;
+    if let Some(after) = rest.strip_prefix(ZSTD_KEY) {
+        let (stored, after) = decimal(after)?;
+        // A compressed record is shorter than its blob: nothing else is written so.
+        if stored >= len {
+            return None;
+        }
+        zstd = Some(stored);
+        rest = after;
+    }
+    let rest = rest.strip_prefix(CRC_KEY)?;
     let (crc, rest) = decimal(rest)?;
     if rest != b"}" {
         return None;
     }
-    Some((id, len, u32::try_from(crc).ok()?))
+    Some(Head {
+        id,
+        len,
+        zstd,
+        crc: u32::try_from(crc).ok()?,
+    })
 }
 
 /// A decimal number without leading zeros (but `0`), and what follows it.
@@ -216,17 +315,19 @@ fn record_at<F: FileSystem>(
             n < HEADER_MAX && MAGIC.starts_with(got.get(..n.min(MAGIC.len())).unwrap_or_default());
         return Ok(if partial { At::Unfinished } else { At::Bad });
     };
-    let Some((id, len, crc)) = parse_header(got.get(..nl).unwrap_or_default()) else {
+    let Some(head) = parse_header(got.get(..nl).unwrap_or_default()) else {
         return Ok(At::Bad);
     };
-    if len > max_len {
+    if head.len > max_len {
         return Ok(At::Bad);
     }
     let loc = Loc {
         record: pos,
         at: pos + nl as u64 + 1,
-        len,
-        crc,
+        len: head.len,
+        stored: head.zstd.unwrap_or(head.len),
+        zstd: head.zstd.is_some(),
+        crc: head.crc,
     };
     if loc.end() > size {
         return Ok(At::Unfinished);
@@ -235,7 +336,7 @@ fn record_at<F: FileSystem>(
     if pack.read_at_most(&mut close, loc.end() - 1)? != 1 || close != [b'\n'] {
         return Ok(At::Bad);
     }
-    Ok(At::Record(id, loc))
+    Ok(At::Record(head.id, loc))
 }
 
 /// Where the first record after `pos` starts (a newline, then [`MAGIC`]): `size` if none does.
@@ -258,20 +359,64 @@ fn next_record<F: FileSystem>(pack: Reader<'_, F>, pos: u64, size: u64) -> Resul
     Ok(size)
 }
 
-/// A record's bytes, read whole, or (`Err`) the CRC-32 they have when it is not the one their
-/// header gives.
+/// A record's blob, read whole (and decompressed), or the fault that keeps it from being read:
+/// bytes that are not the ones the CRC was taken of, or a compressed record that does not
+/// decompress to its length. Nothing beyond the record's length is allocated for.
 pub(crate) fn read_record<F: FileSystem>(
     pack: Reader<'_, F>,
     loc: &Loc,
-) -> Result<std::result::Result<Vec<u8>, u32>> {
-    let mut bytes = vec![0u8; usize::try_from(loc.len).unwrap_or(0)];
+) -> Result<std::result::Result<Vec<u8>, BlobFault>> {
+    let mut bytes = vec![0u8; usize::try_from(loc.stored).unwrap_or(0)];
     let n = pack.read_at_most(&mut bytes, loc.at)?;
     bytes.truncate(n);
     let computed = crc32fast::hash(&bytes);
-    if n as u64 != loc.len || computed != loc.crc {
-        return Ok(Err(computed));
+    if n as u64 != loc.stored || computed != loc.crc {
+        return Ok(Err(BlobFault::Crc {
+            stored: loc.crc,
+            computed,
+        }));
     }
-    Ok(Ok(bytes))
+    if !loc.zstd {
+        return Ok(Ok(bytes));
+    }
+    Ok(decompress(&bytes, loc.len).ok_or(BlobFault::Undecodable { expected: loc.len }))
+}
+
+/// Largest zstd window a compressed record may need, as a power of two (8 MiB: what zstd's
+/// levels up to 19, the most [`BlobCompression`](super::BlobCompression) uses, take). A frame
+/// that asks for more is not one annals wrote, and is not decoded, whoever reads it.
+const WINDOW_LOG_MAX: u32 = 23;
+
+/// A zstd decoder of the frames `source` holds that refuses a frame needing a window over
+/// 2^[`WINDOW_LOG_MAX`] bytes: the one place that decides what a compressed record may ask of
+/// a reader's memory (a read's and a check's alike).
+pub(crate) fn decoder<'a>(
+    source: &'a mut dyn std::io::BufRead,
+) -> std::io::Result<zstd::stream::read::Decoder<'a, &'a mut dyn std::io::BufRead>> {
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(source)?;
+    decoder.window_log_max(WINDOW_LOG_MAX)?;
+    Ok(decoder)
+}
+
+/// What `stored` decompresses to, if that is exactly `len` bytes (one more is all that is
+/// ever allocated for).
+fn decompress(mut stored: &[u8], len: u64) -> Option<Vec<u8>> {
+    let capacity = usize::try_from(len).ok()?;
+    let mut blob = vec![0u8; capacity.checked_add(1)?];
+    let mut decoder = decoder(&mut stored).ok()?;
+    let mut filled = 0;
+    // Each read fills some of what is left, the byte past `len` included: ends by construction.
+    while let Some(rest) = blob.get_mut(filled..).filter(|rest| !rest.is_empty()) {
+        match std::io::Read::read(&mut decoder, rest) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(_) => return None,
+        }
+    }
+    (filled == capacity).then(|| {
+        blob.truncate(capacity);
+        blob
+    })
 }
 
 /// What a store keeps of its sessions' packs from one call to the next: for its writers, the
@@ -340,8 +485,9 @@ impl Packs {
     }
 
     /// Appends `blobs` (id and bytes) to the pack in `root` (`blobs/`, the pack created durably
-    /// if missing), but those it holds already, under its exclusive `flock`: one `write(2)` for
-    /// all of them, and with `durable` one `fdatasync`. A pack replaced between its opening
+    /// if missing), but those it holds already in a record that serves the file, under its
+    /// exclusive `flock`: one `write(2)` for all of them, and with `packing.durable` one
+    /// `fdatasync`. A pack replaced between its opening
     /// and its lock (gc rewrote it) is opened again, [`MAX_REOPENS`] times at most. The caller
     /// holds the blob lock.
     pub(crate) fn append<F: FileSystem>(
@@ -350,7 +496,7 @@ impl Packs {
         root: &Dir<F>,
         blobs: &[(BlobId, &[u8])],
         max_len: u64,
-        durable: bool,
+        packing: Packing,
     ) -> Result<()> {
         let path = root.path_of(PACK);
         self.check(&path)?;
@@ -368,7 +514,7 @@ impl Packs {
                 path: &path,
             };
             // The lock goes with the file, closed at the end of this turn.
-            match append_locked(pack, &mut index, blobs, max_len, durable) {
+            match append_locked(pack, &mut index, blobs, max_len, packing) {
                 Ok(true) => return Ok(()),
                 Ok(false) => {}
                 Err(Failure::Sync(e)) => {
@@ -413,7 +559,7 @@ fn append_locked<F: FileSystem>(
     index: &mut Index,
     blobs: &[(BlobId, &[u8])],
     max_len: u64,
-    durable: bool,
+    packing: Packing,
 ) -> std::result::Result<bool, Failure> {
     let fs = pack.fs;
     let (size, links) = fs
@@ -440,17 +586,25 @@ fn append_locked<F: FileSystem>(
     let start = index.end;
     let mut out = Vec::new();
     let mut added: Vec<(BlobId, Loc)> = Vec::new();
+    let mut compressor = None;
     for (id, bytes) in blobs {
         if added.iter().any(|(a, _)| a == id) {
             continue;
         }
         if let Some(loc) = index.get(id) {
-            // The same bytes, there: stored already (a kept index is only a hint).
-            if read_record(pack, &loc)?.is_ok_and(|there| there == *bytes) {
+            // The same bytes, there, in a record the file's readers know: stored already (a
+            // kept index is only a hint).
+            let serves = packing.compressed_serves || !loc.zstd;
+            if serves && read_record(pack, &loc)?.is_ok_and(|there| there == *bytes) {
                 continue;
             }
         }
-        let loc = encode(id, bytes, &mut out);
+        if let Some(level) = packing.zstd {
+            if compressor.is_none() {
+                compressor = Compressor::new(level);
+            }
+        }
+        let loc = encode(id, bytes, compressor.as_mut(), &mut out);
         added.push((
             *id,
             Loc {
@@ -468,7 +622,7 @@ fn append_locked<F: FileSystem>(
         let _ = fs.set_len(pack.file, start);
         return Err(Error::io("append to", pack.path, e).into());
     }
-    if durable {
+    if packing.durable {
         if let Err(e) = fs.sync_data(pack.file) {
             // Never found again as if it were durable: its records go.
             let _ = fs.set_len(pack.file, start);
@@ -501,7 +655,7 @@ mod tests {
     fn pack(records: &[&[u8]]) -> Vec<u8> {
         let mut out = Vec::new();
         for r in records {
-            encode(&id(r), r, &mut out);
+            encode(&id(r), r, None, &mut out);
         }
         out
     }
@@ -541,7 +695,7 @@ mod tests {
     #[test]
     fn a_record_is_a_header_line_then_the_bytes_then_a_newline() {
         let mut out = Vec::new();
-        encode(&id(b"abc"), b"abc", &mut out);
+        encode(&id(b"abc"), b"abc", None, &mut out);
         let expected = format!(
             "{{\"blob\":\"{}\",\"len\":3,\"crc\":{}}}\nabc\n",
             id(b"abc").to_hex(),
@@ -551,7 +705,12 @@ mod tests {
         let nl = out.iter().position(|&b| b == b'\n').unwrap();
         assert_eq!(
             parse_header(&out[..nl]),
-            Some((id(b"abc"), 3, crc32fast::hash(b"abc")))
+            Some(Head {
+                id: id(b"abc"),
+                len: 3,
+                zstd: None,
+                crc: crc32fast::hash(b"abc")
+            })
         );
         assert!(nl < HEADER_MAX);
     }
@@ -571,7 +730,30 @@ mod tests {
             assert_eq!(parse_header(bad.as_bytes()), None, "{bad}");
         }
         let good = format!("{{\"blob\":\"{hex}\",\"len\":0,\"crc\":4294967295}}");
-        assert_eq!(parse_header(good.as_bytes()), Some((id(b"x"), 0, u32::MAX)));
+        assert_eq!(
+            parse_header(good.as_bytes()),
+            Some(Head {
+                id: id(b"x"),
+                len: 0,
+                zstd: None,
+                crc: u32::MAX
+            })
+        );
+        // A compressed record is shorter than its blob, and says so between length and CRC.
+        for bad in [
+            format!("{{\"blob\":\"{hex}\",\"len\":5,\"zstd\":5,\"crc\":1}}"),
+            format!("{{\"blob\":\"{hex}\",\"len\":5,\"zstd\":9,\"crc\":1}}"),
+            format!("{{\"blob\":\"{hex}\",\"len\":5,\"crc\":1,\"zstd\":4}}"),
+            format!("{{\"blob\":\"{hex}\",\"len\":5,\"zstd\":04,\"crc\":1}}"),
+            format!("{{\"blob\":\"{hex}\",\"zstd\":4,\"len\":5,\"crc\":1}}"),
+        ] {
+            assert_eq!(parse_header(bad.as_bytes()), None, "{bad}");
+        }
+        let good = format!("{{\"blob\":\"{hex}\",\"len\":5,\"zstd\":4,\"crc\":1}}");
+        assert_eq!(
+            parse_header(good.as_bytes()).map(|h| (h.len, h.zstd)),
+            Some((5, Some(4)))
+        );
     }
 
     #[test]
@@ -682,7 +864,183 @@ mod tests {
         let file = open(dir.path());
         assert_eq!(
             read_record(reader(&file), &loc).unwrap(),
-            Err(crc32fast::hash(b"jello"))
+            Err(BlobFault::Crc {
+                stored: crc32fast::hash(b"hello"),
+                computed: crc32fast::hash(b"jello")
+            })
         );
+    }
+
+    /// Text that compresses well, `n` bytes of it.
+    fn wordy(n: usize) -> Vec<u8> {
+        "the quick brown fox jumps over the lazy dog; "
+            .bytes()
+            .cycle()
+            .take(n)
+            .collect()
+    }
+
+    #[test]
+    fn a_compressed_record_holds_fewer_bytes_and_reads_back_as_the_blob() {
+        let blob = wordy(10_000);
+        let mut compressor = Compressor::new(3).unwrap();
+        let mut out = Vec::new();
+        let loc = encode(&id(&blob), &blob, Some(&mut compressor), &mut out);
+        assert!(loc.zstd && loc.stored < 1_000, "{loc:?}");
+        assert_eq!((loc.len, out.len() as u64), (10_000, loc.end()));
+        let nl = out.iter().position(|&b| b == b'\n').unwrap();
+        let head = parse_header(&out[..nl]).unwrap();
+        let stored = &out[loc.at as usize..][..loc.stored as usize];
+        assert_eq!(
+            head,
+            Head {
+                id: id(&blob),
+                len: 10_000,
+                zstd: Some(loc.stored),
+                crc: crc32fast::hash(stored)
+            }
+        );
+        assert!(out.starts_with(
+            format!(
+                "{{\"blob\":\"{}\",\"len\":10000,\"zstd\":{},\"crc\":",
+                id(&blob).to_hex(),
+                loc.stored
+            )
+            .as_bytes()
+        ));
+        let index = index_of(&out, 1 << 20);
+        assert_eq!(index.get(&id(&blob)), Some(loc));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pack"), &out).unwrap();
+        let file = open(dir.path());
+        assert_eq!(read_record(reader(&file), &loc).unwrap(), Ok(blob.clone()));
+        // A blob that zstd cannot make shorter is stored as it is.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: Vec<u8> = (0..5_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 32) as u8
+            })
+            .collect();
+        let mut out = Vec::new();
+        let loc = encode(&id(&noise), &noise, Some(&mut compressor), &mut out);
+        assert!(!loc.zstd && loc.stored == 5_000, "{loc:?}");
+        assert_eq!(out, pack(&[&noise]));
+    }
+
+    #[test]
+    fn a_compressed_record_that_does_not_decompress_to_its_length_is_undecodable() {
+        let blob = wordy(10_000);
+        let mut compressor = Compressor::new(1).unwrap();
+        let mut out = Vec::new();
+        let loc = encode(&id(&blob), &blob, Some(&mut compressor), &mut out);
+        let dir = tempfile::tempdir().unwrap();
+        // A header that claims one byte more than the frame holds, with a right CRC.
+        for claimed in [loc.len + 1, loc.len - 1] {
+            let lie = Loc {
+                len: claimed,
+                ..loc
+            };
+            std::fs::write(dir.path().join("pack"), &out).unwrap();
+            let file = open(dir.path());
+            assert_eq!(
+                read_record(reader(&file), &lie).unwrap(),
+                Err(BlobFault::Undecodable { expected: claimed })
+            );
+        }
+        // Stored bytes that are no zstd frame, under a CRC taken of them.
+        let junk = vec![b'j'; loc.stored as usize];
+        let mut bad = out.clone();
+        bad[loc.at as usize..][..junk.len()].copy_from_slice(&junk);
+        std::fs::write(dir.path().join("pack"), &bad).unwrap();
+        let file = open(dir.path());
+        let relabelled = Loc {
+            crc: crc32fast::hash(&junk),
+            ..loc
+        };
+        assert_eq!(
+            read_record(reader(&file), &relabelled).unwrap(),
+            Err(BlobFault::Undecodable { expected: loc.len })
+        );
+    }
+
+    #[test]
+    fn packing_compresses_only_for_files_whose_readers_know_compressed_records() {
+        use crate::codec::Version;
+        use crate::fs::BlobCompression;
+        let on = BlobCompression::Zstd { level: 40 };
+        assert_eq!(
+            Packing::new(Version::V4, on, true),
+            Packing {
+                durable: true,
+                zstd: Some(19),
+                compressed_serves: true
+            }
+        );
+        assert_eq!(
+            Packing::new(Version::V3, on, false),
+            Packing {
+                durable: false,
+                zstd: None,
+                compressed_serves: false
+            }
+        );
+        assert_eq!(
+            Packing::new(Version::V4, BlobCompression::None, false),
+            Packing {
+                durable: false,
+                zstd: None,
+                compressed_serves: true
+            }
+        );
+        assert_eq!(BlobCompression::Zstd { level: -3 }.zstd_level(), Some(1));
+        assert_eq!(BlobCompression::ZSTD.zstd_level(), Some(3));
+    }
+
+    #[test]
+    fn a_format_3_file_gets_a_plain_record_of_a_blob_the_pack_holds_only_compressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = Tree::open(OsFs, dir.path(), false).unwrap();
+        let root = tree.make_dir(&tree.root, "blobs").unwrap();
+        let packs = Packs::default();
+        let blob = wordy(20_000);
+        let all = [(id(&blob), &blob[..])];
+        let v4 = Packing::new(
+            crate::codec::Version::V4,
+            crate::fs::BlobCompression::ZSTD,
+            false,
+        );
+        let v3 = Packing::new(
+            crate::codec::Version::V3,
+            crate::fs::BlobCompression::ZSTD,
+            false,
+        );
+        let size = || {
+            std::fs::metadata(dir.path().join("blobs/pack"))
+                .unwrap()
+                .len()
+        };
+        packs.append(&tree, &root, &all, 1 << 20, v4).unwrap();
+        let compressed = size();
+        assert!(compressed < 2_000, "{compressed}");
+        // Stored once for format 4, whatever asks again.
+        packs.append(&tree, &root, &all, 1 << 20, v4).unwrap();
+        assert_eq!(size(), compressed);
+        // A format-3 file needs the bytes themselves: one more record, plain; then that serves
+        // both.
+        packs.append(&tree, &root, &all, 1 << 20, v3).unwrap();
+        let both = size();
+        assert!(both > compressed + 20_000, "{both}");
+        packs.append(&tree, &root, &all, 1 << 20, v3).unwrap();
+        packs.append(&tree, &root, &all, 1 << 20, v4).unwrap();
+        assert_eq!(size(), both);
+        let index = index_of(
+            &std::fs::read(dir.path().join("blobs/pack")).unwrap(),
+            1 << 20,
+        );
+        assert!(!index.get(&id(&blob)).unwrap().zstd);
+        assert_eq!(index.seen, 2);
     }
 }

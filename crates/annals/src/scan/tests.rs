@@ -591,15 +591,15 @@ fn a_torn_line_is_a_torn_tail_in_both_versions() {
 #[test]
 fn a_header_of_another_version_stops_the_scan() {
     let mut bytes = Vec::new();
-    let covered = br#""annals":4,"kind":"segment"}"#;
+    let covered = br#""annals":5,"kind":"segment"}"#;
     bytes.extend_from_slice(format!("{{\"crc\":\"{:08x}\",", crc32fast::hash(covered)).as_bytes());
     bytes.extend_from_slice(covered);
     bytes.push(b'\n');
     assert!(matches!(
         strict(&bytes).result,
         Err(Error::UnsupportedVersion {
-            found: 4,
-            supported: 3,
+            found: 5,
+            supported: 4,
             ..
         })
     ));

@@ -67,8 +67,10 @@ pub fn pack_records(root: &Path, session: SessionId) -> Vec<(String, BlobOnDisk)
         let (Some(hex), Some(len)) = (header["blob"].as_str(), header["len"].as_u64()) else {
             break;
         };
+        // A compressed record (format 4) holds `zstd` bytes.
+        let stored = header["zstd"].as_u64().unwrap_or(len);
         let start = pos + nl + 1;
-        let end = start + usize::try_from(len).unwrap_or(usize::MAX);
+        let end = start + usize::try_from(stored).unwrap_or(usize::MAX);
         if pack.get(end) != Some(&b'\n') {
             break;
         }
@@ -221,6 +223,24 @@ fn raw_json(text: &str) -> RawEntry {
 #[must_use]
 pub fn tip(count: u64, generation: u64) -> Tip {
     Tip { count, generation }
+}
+
+/// The header line of an empty segment file of format `annals` (a number: one this build
+/// knows or not), as that format's writer made it, for the cases of files of other versions.
+#[must_use]
+pub fn header_image(annals: u64, session: SessionId, segment: SegmentId) -> Vec<u8> {
+    let header = crate::codec::Header {
+        annals,
+        kind: crate::codec::FileKind::Segment,
+        session,
+        segment,
+        generation: 0,
+        created_ms: 1_750_000_000_000,
+        fork: None,
+    };
+    let mut bytes = Vec::new();
+    crate::codec::encode_header(&header, &mut bytes).expect("a header");
+    bytes
 }
 
 /// The bytes of a format-1 segment file of `segment` in `session` holding `entries` (JSON

@@ -515,3 +515,166 @@ fn gc_rewrites_the_pack_only_when_it_holds_more_than_the_records_it_keeps() {
         assert_eq!(back, s.entries, "{what}");
     }
 }
+
+/// A tool's output: text that compresses as real ones do (lines that repeat with changes).
+fn tool_output(lines: usize, tag: &str) -> Value {
+    let text: String = (0..lines)
+        .map(|i| {
+            format!(
+                "{tag}: src/module_{}.rs:{i}: warning: unused variable `x{i}`\n",
+                i % 7
+            )
+        })
+        .collect();
+    json!({ "role": "tool", "tag": tag, "output": text })
+}
+
+fn compressing() -> annals::FsOptions {
+    annals::FsOptions {
+        blob_compression: annals::BlobCompression::ZSTD,
+        ..annals::FsOptions::default()
+    }
+}
+
+#[test]
+fn compressed_blobs_take_fewer_bytes_and_read_back_in_every_store_and_check() {
+    let store = TempStore::with_options(compressing());
+    let (session, segment) = (SessionId::new(), SegmentId::new());
+    let entries = vec![
+        json!({"n": 0}),
+        tool_output(400, "cargo"),
+        big(100_000, "é"),
+        tool_output(100, "short"),
+    ];
+    store.create(session, segment, &entries).unwrap();
+    let on_disk = |v: &Value| blob_on_disk(store.root(), session, &blob_id(v)).unwrap();
+    for v in &entries[1..] {
+        let json_len = serde_json::to_string(v).unwrap().len() as u64;
+        let found = on_disk(v);
+        let stored = found.bytes.end - found.bytes.start;
+        assert!(stored * 4 < json_len, "{stored} of {json_len}");
+        let header = std::fs::read(&found.path).unwrap();
+        let header = &header[found.header.clone().unwrap().start as usize..];
+        let line = &header[..header.iter().position(|&b| b == b'\n').unwrap()];
+        let header: Value = serde_json::from_slice(line).unwrap();
+        assert_eq!(
+            (header["len"].as_u64(), header["zstd"].as_u64()),
+            (Some(json_len), Some(stored))
+        );
+    }
+    assert_eq!(records(&store, session).len(), 3);
+    // Any store reads them, compressing or not; the checks pass; the raw path is exact.
+    let plain = store.open_another_with(annals::FsOptions::default());
+    for reader in [store.store(), &plain] {
+        let back: Vec<Value> = reader.read(session, segment).unwrap();
+        assert_eq!(back, entries);
+        assert_eq!(reader.verify(session, segment).unwrap().problem_count, 0);
+        let blob = reader.get_blob(session, &blob_id(&entries[1])).unwrap();
+        assert_eq!(
+            blob,
+            serde_json::to_string(&entries[1]).unwrap().into_bytes()
+        );
+    }
+    // Stored once: appended again through either store, nothing is added.
+    let size = std::fs::metadata(&on_disk(&entries[1]).path).unwrap().len();
+    store.append(session, segment, &entries[1]).unwrap();
+    plain.append(session, segment, &entries[2]).unwrap();
+    assert_eq!(
+        std::fs::metadata(&on_disk(&entries[1]).path).unwrap().len(),
+        size
+    );
+    // gc keeps what is referred to, compressed as it was, and drops the rest.
+    assert_eq!(store.gc_blobs(session, false).unwrap().orphans.len(), 0);
+    store.truncate(session, segment, 2).unwrap();
+    let report = plain.gc_blobs(session, false).unwrap();
+    assert_eq!(report.orphans.len(), 2, "{report:?}");
+    assert_eq!(
+        records(&store, session),
+        vec![blob_id(&entries[1]).to_string()]
+    );
+    let back: Vec<Value> = plain.read(session, segment).unwrap();
+    assert_eq!(back, entries[..2].to_vec());
+    let found = on_disk(&entries[1]);
+    let json_len = serde_json::to_string(&entries[1]).unwrap().len() as u64;
+    assert!(
+        (found.bytes.end - found.bytes.start) * 4 < json_len,
+        "kept compressed"
+    );
+}
+
+#[test]
+fn a_damaged_compressed_blob_is_reported_as_the_plain_ones_are() {
+    let store = TempStore::with_options(compressing());
+    let (session, segment) = (SessionId::new(), SegmentId::new());
+    let entries = vec![
+        json!({"n": 0}),
+        tool_output(400, "damaged"),
+        json!({"n": 2}),
+    ];
+    store.create(session, segment, &entries).unwrap();
+    let id = blob_id(&entries[1]);
+    damage_blob(store.root(), session, &id, 100);
+    match store.read::<Value>(session, segment).unwrap_err() {
+        Error::Corrupt {
+            line,
+            reason: CorruptReason::Blob { id: bad, problem },
+            ..
+        } => {
+            assert_eq!((line, bad), (3, id));
+            assert!(
+                matches!(problem, annals::BlobFault::Crc { .. }),
+                "{problem}"
+            );
+        }
+        other => panic!("expected a blob problem, got {other:?}"),
+    }
+    let verify = store.verify(session, segment).unwrap();
+    assert_eq!(verify.problem_count, 1, "{verify:?}");
+    let mut tolerant = Vec::new();
+    store
+        .replay(
+            session,
+            segment,
+            &ReplayOptions::tolerant(),
+            |_, v: Value| {
+                tolerant.push(v);
+                Ok(())
+            },
+        )
+        .unwrap();
+    assert_eq!(tolerant, vec![entries[0].clone(), entries[2].clone()]);
+    // Appending it again stores a good copy, which is found from then on.
+    store.append(session, segment, &entries[1]).unwrap();
+    let back: Vec<Value> = store.open_another().read(session, segment).unwrap();
+    assert_eq!(back.len(), 4);
+    assert_eq!(back[1], entries[1]);
+}
+
+#[test]
+fn a_format_3_file_gets_plain_records_from_a_compressing_store() {
+    // Its readers (a format-3 build) know no compressed record: they would miss the blob.
+    let store = TempStore::with_options(compressing());
+    let (session, new, old) = (SessionId::new(), SegmentId::new(), SegmentId::new());
+    let value = tool_output(400, "both");
+    store
+        .create(session, new, std::slice::from_ref(&value))
+        .unwrap();
+    let image = annals::testing::support::header_image(3, session, old);
+    std::fs::write(store.segment_path(session, old), image).unwrap();
+    store.append(session, old, &value).unwrap();
+    let json_len = serde_json::to_string(&value).unwrap().len() as u64;
+    let records = pack_records(store.root(), session);
+    let sizes: Vec<u64> = records
+        .iter()
+        .map(|(_, r)| r.bytes.end - r.bytes.start)
+        .collect();
+    assert_eq!(sizes.len(), 2, "a compressed record, then a plain one");
+    assert!(sizes[0] * 4 < json_len && sizes[1] == json_len, "{sizes:?}");
+    for segment in [new, old] {
+        let back: Vec<Value> = store.open_another().read(session, segment).unwrap();
+        assert_eq!(back, vec![value.clone()]);
+    }
+    // Format 4 is what this build creates, whatever the option.
+    let header = std::fs::read_to_string(store.segment_path(session, new)).unwrap();
+    assert!(header.contains("\"annals\":4"), "{header}");
+}

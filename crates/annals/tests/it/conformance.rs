@@ -29,6 +29,15 @@ mod fs_sync {
     }));
 }
 
+/// Blobs compressed (format 4's zstd records).
+mod fs_zstd {
+    annals::conformance_tests!(annals::testing::temp_fs_store(annals::FsOptions {
+        blob_compression: annals::BlobCompression::ZSTD,
+        max_entry_bytes: super::SMALL_MAX,
+        ..annals::FsOptions::default()
+    }));
+}
+
 /// One open file at a time: every operation on another segment evicts the cached handle, so
 /// the suite runs through the reopen paths.
 mod fs_one_open_file {
