@@ -50,6 +50,8 @@ const HEADER_MAX: usize = 160;
 const NEEDLE: &[u8] = b"\n{\"blob\":\"";
 /// What the search for the next record after damage reads at a time.
 const SEARCH_CHUNK: usize = 65_536;
+/// How far apart the search's chunks start: a chunk less a needle's length less one.
+const SEARCH_STEP: usize = SEARCH_CHUNK - (NEEDLE.len() - 1);
 
 /// Where a record's bytes are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,21 +342,18 @@ fn record_at<F: FileSystem>(
 }
 
 /// Where the first record after `pos` starts (a newline, then [`MAGIC`]): `size` if none does.
-/// Reads the file in chunks that overlap by a needle's length less one, so that a needle cut
-/// by a chunk's end is found in the next; every record it can return is after `pos`.
+/// Reads the file in chunks that start [`SEARCH_STEP`] apart, so that they overlap by a
+/// needle's length less one and a needle cut by a chunk's end is found in the next; every
+/// record it can return is after `pos`. The chunks are a range's steps: the search ends by
+/// construction, whatever a read returns.
 fn next_record<F: FileSystem>(pack: Reader<'_, F>, pos: u64, size: u64) -> Result<u64> {
     let mut buf = vec![0u8; SEARCH_CHUNK];
-    let mut at = pos;
-    while at < size {
+    for at in (pos..size).step_by(SEARCH_STEP) {
         let n = pack.read_at_most(&mut buf, at)?;
         let got = buf.get(..n).unwrap_or_default();
         if let Some(i) = memchr::memmem::find(got, NEEDLE) {
             return Ok(at + i as u64 + 1);
         }
-        if n < NEEDLE.len() {
-            break; // the end of the file
-        }
-        at += (n - (NEEDLE.len() - 1)) as u64;
     }
     Ok(size)
 }

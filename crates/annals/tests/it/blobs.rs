@@ -630,6 +630,17 @@ fn a_damaged_compressed_blob_is_reported_as_the_plain_ones_are() {
     }
     let verify = store.verify(session, segment).unwrap();
     assert_eq!(verify.problem_count, 1, "{verify:?}");
+    // Verify checks the stored bytes against their CRC before it decodes them.
+    assert!(
+        matches!(
+            &verify.problems[0].reason,
+            CorruptReason::Blob {
+                problem: annals::BlobFault::Crc { .. },
+                ..
+            }
+        ),
+        "{verify:?}"
+    );
     let mut tolerant = Vec::new();
     store
         .replay(
