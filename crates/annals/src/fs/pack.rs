@@ -936,7 +936,7 @@ mod tests {
         let mut out = Vec::new();
         let loc = encode(&id(&blob), &blob, Some(&mut compressor), &mut out);
         let dir = tempfile::tempdir().unwrap();
-        // A header that claims one byte more than the frame holds, with a right CRC.
+        // A header that claims one byte more, or one less, than the frame holds, with a right CRC.
         for claimed in [loc.len + 1, loc.len - 1] {
             let lie = Loc {
                 len: claimed,

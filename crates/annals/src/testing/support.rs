@@ -248,18 +248,8 @@ pub fn header_image(annals: u64, session: SessionId, segment: SegmentId) -> Vec<
 /// the cases whose format-1 rules differ from format 2's.
 #[must_use]
 pub fn format_1_image(session: SessionId, segment: SegmentId, entries: &[String]) -> Vec<u8> {
-    use crate::codec::{encode_entry, encode_header, FileKind, Frame, Header};
-    let header = Header {
-        annals: 1,
-        kind: FileKind::Segment,
-        session,
-        segment,
-        generation: 0,
-        created_ms: 1_750_000_000_000,
-        fork: None,
-    };
-    let mut bytes = Vec::new();
-    encode_header(&header, &mut bytes).expect("a format-1 header");
+    use crate::codec::{encode_entry, Frame};
+    let mut bytes = header_image(1, session, segment);
     for (seq, json) in (0u64..).zip(entries) {
         encode_entry(&Frame::v1(seq), json, &mut bytes).expect("a format-1 line");
     }

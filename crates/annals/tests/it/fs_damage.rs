@@ -1004,6 +1004,57 @@ fn a_huge_line_in_the_middle_is_skipped_with_bounded_memory_and_reported() {
     assert!(after > start);
 }
 
+/// Damage after a line long enough to span several read windows is reported where it is in the
+/// file, not where it sits in the window that holds it.
+#[test]
+fn damage_past_the_first_read_window_is_reported_at_its_file_offset() {
+    let f = fixture(3);
+    let start = f.bytes().len() as u64;
+    let mut huge = vec![b'y'; 1 << 20];
+    huge.push(b'\n');
+    append_bytes(&f.path, &huge);
+    append_bytes(&f.path, &entry_line(3, &entry(3).to_string()));
+    let damaged = f.bytes().len() as u64;
+    let mut bad = entry_line(4, &entry(4).to_string());
+    let middle = bad.len() / 2;
+    bad[middle] ^= 0x01;
+    append_bytes(&f.path, &bad);
+    let next = f.bytes().len() as u64;
+    append_bytes(&f.path, &entry_line(5, &entry(5).to_string()));
+    assert!(
+        damaged > 4 * 256 * 1024,
+        "the damage lies beyond the fourth window"
+    );
+
+    let (report, entries) = f.tolerant();
+    assert_eq!(seqs(&entries), vec![0, 1, 2, 3, 5]);
+    assert_eq!(
+        report.problems,
+        vec![
+            Problem {
+                line: 5,
+                offset: start,
+                reason: CorruptReason::TooLong { len: 1 << 20 },
+            },
+            Problem {
+                line: 7,
+                offset: damaged,
+                reason: crc_mismatch_of(&bad),
+            },
+            Problem {
+                line: 8,
+                offset: next,
+                reason: CorruptReason::SeqMismatch {
+                    expected: 4,
+                    found: 5
+                },
+            },
+        ]
+    );
+    assert_eq!(f.store.verify(f.session, f.segment).unwrap(), report);
+    assert_eq!(image_report(&f).unwrap().0, report);
+}
+
 #[test]
 fn a_huge_complete_last_line_blocks_a_writer_that_may_not_cut_it_with_its_real_position() {
     let f = fixture(3);
