@@ -149,8 +149,11 @@ pub struct ReplayOptions {
     /// are not necessarily checked.
     pub from_seq: u64,
     /// Hand out entries kept as blobs as their reference only ([`Body::Blob`] with `json: None`),
-    /// without reading the blob: for tools that want to stay fast. Off by default: replay
-    /// re-inflates (and checks) every entry. Typed replays ([`StoreExt::replay`]) ignore it.
+    /// without reading the blob: for tools that want to stay fast. The blob's presence and
+    /// length are still checked, so that a line whose blob is missing ends the log (or is
+    /// damage) as it does for every other reader; its bytes, CRC and hash are not. Off by
+    /// default: replay re-inflates (and checks) every entry. Typed replays
+    /// ([`StoreExt::replay`]) ignore it.
     pub blob_refs: bool,
 }
 

@@ -216,7 +216,8 @@ impl Harness {
                 false => w.as_str().to_owned(),
             })
             .collect();
-        for store in [self.fs.store() as &dyn Store, &self.model] {
+        let blob_damage = self.blob_damage[self.session_index(s.session)];
+        for (store, file) in [(self.fs.store() as &dyn Store, true), (&self.model, false)] {
             let mut got = Vec::new();
             store
                 .replay_raw(
@@ -229,7 +230,14 @@ impl Harness {
                     },
                 )
                 .expect("raw replay");
-            assert_eq!(got, raw, "raw blob references of {s:?}");
+            if file && blob_damage {
+                // A blob damaged in place at an end no line vouches for: a reading replay
+                // takes its line for an interrupted tail; a replay of references looks for
+                // the blob (a missing one ends the log for it too) but does not read it.
+                assert!(got.starts_with(&raw), "raw blob references of {s:?}");
+            } else {
+                assert_eq!(got, raw, "raw blob references of {s:?}");
+            }
         }
     }
 

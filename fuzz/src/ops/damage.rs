@@ -1,5 +1,6 @@
 //! Damage injected behind the store's back, as a crash, a power cut or a failing disk would
-//! leave it: a flipped byte, a torn write, a cut last line, garbage at the end, a damaged blob.
+//! leave it: a flipped byte, a torn write, a cut last line, garbage at the end, a damaged blob
+//! (its file, or the session's pack).
 //! Each marks the segment damaged unless what it left can be a torn tail.
 
 use std::fs::{self, OpenOptions};
@@ -13,8 +14,11 @@ use super::harness::{options, Harness};
 use crate::oracle;
 
 impl Harness {
-    /// The segment file's bytes, if it is undamaged and exists (injections that need to know
-    /// what they break only run there).
+    /// The segment file's bytes, if it is undamaged, exists, and holds no interrupted tail that
+    /// the model dropped and no writer has cut yet (injections that need to know what they
+    /// break only run there). Damage before such a tail changes what it is: once the damage is
+    /// certain, a tolerant reader hands out the tail's lines that check out, which the model
+    /// no longer has.
     pub(super) fn intact_file(&self, i: usize) -> Option<(std::path::PathBuf, Vec<u8>)> {
         let s = self.segs[i];
         if s.damaged {
@@ -22,6 +26,11 @@ impl Harness {
         }
         let path = self.fs.segment_path(s.session, s.id);
         let bytes = fs::read(&path).ok()?;
+        let (lines, _) = oracle::split_lines(&bytes);
+        let count = usize::try_from(self.model_count(&s)).expect("count");
+        if lines.len() > count + 1 {
+            return None;
+        }
         Some((path, bytes))
     }
 
@@ -191,8 +200,16 @@ impl Harness {
         let session = self.sessions[index];
         let mut blobs = Vec::new();
         let root = self.fs.root().join(session.to_string()).join("blobs");
-        for shard in fs::read_dir(root).into_iter().flatten().flatten() {
-            for blob in fs::read_dir(shard.path()).into_iter().flatten().flatten() {
+        // The pack (format 3 and later) and the blob files of its shard directories.
+        for entry in fs::read_dir(root).into_iter().flatten().flatten() {
+            let kind = entry.file_type().expect("file type");
+            if kind.is_file() && entry.file_name() == "pack" {
+                blobs.push(entry.path());
+            }
+            if !kind.is_dir() {
+                continue;
+            }
+            for blob in fs::read_dir(entry.path()).into_iter().flatten().flatten() {
                 if blob.file_type().is_ok_and(|t| t.is_file()) {
                     blobs.push(blob.path());
                 }
@@ -214,7 +231,8 @@ impl Harness {
                 .and_then(|f| f.set_len(len / 2))
                 .expect("cut blob"),
             _ => {
-                let pos = u64::from(how) % len.max(1);
+                // Anywhere in the file: a pack holds many records.
+                let pos = u64::from(how) * len / 256;
                 let file = OpenOptions::new()
                     .read(true)
                     .write(true)

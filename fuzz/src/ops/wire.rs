@@ -71,7 +71,8 @@ pub enum Op {
     PutAttachment { session: u8, bytes: Vec<u8> },
     /// Collects the session's unreferenced blobs.
     Gc { session: u8, dry_run: bool },
-    /// Damage to a blob file of a session: deleted, cut short, or a byte flipped.
+    /// Damage to a blob file or the blob pack of a session: deleted, cut short, or a byte
+    /// flipped.
     BlobDamage { session: u8, pick: u8, how: u8 },
 }
 

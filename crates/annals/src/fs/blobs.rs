@@ -265,6 +265,16 @@ impl<'t, F: FileSystem> BlobDir<'t, F> {
         })
     }
 
+    /// Whether blob `id` is there with length `len` (a record in the pack, or its own file),
+    /// without reading it: what a replay that hands out references checks.
+    pub(crate) fn present(
+        &self,
+        id: &BlobId,
+        len: u64,
+    ) -> Result<std::result::Result<(), BlobFault>> {
+        Ok(self.find(id, Some(len))?.map(|_| ()))
+    }
+
     /// Reads a blob and checks it: a pack record against its CRC, a file against its name (and
     /// both against `len`, if given). Nothing longer than the reference says, or than the
     /// store's largest entry, is read.

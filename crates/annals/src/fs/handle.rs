@@ -342,6 +342,17 @@ impl<F: FileSystem> Handle<F> {
         self.poisoned = Some(Poison::new(op, error));
     }
 
+    /// Under the lock, runs `settle` (the writer's recovery) if the end of the file is not
+    /// settled: what an append does before it writes anything, its blobs included.
+    pub(crate) fn settle_end(
+        &mut self,
+        tree: &Tree<F>,
+        settle: &dyn Fn(&mut Self) -> Result<()>,
+    ) -> Result<()> {
+        self.check_poison()?;
+        self.locked(tree, |h| if h.settled { Ok(()) } else { settle(h) })
+    }
+
     /// Appends `entries`, prepared for a file of `prepared_for`, as one `write(2)`, under the
     /// lock, after `settle` (the writer's recovery) if the end of the file is not settled.
     /// `expected` is the detector's tip. [`Appended::Reprepare`] (nothing written) if the

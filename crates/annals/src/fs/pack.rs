@@ -358,6 +358,26 @@ fn next_record<F: FileSystem>(pack: Reader<'_, F>, pos: u64, size: u64) -> Resul
     Ok(size)
 }
 
+/// Whether the pack (of `size` bytes) still holds blob `id`, `bytes`, where `loc` says, as a
+/// reader would find it there: a header that names this id with these lengths and CRC (a
+/// header damaged since the index was read sends readers elsewhere, although the bytes after
+/// it are intact), and the blob's bytes, read back. What a writer checks before it takes a blob
+/// as stored.
+fn holds<F: FileSystem>(
+    pack: Reader<'_, F>,
+    (id, bytes): (&BlobId, &[u8]),
+    loc: &Loc,
+    size: u64,
+    max_len: u64,
+) -> Result<bool> {
+    let mut head = [0u8; HEADER_MAX];
+    match record_at(pack, &mut head, loc.record, size, max_len)? {
+        At::Record(there, found) if there == *id && found == *loc => {}
+        _ => return Ok(false),
+    }
+    Ok(read_record(pack, loc)?.is_ok_and(|there| there == bytes))
+}
+
 /// A record's blob, read whole (and decompressed), or the fault that keeps it from being read:
 /// bytes that are not the ones the CRC was taken of, or a compressed record that does not
 /// decompress to its length. Nothing beyond the record's length is allocated for.
@@ -594,7 +614,7 @@ fn append_locked<F: FileSystem>(
             // The same bytes, there, in a record the file's readers know: stored already (a
             // kept index is only a hint).
             let serves = packing.compressed_serves || !loc.zstd;
-            if serves && read_record(pack, &loc)?.is_ok_and(|there| there == *bytes) {
+            if serves && holds(pack, (id, bytes), &loc, size, max_len)? {
                 continue;
             }
         }

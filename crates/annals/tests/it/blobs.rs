@@ -193,6 +193,58 @@ fn a_missing_blob_is_a_clear_error_and_verify_finds_it() {
     ));
 }
 
+/// What a replay of references (blobs not read) delivers, or its error.
+fn references(s: &Setup, options: ReplayOptions) -> annals::Result<Vec<u64>> {
+    let mut seqs = Vec::new();
+    s.store
+        .replay_raw(s.session, s.segment, &options.blob_refs(), &mut |e| {
+            seqs.push(e.seq);
+            Ok(ControlFlow::Continue(()))
+        })?;
+    Ok(seqs)
+}
+
+#[test]
+fn a_replay_of_references_finds_a_missing_blob_where_a_reading_replay_does() {
+    // In the middle, with a later write after it: damage, for both.
+    let s = setup();
+    let id = blob_id(&s.entries[1]);
+    remove_blob(s.store.root(), s.session, &id);
+    let err = references(&s, ReplayOptions::strict()).unwrap_err();
+    let read = s.store.read::<Value>(s.session, s.segment).unwrap_err();
+    assert_eq!(err.to_string(), read.to_string());
+    assert!(matches!(
+        err,
+        Error::Corrupt {
+            line: 3,
+            reason: CorruptReason::Blob { .. },
+            ..
+        }
+    ));
+    assert_eq!(
+        references(&s, ReplayOptions::tolerant()).unwrap(),
+        vec![0, 2]
+    );
+
+    // At the end of what a buffered append wrote, no line vouching for it: the end of the log
+    // for both (an interrupted tail), not an entry that only one of them hands out.
+    let s = setup();
+    let last = big(50_000, "last");
+    s.store.append(s.session, s.segment, &last).unwrap();
+    remove_blob(s.store.root(), s.session, &blob_id(&last));
+    assert_eq!(
+        s.store.read::<Value>(s.session, s.segment).unwrap(),
+        s.entries
+    );
+    assert_eq!(
+        references(&s, ReplayOptions::strict()).unwrap(),
+        vec![0, 1, 2]
+    );
+    // (The store that wrote it keeps the tip it made; another one looks.)
+    let fresh = annals::FsStore::open(s.store.root()).unwrap();
+    assert_eq!(fresh.tip(s.session, s.segment).unwrap().count, 3);
+}
+
 #[test]
 fn entries_just_around_the_inline_limit_land_inline_or_as_blobs_and_read_back_equal() {
     let store = TempStore::new();
@@ -688,4 +740,44 @@ fn a_format_3_file_gets_plain_records_from_a_compressing_store() {
     // Format 4 is what this build creates, whatever the option.
     let header = std::fs::read_to_string(store.segment_path(session, new)).unwrap();
     assert!(header.contains("\"annals\":4"), "{header}");
+}
+
+/// The store keeps each pack's index between calls; a record whose header was damaged since
+/// (its id, or its CRC) sends readers elsewhere although the bytes after it are intact, so an
+/// append of the same blob writes it again instead of taking it as stored.
+#[test]
+fn a_blob_whose_record_header_was_damaged_since_the_store_read_the_pack_is_written_again() {
+    // In the id's hex digits, and in the CRC's last digit (another digit: the header parses).
+    for from_start in [true, false] {
+        let store = TempStore::new();
+        let session = SessionId::new();
+        let entry = big(10_000, "again");
+        let id = blob_id(&entry);
+        store
+            .create(session, SegmentId::new(), std::slice::from_ref(&entry))
+            .unwrap();
+        let found = blob_on_disk(store.root(), session, &id).unwrap();
+        let header = found.header.clone().unwrap();
+        let at = if from_start {
+            header.start + 12
+        } else {
+            header.end - 3
+        };
+        let mut bytes = std::fs::read(&found.path).unwrap();
+        bytes[usize::try_from(at).unwrap()] ^= 1;
+        std::fs::write(&found.path, &bytes).unwrap();
+
+        let segment = SegmentId::new();
+        store
+            .create(session, segment, std::slice::from_ref(&entry))
+            .unwrap();
+        let fresh = annals::FsStore::open(store.root()).unwrap();
+        assert_eq!(
+            fresh.read::<Value>(session, segment).unwrap(),
+            vec![entry.clone()],
+            "damage at {at} of the header"
+        );
+        assert_eq!(fresh.verify(session, segment).unwrap().problem_count, 0);
+        assert_eq!(records(&store, session).len(), 2, "written again");
+    }
 }

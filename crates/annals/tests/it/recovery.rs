@@ -214,6 +214,51 @@ fn a_hole_before_a_later_unsynced_write_is_cut_from_the_hole_by_the_next_writer(
     assert_eq!(log.ns(&next), [0, 1, 2, 9]);
 }
 
+/// A worker that resumes after a power cut often does its last step again, and gets the same
+/// output: the same blob. The line of the blob the cut lost is an interrupted tail for every
+/// reader; the worker's append of the same bytes must move it aside first, not make it whole.
+#[test]
+fn a_line_whose_blob_a_power_cut_lost_stays_cut_when_the_same_blob_is_appended_again() {
+    let log = Log::new(Durability::Buffered, 2);
+    let writer = log.store();
+    writer.sync(log.session, log.segment).unwrap();
+    let output = json!({ "n": 7, "output": "the same tool output\n".repeat(400) });
+    let pack = log.root.join(log.session.to_string()).join("blobs/pack");
+    let packed_before = fs::metadata(&pack).map_or(0, |m| m.len());
+    writer.append(log.session, log.segment, &output).unwrap();
+    // The power cut: the line reached the disk, the blob's record did not.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&pack)
+        .unwrap()
+        .set_len(packed_before)
+        .unwrap();
+    drop(writer);
+
+    let resumed = log.store();
+    let tip = resumed.tip(log.session, log.segment).unwrap();
+    assert_eq!(tip.count, 2, "the lost blob's line is an interrupted tail");
+    let lost_line = log.bytes()[line_starts(&log.bytes())[3]..].to_vec();
+    let after = resumed
+        .append_if(
+            log.session,
+            log.segment,
+            tip,
+            &[annals::RawEntry::from_value(&output).unwrap()],
+        )
+        .unwrap();
+    assert_eq!(after.count, 3, "appended where the reader's tip said");
+    assert_eq!(after.generation, tip.generation);
+    let event = resumed.take_recovered().pop().expect("the tail was cut");
+    match &event.why {
+        CutReason::Interrupted(tail) => assert_eq!(tail.kind, TailKind::LostBlob),
+        other => panic!("cut for {other:?}"),
+    }
+    assert_eq!(fs::read(&event.saved).unwrap(), lost_line);
+    let entries: Vec<Value> = log.store().read(log.session, log.segment).unwrap();
+    assert_eq!(entries, vec![entry(0), entry(1), output]);
+}
+
 #[test]
 fn point_in_time_cuts_at_damage_later_lines_vouch_for_under_a_new_generation() {
     // Entries 0..5 synced (each line vouches for those before it), 5 and 6 buffered, so the
