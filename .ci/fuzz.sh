@@ -11,7 +11,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-60}"
-targets="${FUZZ_TARGETS:-line_decoder replay_image store_ops}"
+targets="${FUZZ_TARGETS:-line_decoder replay_image store_ops blob_pack}"
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
     echo "skipping fuzzing: no nightly toolchain"
@@ -38,6 +38,7 @@ for t in $targets; do
         line_decoder) args=(-max_len=8192 -dict=fuzz/dict/annals.dict) ;;
         replay_image) args=(-max_len=262144 -dict=fuzz/dict/annals.dict) ;;
         store_ops) args=(-max_len=4096) ;;
+        blob_pack) args=(-max_len=65536 -dict=fuzz/dict/pack.dict) ;;
         *) echo "unknown fuzz target $t" >&2; exit 2 ;;
     esac
     corpus="$work/corpus/$t"

@@ -5,7 +5,7 @@
 
 use annals::codec::{self, FileKind, Frame, Header, Lineage, Marks, Version};
 use annals::testing::support::{segment_id, session_id};
-use annals::MAX_LINE;
+use annals::{BlobCompression, BlobId, FsOptions, FsStore, RawEntry, Store, MAX_LINE};
 
 use crate::ops::{self, Entry, Op};
 use crate::oracle;
@@ -555,10 +555,82 @@ pub fn store_ops() -> Vec<Seed> {
 
 /// Every target's seeds.
 #[must_use]
+/// An entry of `n` lines of tool output: compressible.
+fn tool_output(n: usize, tag: &str) -> String {
+    format!(
+        "{{\"tool\":\"{tag}\",\"output\":\"{}\"}}",
+        "line of tool output\\n".repeat(n)
+    )
+}
+
+/// An entry of `n` hex digits that follow no pattern zstd finds: a plain record even in a
+/// compressing store.
+fn hex_data(n: usize) -> String {
+    let mut hex = String::new();
+    let mut next = BlobId::of(b"seed");
+    while hex.len() < n {
+        hex.push_str(&next.to_string());
+        next = BlobId::of(next.to_string().as_bytes());
+    }
+    format!("{{\"data\":\"{hex}\"}}")
+}
+
+/// The pack a store writes for `entries` (each too long for a line), compressed or not.
+fn pack_of(entries: &[String], compression: BlobCompression) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = FsOptions {
+        blob_compression: compression,
+        ..FsOptions::default()
+    };
+    let store = FsStore::open_with(dir.path(), options).expect("store");
+    let raw: Vec<RawEntry> = entries
+        .iter()
+        .map(|e| RawEntry::from_json(e).expect("json"))
+        .collect();
+    let session = session_id(1);
+    store
+        .create_segment(session, segment_id(17), &raw)
+        .expect("segment");
+    std::fs::read(dir.path().join(session.to_string()).join("blobs/pack")).expect("pack")
+}
+
+pub fn blob_pack() -> Vec<Seed> {
+    let plain = pack_of(
+        &[
+            tool_output(300, "a"),
+            hex_data(9_000),
+            tool_output(1_000, "b"),
+        ],
+        BlobCompression::None,
+    );
+    let compressed = pack_of(
+        &[
+            tool_output(300, "a"),
+            hex_data(9_000),
+            tool_output(1_000, "b"),
+        ],
+        BlobCompression::ZSTD,
+    );
+    // The first record again after the others (a blob written again), and a record the file
+    // ends inside (a crash during the write).
+    let first_end = plain.iter().position(|&b| b == b'\n').expect("header") + 1;
+    let first_len = first_end + tool_output(300, "a").len() + 1;
+    let mut again = plain.clone();
+    again.extend_from_slice(&plain[..first_len]);
+    again.extend_from_slice(&compressed[..compressed.len() / 2]);
+    vec![
+        ("pack-empty", Vec::new()),
+        ("pack-plain", plain),
+        ("pack-compressed", compressed),
+        ("pack-again-and-unfinished", again),
+    ]
+}
+
 pub fn all() -> Vec<(&'static str, Vec<Seed>)> {
     vec![
         ("line_decoder", line_decoder()),
         ("replay_image", replay_image()),
         ("store_ops", store_ops()),
+        ("blob_pack", blob_pack()),
     ]
 }
