@@ -11,6 +11,7 @@ use annals_postgres::{PgOptions, PgStore};
 
 pub use crate::location::Location;
 
+use crate::cmd::WriteArgs;
 use crate::fail::{store_error, Cause, Failure, CANNOT_RUN};
 
 impl Location {
@@ -132,6 +133,23 @@ impl Target {
         match &self.backend {
             Backend::Fs(store) => store,
             Backend::Pg(store) => store.as_ref(),
+        }
+    }
+
+    /// The same store, opened for a writing command's `--durable` and `--compress` (a
+    /// filesystem store: its options; a database is durable either way, and `--compress` was
+    /// refused for it by [`WriteArgs::check`]).
+    pub fn for_writes(self, write: &WriteArgs) -> Result<Self, Failure> {
+        match (&self.backend, &self.location) {
+            (Backend::Fs(_), Location::Fs(root)) if *write != WriteArgs::default() => {
+                let store = FsStore::open_with(root, write.fs_options())
+                    .map_err(|e| store_error(e, &self.location.describe()))?;
+                Ok(Self {
+                    backend: Backend::Fs(store),
+                    location: self.location,
+                })
+            }
+            _ => Ok(self),
         }
     }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use annals::{RawEntry, SegmentId, SessionId, Tip};
 use clap::{Args, ValueEnum};
 
+use super::WriteArgs;
 use crate::fail::{Failure, Outcome, CANNOT_RUN, OK};
 use crate::lines::{read_line, Read};
 use crate::target::{Location, Target};
@@ -50,6 +51,9 @@ pub struct AppendArgs {
     /// No summary line on stderr
     #[arg(long, short = 'q')]
     pub quiet: bool,
+
+    #[command(flatten)]
+    pub write: WriteArgs,
 }
 
 /// `--print`.
@@ -65,11 +69,13 @@ pub fn run(location: &Location, args: &AppendArgs) -> Outcome {
     // Nothing is created before the input is accepted: a refused append leaves no store
     // root behind.
     location.check_writable()?;
+    args.write.check(location)?;
     let existing = if args.create {
         Target::existing_if_any(location)?
     } else {
         Some(Target::existing(location)?)
     };
+    let existing = existing.map(|t| t.for_writes(&args.write)).transpose()?;
     let (session, segment) = resolve(existing.as_ref(), args)?;
     let stdin = io::stdin();
     if stdin.is_terminal() {
@@ -86,6 +92,7 @@ pub fn run(location: &Location, args: &AppendArgs) -> Outcome {
         session,
         segment,
         create: args.create,
+        write: args.write,
         print: args.print,
         out: io::stdout(),
         appended: 0,
@@ -149,6 +156,7 @@ struct Writer<'l> {
     session: SessionId,
     segment: SegmentId,
     create: bool,
+    write: WriteArgs,
     print: Option<PrintWhat>,
     out: io::Stdout,
     appended: u64,
@@ -160,7 +168,7 @@ struct Writer<'l> {
 impl Writer<'_> {
     fn target(&mut self) -> Result<&Target, Failure> {
         if self.target.is_none() {
-            self.target = Some(Target::writable(self.location)?);
+            self.target = Some(Target::writable(self.location)?.for_writes(&self.write)?);
         }
         self.target
             .as_ref()
@@ -244,9 +252,10 @@ impl Writer<'_> {
                 String::new()
             };
             say!(
-                "appended {} entr{} to segment {}{created}{range}, now {} entries",
+                "appended {} entr{}{} to segment {}{created}{range}, now {} entries",
                 self.appended,
                 if self.appended == 1 { "y" } else { "ies" },
+                if self.write.durable { " durably" } else { "" },
                 self.segment,
                 tip.count
             );

@@ -14,6 +14,7 @@ use annals::{
 };
 use clap::Args;
 
+use super::WriteArgs;
 use crate::fail::{store_error, Failure, Outcome, CANNOT_RUN, OK, PROBLEMS};
 use crate::target::{Location, Target};
 
@@ -33,6 +34,9 @@ pub struct CopyArgs {
     /// Sessions to copy (full ids or unique prefixes); all of them if none is given
     #[arg(value_name = "SESSION")]
     pub sessions: Vec<String>,
+
+    #[command(flatten)]
+    pub write: WriteArgs,
 }
 
 /// One side of the copy, with what error messages call it.
@@ -70,8 +74,11 @@ pub fn run(args: &CopyArgs) -> Outcome {
         store: Target::existing(&from)?.into_shared(),
         shown: from.shown(),
     };
+    args.write.check(&to)?;
     let to = Side {
-        store: Target::writable(&to)?.into_shared(),
+        store: Target::writable(&to)?
+            .for_writes(&args.write)?
+            .into_shared(),
         shown: to.shown(),
     };
     let sessions = sessions(&from, &args.sessions)?;

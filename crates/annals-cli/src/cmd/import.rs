@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use annals::{AttachmentMeta, RawEntry, SegmentId, SessionId};
 use clap::Args;
 
+use super::WriteArgs;
 use crate::export_file::{Event, Reader, Refusal, SegmentStart};
 use crate::fail::{check_interrupt, Cause, Failure, Outcome, CANNOT_RUN, OK};
 use crate::target::{Location, Target};
@@ -29,6 +30,9 @@ pub struct ImportArgs {
     /// Only check the file and say what it holds; write nothing
     #[arg(long)]
     pub dry_run: bool,
+
+    #[command(flatten)]
+    pub write: WriteArgs,
 }
 
 /// What the file holds, per session.
@@ -46,7 +50,10 @@ struct Contents {
 
 pub fn run(location: &Location, args: &ImportArgs) -> Outcome {
     location.check_writable()?;
-    let existing = Target::existing_if_any(location)?;
+    args.write.check(location)?;
+    let existing = Target::existing_if_any(location)?
+        .map(|t| t.for_writes(&args.write))
+        .transpose()?;
     let max = existing
         .as_ref()
         .map_or(annals::DEFAULT_MAX_ENTRY_BYTES, |t| {
@@ -102,7 +109,7 @@ pub fn run(location: &Location, args: &ImportArgs) -> Outcome {
     }
     let target = match existing {
         Some(t) => t,
-        None => Target::writable(location)?,
+        None => Target::writable(location)?.for_writes(&args.write)?,
     };
     let mut import = Import {
         target: &target,

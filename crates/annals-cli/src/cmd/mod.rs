@@ -21,10 +21,12 @@ pub mod verify;
 
 use std::io;
 
+use annals::{BlobCompression, Durability, FsOptions};
 use annals_cli::search::{time, Filter, FilterSpec};
 use clap::Args;
 
 use crate::fail::Failure;
+use crate::target::Location;
 use crate::term::Style;
 
 /// `--where`, `--since`, `--until`, `--from`, `--to`: shared by `cat`, `follow` and `grep`.
@@ -70,6 +72,53 @@ impl FilterArgs {
     }
 }
 
+/// `--durable`, `--compress`: how the commands that write entries (`append`, `import`, `copy`)
+/// store them.
+#[derive(Debug, Args, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteArgs {
+    /// Make each write durable before it is reported: on a filesystem store every append is
+    /// fdatasynced (the `Sync` mode), so what the command says it wrote survives a power cut,
+    /// not only a crash. A PostgreSQL store is durable either way
+    #[arg(long)]
+    pub durable: bool,
+
+    /// Compress the blobs of entries too long for a line (zstd level 3, in the session's blob
+    /// pack): on real-shaped agent sessions 0.58x the bytes on disk, at 1.8-2.8x the time of a
+    /// buffered append. Filesystem stores only; every reader reads both kinds
+    #[arg(long)]
+    pub compress: bool,
+}
+
+impl WriteArgs {
+    /// Refuses `--compress` for a store without blob packs, before anything is read or written.
+    pub fn check(&self, location: &Location) -> Result<(), Failure> {
+        if self.compress {
+            location.files_only(
+                "--compress",
+                "blobs are compressed in a session's blob pack",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The filesystem store's options these flags ask for.
+    pub fn fs_options(&self) -> FsOptions {
+        FsOptions {
+            durability: if self.durable {
+                Durability::Sync
+            } else {
+                Durability::Buffered
+            },
+            blob_compression: if self.compress {
+                BlobCompression::ZSTD
+            } else {
+                BlobCompression::None
+            },
+            ..FsOptions::default()
+        }
+    }
+}
+
 /// Says on stderr how many entries a time filter left out for having no append time.
 pub fn note_untimed(untimed: u64) {
     if untimed > 0 {
@@ -106,5 +155,33 @@ pub fn warn(failure: &Failure) {
     if let Some(message) = failure.message() {
         let style = Style::stderr();
         say!("{}: {message}", style.bold("annals"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_flags_choose_the_sync_mode_and_zstd_and_nothing_else() {
+        let plain = WriteArgs::default().fs_options();
+        assert_eq!(plain.durability, Durability::Buffered);
+        assert_eq!(plain.blob_compression, BlobCompression::None);
+        let both = WriteArgs {
+            durable: true,
+            compress: true,
+        }
+        .fs_options();
+        assert_eq!(both.durability, Durability::Sync);
+        assert_eq!(both.blob_compression, BlobCompression::ZSTD);
+        let defaults = FsOptions::default();
+        assert_eq!(
+            (both.max_entry_bytes, both.lock_wait, both.recovery),
+            (
+                defaults.max_entry_bytes,
+                defaults.lock_wait,
+                defaults.recovery
+            )
+        );
     }
 }

@@ -333,7 +333,7 @@ fn what_only_files_have_is_refused_on_postgres_naming_the_command_and_why() {
     let (session, segment) = (SessionId::new(), SegmentId::new());
     let store = PgStore::open_with(PgOptions::new(server.url()).schema(pg.schema.clone())).unwrap();
     store.create(session, segment, &[json!(1)]).unwrap();
-    let g = segment.to_string();
+    let (s, g) = (session.to_string(), segment.to_string());
     for (args, what) in [
         (
             vec!["repair", g.as_str(), "--yes"],
@@ -347,8 +347,12 @@ fn what_only_files_have_is_refused_on_postgres_naming_the_command_and_why() {
             vec!["follow", g.as_str(), "--raw"],
             "follow --raw works on filesystem stores only",
         ),
+        (
+            vec!["append", &s, g.as_str(), "--compress"],
+            "--compress works on filesystem stores only",
+        ),
     ] {
-        let out = pg.expect(&args, "", 2);
+        let out = pg.expect(&args, "{\"n\": 2}\n", 2);
         let err = stderr_of(&out);
         assert!(err.contains(what), "{err}");
         assert!(err.contains(&pg.schema), "names the store: {err}");

@@ -140,6 +140,70 @@ fn append_stores_entries_of_any_size_up_to_the_maximum_as_blobs() {
     fx.annals().arg("verify").assert().success();
 }
 
+/// The bytes of `key`'s session's blob pack.
+fn pack_of(fx: &Fixture, key: (SessionId, SegmentId)) -> Vec<u8> {
+    std::fs::read(fx.root().join(key.0.to_string()).join("blobs/pack")).unwrap()
+}
+
+#[test]
+fn append_compress_keeps_large_entries_as_compressed_records_that_every_reader_reads() {
+    let fx = Fixture::new();
+    let output = json!({"output": "line of tool output\n".repeat(5_000)});
+    let input = format!("{output}\n{{\"n\":1}}\n");
+    for (compress, key) in [(false, fx.segment(0)), (true, fx.segment(0))] {
+        let mut cmd = fx.annals();
+        cmd.arg("append").args(ids(key));
+        if compress {
+            cmd.arg("--compress");
+        }
+        let out = cmd.write_stdin(input.clone()).output().unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let pack = pack_of(&fx, key);
+        let text = output.to_string();
+        // docs/FORMAT.md: a compressed record's header names its stored length, `"zstd":S`.
+        let zstd = pack.windows(7).any(|w| w == b"\"zstd\":");
+        assert_eq!(zstd, compress, "a compressed record iff --compress");
+        if compress {
+            assert!(pack.len() < text.len() / 4, "{} bytes", pack.len());
+        } else {
+            assert!(pack.len() > text.len(), "{} bytes", pack.len());
+        }
+        let cat = fx
+            .annals()
+            .args(["cat", &key.1.to_string()])
+            .output()
+            .unwrap();
+        assert!(cat.status.success(), "{}", stderr_of(&cat));
+        assert_eq!(stdout_of(&cat), format!("{text}\n{{\"n\":1}}\n"));
+        assert_eq!(
+            read_all(&fx.store, key),
+            vec![output.clone(), json!({"n": 1})]
+        );
+    }
+    fx.annals().arg("verify").assert().success();
+}
+
+#[test]
+fn append_durable_appends_and_says_the_entries_are_durable() {
+    let fx = Fixture::new();
+    let key = fx.segment(1);
+    let out = fx
+        .annals()
+        .arg("append")
+        .args(ids(key))
+        .arg("--durable")
+        .write_stdin("{\"n\": 1}\n{\"n\": 2}\n")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("appended 2 entries durably to segment"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(read_all(&fx.store, key).len(), 3);
+}
+
 #[test]
 fn append_refuses_an_entry_over_the_store_maximum_without_holding_it() {
     let fx = Fixture::new();
