@@ -149,10 +149,11 @@ pub struct ReplayOptions {
     /// are not necessarily checked.
     pub from_seq: u64,
     /// Hand out entries kept as blobs as their reference only ([`Body::Blob`] with `json: None`),
-    /// without reading the blob: for tools that want to stay fast. The blob's presence and
-    /// length are still checked, so that a line whose blob is missing ends the log (or is
-    /// damage) as it does for every other reader; its bytes, CRC and hash are not. Off by
-    /// default: replay re-inflates (and checks) every entry. Typed replays
+    /// without reading the blob: for tools that want to stay fast. A filesystem store still
+    /// looks the blob up (in the pack's index, which a replay builds once from the record
+    /// headers, or as a file) and checks its length, so that a line whose blob is missing ends
+    /// the log (or is damage) as it does for every other reader; its bytes, CRC and hash are
+    /// not read. Off by default: replay re-inflates (and checks) every entry. Typed replays
     /// ([`StoreExt::replay`]) ignore it.
     pub blob_refs: bool,
 }
@@ -1052,11 +1053,16 @@ impl<'a> Prepared<'a> {
     /// Inline if it fits in a line of a file of `version` whatever its sequence number and
     /// marks, else a blob reference.
     pub(crate) fn of(entry: &'a RawEntry, version: codec::Version) -> Self {
-        if entry.len() <= version.max_inline() {
-            Self::Inline(entry)
-        } else {
+        if Self::spills(entry, version) {
             Self::Blob(BlobRef::for_entry(entry.as_str()))
+        } else {
+            Self::Inline(entry)
         }
+    }
+
+    /// Whether `entry` goes to a blob in a file of `version`: the one place that decides.
+    pub(crate) fn spills(entry: &RawEntry, version: codec::Version) -> bool {
+        entry.len() > version.max_inline()
     }
 
     /// Appends the entry's line, framed by `frame`, to `out`.

@@ -206,15 +206,17 @@ impl<F: FileSystem> FsStore<F> {
         entries: &[RawEntry],
         expected: Option<Tip>,
     ) -> Result<Tip> {
+        let mut version = lock(handle).version(&self.tree)?;
         // The writer's recovery judges an end no line vouches for by its blobs, so it looks
         // before this call packs any: the same bytes packed again would make whole the line of
         // a blob a power cut lost, and bring back the interrupted tail readers were told of.
-        if !lock(handle).settled {
+        // (An append of lines only settles under the one lock of its write.)
+        let packs = entries.iter().any(|e| Prepared::spills(e, version));
+        if packs && !lock(handle).settled {
             self.writing(handle, writer, |h| {
                 h.settle_end(&self.tree, &|h| self.settle(h))
             })?;
         }
-        let mut version = lock(handle).version(&self.tree)?;
         for _ in 0..3 {
             let (prepared, blob_lock) = self.prepare(session, entries, version, false)?;
             let appended = self.writing(handle, writer, |h| {

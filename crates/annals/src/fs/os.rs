@@ -78,10 +78,22 @@ impl FileSystem for OsFs {
     fn open_root(&self, path: &Path, create: bool) -> io::Result<OsDir> {
         if create && !path.is_dir() {
             use std::os::unix::fs::DirBuilderExt;
+            // The directories that are not there yet, deepest first.
+            let missing: Vec<&Path> = path.ancestors().take_while(|p| !p.exists()).collect();
             std::fs::DirBuilder::new()
                 .mode(0o700)
                 .recursive(true)
                 .create(path)?;
+            // Each new name made durable in its parent, outermost first: a store made and
+            // written durably keeps its root across a power cut. Only fsyncs, which change
+            // nothing outside the root.
+            for dir in missing.iter().rev() {
+                let parent = match dir.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+                File::open(parent)?.sync_all()?;
+            }
         }
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
         Ok(OsDir(rustix::fs::open(path, flags, Mode::empty())?))

@@ -102,8 +102,12 @@ impl<F: FileSystem> Tree<F> {
     }
 
     /// The directory `name` in `parent`, created (mode `0700`) if missing; a new one's name is
-    /// made durable in `parent` before it is used.
+    /// made durable in `parent` before it is used. Opened first: where it exists (every append
+    /// with a blob after a session's first) that is the only call.
     pub(crate) fn make_dir(&self, parent: &Dir<F>, name: &str) -> Result<Dir<F>> {
+        if let Some(dir) = self.dir(parent, name)? {
+            return Ok(dir);
+        }
         let created = self
             .fs
             .create_dir(&parent.handle, name)
