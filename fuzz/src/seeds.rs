@@ -553,8 +553,6 @@ pub fn store_ops() -> Vec<Seed> {
         .collect()
 }
 
-/// Every target's seeds.
-#[must_use]
 /// An entry of `n` lines of tool output: compressible.
 fn tool_output(n: usize, tag: &str) -> String {
     format!(
@@ -594,6 +592,9 @@ fn pack_of(entries: &[String], compression: BlobCompression) -> Vec<u8> {
     std::fs::read(dir.path().join(session.to_string()).join("blobs/pack")).expect("pack")
 }
 
+/// Seeds of `blob_pack`: packs as a store writes them, plain and compressed, and with a blob
+/// written again and a record cut short.
+#[must_use]
 pub fn blob_pack() -> Vec<Seed> {
     let plain = pack_of(
         &[
@@ -626,6 +627,8 @@ pub fn blob_pack() -> Vec<Seed> {
     ]
 }
 
+/// Every target's seeds.
+#[must_use]
 pub fn all() -> Vec<(&'static str, Vec<Seed>)> {
     vec![
         ("line_decoder", line_decoder()),

@@ -231,8 +231,9 @@ impl Harness {
                 .and_then(|f| f.set_len(len / 2))
                 .expect("cut blob"),
             _ => {
-                // Anywhere in the file: a pack holds many records.
-                let pos = u64::from(how) * len / 256;
+                // Anywhere in the file, to the byte in a file of up to 64 KiB: a pack holds
+                // many records.
+                let pos = (u64::from(pick) << 8 | u64::from(how)) * len / 65_536;
                 let file = OpenOptions::new()
                     .read(true)
                     .write(true)
