@@ -183,25 +183,62 @@ fn append_compress_keeps_large_entries_as_compressed_records_that_every_reader_r
     fx.annals().arg("verify").assert().success();
 }
 
-#[test]
-fn append_durable_appends_and_says_the_entries_are_durable() {
-    let fx = Fixture::new();
-    let key = fx.segment(1);
-    let out = fx
-        .annals()
-        .arg("append")
-        .args(ids(key))
-        .arg("--durable")
-        .write_stdin("{\"n\": 1}\n{\"n\": 2}\n")
-        .output()
+/// Streams three lines, one at a time (each its own write), and returns the `u` of the lines
+/// written, and what the command said: docs/FORMAT.md, `u` counts the entries before a line
+/// that were not known durable when it was written.
+fn unsynced_of_streamed_lines(fx: &Fixture, durable: bool) -> (Vec<u64>, String) {
+    let key = fx.segment(0);
+    let mut cmd = fx.spawnable();
+    cmd.arg("append").args(ids(key)).args(["--print", "seqs"]);
+    if durable {
+        cmd.arg("--durable");
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    for i in 0..3u64 {
+        writeln!(stdin, "{{\"n\": {i}}}").unwrap();
+        stdin.flush().unwrap();
+        // Its sequence number is printed once it is written (and, with --durable, synced).
+        let mut seq = String::new();
+        stdout.read_line(&mut seq).unwrap();
+        assert_eq!(seq.trim(), i.to_string());
+    }
+    drop(stdin);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(wait_bounded(&mut child).success(), "{err}");
+    let text = std::fs::read_to_string(fx.path(key)).unwrap();
+    let unsynced = text
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let line: Value = serde_json::from_str(line).unwrap();
+            line["u"].as_u64().unwrap_or(0)
+        })
+        .collect();
+    (unsynced, err)
+}
+
+#[test]
+fn append_durable_syncs_each_write_before_it_reports_it() {
+    let fx = Fixture::new();
+    // Buffered: every line after the first knows the entries before it are not synced.
+    let (buffered, said) = unsynced_of_streamed_lines(&fx, false);
+    assert_eq!(buffered, [0, 1, 2], "{said}");
+    assert!(!said.contains("durably"), "{said}");
+    // Durable: each write was synced before the next, so each line finds all before it durable.
+    let (durable, said) = unsynced_of_streamed_lines(&fx, true);
+    assert_eq!(durable, [0, 0, 0]);
     assert!(
-        stderr_of(&out).contains("appended 2 entries durably to segment"),
-        "{}",
-        stderr_of(&out)
+        said.contains("appended 3 entries durably to segment"),
+        "{said}"
     );
-    assert_eq!(read_all(&fx.store, key).len(), 3);
 }
 
 #[test]
