@@ -18,7 +18,7 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use annals::codec::{self, FileKind, Frame, Header, Marks, Version};
-use annals::testing::support::{segment_id, session_id};
+use annals::testing::support::{segment_id, session_id, TempStore};
 use annals::{
     BlobId, BlobRef, Body, FsOptions, FsStore, RawEntry, ReplayOptions, SegmentId, SessionId, Store,
 };
@@ -159,25 +159,26 @@ fn replay(
 }
 
 pub fn check(data: &[u8]) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let root = dir.path().join("store");
+    let options = FsOptions {
+        max_entry_bytes: MAX_ENTRY,
+        ..FsOptions::default()
+    };
+    // In memory where the machine allows: thousands of inputs, each with fsyncs.
+    let temp = TempStore::on_tmpfs(options);
+    let store = temp.store();
+    let root = temp.root().to_path_buf();
     let (session, segment) = (session_id(1), segment_id(17));
     let key = (session, segment);
     let blobs = root.join(session.to_string()).join("blobs");
     std::fs::create_dir_all(&blobs).expect("blobs dir");
     std::fs::write(blobs.join("pack"), data).expect("pack");
     let refs = named(data);
-    let options = FsOptions {
-        max_entry_bytes: MAX_ENTRY,
-        ..FsOptions::default()
-    };
-    let store = FsStore::open_with(&root, options).expect("store");
-    write_segment(&store, key, &refs);
+    write_segment(store, key, &refs);
 
     let report = store.verify(session, segment).expect("verify");
     let clean = report.is_clean();
-    let strict = replay(&store, key, &ReplayOptions::strict(), clean);
-    let tolerant = replay(&store, key, &ReplayOptions::tolerant(), clean)
+    let strict = replay(store, key, &ReplayOptions::strict(), clean);
+    let tolerant = replay(store, key, &ReplayOptions::tolerant(), clean)
         .expect("a tolerant replay of a segment whose lines are whole");
     if let Some(strict) = &strict {
         assert_eq!(strict, &tolerant, "strict and tolerant replays disagree");
@@ -210,7 +211,7 @@ pub fn check(data: &[u8]) {
         planned.orphans, done.orphans,
         "gc did other than its dry run said"
     );
-    let after_gc = replay(&store, key, &ReplayOptions::tolerant(), false).expect("tolerant");
+    let after_gc = replay(store, key, &ReplayOptions::tolerant(), false).expect("tolerant");
     for (seq, json) in &tolerant {
         assert_eq!(after_gc.get(seq), Some(json), "gc lost entry {seq}");
     }
