@@ -594,6 +594,39 @@ mod tests {
     }
 
     #[test]
+    fn a_header_found_at_the_start_of_the_window_is_an_empty_log_and_anywhere_else_damage() {
+        let session = crate::SessionId::new();
+        let segment = crate::SegmentId::new();
+        let header = crate::testing::support::header_image(1, session, segment);
+        let len = header.len() as u64;
+        let state = with_file(&header, |r| r.tail(len, (0, 0)).unwrap());
+        assert_eq!(
+            state,
+            TailState {
+                committed: len,
+                count: 0,
+                torn: 0,
+                claim: 0
+            }
+        );
+        // The same line again after it is no empty log.
+        let twice = [header.clone(), header].concat();
+        let err = with_file(&twice, |r| r.tail(twice.len() as u64, (0, 0)).unwrap_err());
+        assert!(
+            matches!(
+                err,
+                crate::Error::Corrupt {
+                    line: 2,
+                    offset,
+                    reason: crate::CorruptReason::UnexpectedHeader,
+                    ..
+                } if offset == len
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
     fn the_committed_end_is_after_the_last_newline_or_zero() {
         for (bytes, end) in [
             (&b""[..], 0),

@@ -904,6 +904,59 @@ fn a_huge_unterminated_tail_is_an_interrupted_tail_that_the_next_writer_moves_as
     assert_eq!(read, (0..4).map(entry).collect::<Vec<_>>());
 }
 
+/// A complete last line longer than the window a writer's tail probe reads (two lines' worth):
+/// in a version-1 file that is damage the writer reports where replay does, by its real start
+/// and length, not by where the window began.
+#[test]
+fn in_a_version_1_file_a_last_line_longer_than_the_tail_window_is_reported_at_its_start() {
+    let f = fixture(0);
+    let committed = rewrite_as_version_1(&f, 3);
+    let mut long = vec![b'y'; 10_000];
+    long.push(b'\n');
+    append_bytes(&f.path, &long);
+    let too_long = CorruptReason::TooLong { len: 10_000 };
+    let err = f.strict_error();
+    assert_eq!(
+        assert_corrupt(&err, &f.path, 5, committed.len() as u64),
+        too_long
+    );
+    let store = f.fresh();
+    let err = store.append(f.session, f.segment, &entry(3)).unwrap_err();
+    assert_eq!(
+        assert_corrupt(&err, &f.path, 5, committed.len() as u64),
+        too_long
+    );
+    assert_eq!(f.bytes().len(), committed.len() + long.len(), "nothing cut");
+}
+
+/// A header line where the last entry should be: damage for a writer as for replay, never an
+/// empty log to append to from sequence number 0.
+#[test]
+fn in_a_version_1_file_a_header_as_the_last_line_is_damage_and_blocks_appends() {
+    let f = fixture(0);
+    let committed = rewrite_as_version_1(&f, 3);
+    let header_end = committed.iter().position(|&b| b == b'\n').unwrap() + 1;
+    append_bytes(&f.path, &committed[..header_end]);
+    let err = f.strict_error();
+    assert_eq!(
+        assert_corrupt(&err, &f.path, 5, committed.len() as u64),
+        CorruptReason::UnexpectedHeader
+    );
+    let err = f
+        .fresh()
+        .append(f.session, f.segment, &entry(3))
+        .unwrap_err();
+    assert_eq!(
+        assert_corrupt(&err, &f.path, 5, committed.len() as u64),
+        CorruptReason::UnexpectedHeader
+    );
+    assert_eq!(
+        f.bytes().len(),
+        committed.len() + header_end,
+        "nothing written"
+    );
+}
+
 #[test]
 fn in_a_version_1_file_a_huge_unterminated_tail_is_damage_and_blocks_appends() {
     let f = fixture(0);

@@ -152,6 +152,34 @@ fn a_batch_cut_between_its_lines_is_never_delivered_and_the_next_writer_moves_it
     assert!(next.verify(log.session, log.segment).unwrap().is_clean());
 }
 
+/// A `Sync` batch's first line claims every entry before it durable, so its file looks vouched
+/// for from the last line alone; that it ends inside a write (`more` > 0) is what tells the
+/// reader's tip and a listing to stop before it, as replay does.
+#[test]
+fn a_sync_batch_cut_after_its_first_line_is_counted_by_no_reader() {
+    let log = Log::new(Durability::Sync, 3);
+    let writer = Log::open_at(&log.root, Durability::Sync);
+    // After this one, the writer knows every entry durable: its batch's first line says so.
+    writer.append(log.session, log.segment, &entry(3)).unwrap();
+    writer
+        .append_batch(log.session, log.segment, &[entry(4), entry(5), entry(6)])
+        .unwrap();
+    let bytes = log.bytes();
+    let starts = line_starts(&bytes);
+    let first: Value = serde_json::from_slice(&bytes[starts[5]..starts[6] - 1]).unwrap();
+    assert_eq!(
+        (first["u"].as_u64(), first["more"].as_u64()),
+        (None, Some(2))
+    );
+    // Header and four entries, then the batch's first line only.
+    fs::write(&log.path, &bytes[..starts[6]]).unwrap();
+    let reader = log.store();
+    assert_eq!(reader.tip(log.session, log.segment).unwrap().count, 4);
+    let listed = reader.list_segments(log.session).unwrap();
+    assert_eq!(listed[0].tip.count, 4);
+    assert_eq!(log.ns(&reader), [0, 1, 2, 3]);
+}
+
 #[test]
 fn repair_moves_a_partial_batch_aside_under_the_same_generation() {
     // As the writer's recovery: the cut lines were never delivered, so the tip readers saw
